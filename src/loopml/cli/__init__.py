@@ -1,0 +1,1 @@
+"""The `loopml` command line: a thin shell over the Python API (Typer + Rich)."""

@@ -1,0 +1,117 @@
+"""The root `loopml` command: project set-up, database upgrades, garbage collection, and error handling.
+
+Every `LoopMLError` becomes one line on stderr and the error's exit code (2 for bad input, 3 for an unusable
+store); usage errors exit 2 (Click's convention). No traceback reaches the user for an error LoopML expected.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+
+from loopml.cli import experiments, runs
+from loopml.cli.output import errors, print_json
+from loopml.core.errors import LoopMLError
+from loopml.core.settings import HOME_DIR, PROJECT_FILE, load_settings
+
+app = typer.Typer(
+    name="loopml",
+    help="LoopML: track, version, serve and monitor ML models, and keep them accurate by themselves.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(experiments.app, name="experiments")
+app.add_typer(runs.app, name="runs")
+db_app = typer.Typer(help="Inspect and upgrade the metadata database schema.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+PROJECT_TEMPLATE = """\
+# LoopML project settings. Every key can also be set with a LOOPML_<KEY> environment variable,
+# which wins over this file. Paths are relative to this file's folder.
+
+# experiment = "Default"            # experiment of runs that name none
+# home = ".loopml"                  # where the local store lives
+# database_url = "postgresql+psycopg://user@host/db"   # a team database instead of SQLite
+# artifact_url = "s3://bucket/loopml"                  # a team blob store instead of .loopml/blobs
+# flush_interval_s = 1.0            # max age of a buffered metric point
+"""
+
+
+@app.command()
+def init(force: Annotated[bool, typer.Option(help="Overwrite an existing loopml.toml")] = False) -> None:
+    """Create loopml.toml and the .loopml/ store in the current folder."""
+    from loopml.storage.stores import Stores
+
+    project = Path.cwd()
+    config = project / PROJECT_FILE
+    if config.exists() and not force:
+        errors.print(f"{PROJECT_FILE} already exists here; the project is ready (use --force to rewrite it)")
+    else:
+        config.write_text(PROJECT_TEMPLATE)
+    (project / HOME_DIR).mkdir(exist_ok=True)
+    stores = Stores.open(load_settings(project_dir=project))
+    stores.close()
+    typer.echo(f"Initialised a LoopML project in {project}")
+
+
+@app.command()
+def gc(
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation")] = False,
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+) -> None:
+    """Purge soft-deleted runs and remove blobs that nothing refers to any more."""
+    from loopml.tracking.client import Client
+
+    if not yes and not typer.confirm("Purge deleted runs and unreferenced blobs for good?"):
+        raise typer.Exit(1)
+    purged, removed = Client().gc()
+    if json_output:
+        print_json({"purged_runs": purged, "removed_blobs": removed})
+    else:
+        typer.echo(f"Purged {len(purged)} deleted run(s); removed {removed} unreferenced blob(s)")
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Create or migrate the schema to this LoopML's revision (the only way PostgreSQL is migrated)."""
+    from loopml.storage.metadata.database import Database
+
+    settings = load_settings()
+    database = Database(settings.metadata_url, busy_timeout_s=settings.busy_timeout_s, auto_migrate=True)
+    revision = database.revision()
+    database.dispose()
+    typer.echo(f"Database schema is at revision {revision}")
+
+
+@db_app.command("current")
+def db_current() -> None:
+    """Print the schema revision of the database and the one this LoopML expects."""
+    from loopml.storage.metadata.database import Database
+    from loopml.storage.metadata.schema import SCHEMA_HEAD
+
+    settings = load_settings()
+    database = Database(settings.metadata_url, busy_timeout_s=settings.busy_timeout_s, auto_migrate=False)
+    typer.echo(f"database: {database.revision()}  expected: {SCHEMA_HEAD}")
+    database.dispose()
+
+
+@app.command()
+def version() -> None:
+    """Print the LoopML version."""
+    from loopml._version import __version__
+
+    typer.echo(__version__)
+
+
+def main() -> None:
+    """Entry point of the `loopml` console script."""
+    try:
+        app(standalone_mode=True)
+    except LoopMLError as error:
+        errors.print(f"[bold red]error:[/] {escape(error.message)}", highlight=False)
+        sys.exit(error.exit_code)

@@ -1,0 +1,72 @@
+"""How the CLI shows things: Rich tables for people, `--json` for scripts, one-line errors on stderr."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from enum import Enum
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+console = Console()
+errors = Console(stderr=True)
+
+
+def to_plain(value: Any) -> Any:
+    """Records -> JSON-able dicts; NaN/inf become strings JSON can carry."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, dict):
+        return {str(k): to_plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_plain(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return value
+
+
+def print_json(value: Any) -> None:
+    """Write `value` as JSON to stdout (no Rich markup, so it can be piped)."""
+    sys.stdout.write(json.dumps(to_plain(value), indent=2, sort_keys=True) + "\n")
+
+
+def table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    """Print a Rich table."""
+    view = Table(title=title, show_lines=False, header_style="bold")
+    for column in columns:
+        view.add_column(column, overflow="fold")
+    for row in rows:
+        view.add_row(*[cell if isinstance(cell, str) else fmt(cell) for cell in row])
+    console.print(view)
+
+
+def fmt(value: Any) -> str:
+    """Short human form of a cell value."""
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
+
+
+def when(ms: int | None) -> str:
+    """A millisecond timestamp as local date and time."""
+    if ms is None:
+        return "-"
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+def duration(ms: int | None) -> str:
+    """A duration in ms as a short human string."""
+    if ms is None:
+        return "-"
+    seconds = ms / 1000
+    return f"{seconds:.1f}s" if seconds < 120 else f"{seconds / 60:.1f}m"

@@ -1,0 +1,1 @@
+"""Shared types every layer may use: errors, ids, settings, hashing, names, clock. Imports nothing of LoopML's."""

@@ -1,0 +1,116 @@
+"""One exception root for LoopML; each error has a stable code, an HTTP status and a CLI exit code.
+
+```
+LoopMLError                      code              HTTP  exit
+├── InvalidInput                 invalid_input     400   2
+│   ├── InvalidFilter            invalid_filter    400   2
+│   └── PathEscapes              path_escapes      400   2
+├── NotFound                     not_found         404   2
+├── Conflict                     conflict          409   2
+│   └── ParamConflict            param_conflict    409   2
+└── StoreError                   store_error       500   3
+    ├── StoreCorrupt             store_corrupt     500   3
+    ├── ForeignDatabase          foreign_database  500   3
+    ├── SchemaMismatch           schema_mismatch   500   3
+    └── StoreBusy                store_busy        503   3
+```
+Messages say what was wrong and what to do, in one line, so the CLI can print them as they are.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class LoopMLError(Exception):
+    """Root of every error LoopML raises on purpose."""
+
+    code: ClassVar[str] = "loopml_error"
+    http_status: ClassVar[int] = 500
+    exit_code: ClassVar[int] = 1
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidInput(LoopMLError, ValueError):
+    """A value given by the user is of the wrong type, out of range, too large or malformed."""
+
+    code = "invalid_input"
+    http_status = 400
+    exit_code = 2
+
+
+class InvalidFilter(InvalidInput):
+    """A search filter or order-by expression does not parse; the message points at the offending token."""
+
+    code = "invalid_filter"
+
+    def __init__(self, message: str, *, text: str = "", position: int = -1) -> None:
+        if text and position >= 0:
+            message = f"{message}\n  {text}\n  {' ' * position}^"
+        super().__init__(message)
+        self.text = text
+        self.position = position
+
+
+class PathEscapes(InvalidInput):
+    """A name or relative path would leave the folder it must stay in."""
+
+    code = "path_escapes"
+
+
+class NotFound(LoopMLError, LookupError):
+    """An experiment, run, artifact or object does not exist."""
+
+    code = "not_found"
+    http_status = 404
+    exit_code = 2
+
+
+class Conflict(LoopMLError):
+    """The request contradicts what the store already holds."""
+
+    code = "conflict"
+    http_status = 409
+    exit_code = 2
+
+
+class ParamConflict(Conflict):
+    """A param was logged again in the same run with a different value."""
+
+    code = "param_conflict"
+
+
+class StoreError(LoopMLError):
+    """The metadata database or the blob store cannot be used as it is."""
+
+    code = "store_error"
+    http_status = 500
+    exit_code = 3
+
+
+class StoreCorrupt(StoreError):
+    """A file that should be a LoopML store is not readable as one."""
+
+    code = "store_corrupt"
+
+
+class ForeignDatabase(StoreError):
+    """The database holds tables that are not LoopML's; it is refused and left untouched."""
+
+    code = "foreign_database"
+
+
+class SchemaMismatch(StoreError):
+    """The database schema revision is not the one this LoopML version expects."""
+
+    code = "schema_mismatch"
+
+
+class StoreBusy(StoreError):
+    """The database stayed locked by another process for longer than the configured wait."""
+
+    code = "store_busy"
+    http_status = 503

@@ -1,0 +1,1 @@
+"""Stores every domain builds on: the metadata database (SQLAlchemy + Alembic) and the content-addressed blobs."""

@@ -1,0 +1,169 @@
+"""A content-addressed blob store over any fsspec filesystem (a local folder by default).
+
+Objects live at `objects/ab/cdef…` named by the BLAKE3 digest of their bytes. A write streams into a temporary
+name inside the store and is renamed into place, so a reader never sees a partial object and an object, once
+written, is never rewritten. Only digests name objects, so no user-given name can reach outside the store.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+import blake3
+import fsspec
+
+from loopml.core.errors import InvalidInput, NotFound, StoreCorrupt
+from loopml.core.hashing import CHUNK_SIZE, hash_bytes, is_digest, read_chunks
+
+
+class BlobStore:
+    """Put and get immutable byte objects by content digest."""
+
+    def __init__(self, url: str, **storage_options: Any) -> None:
+        self.url = url
+        try:
+            fs, root = fsspec.core.url_to_fs(url, **storage_options)
+        except ImportError as error:
+            raise InvalidInput(f"the blob store {url!r} needs an extra package: {error}") from None
+        except ValueError as error:
+            raise InvalidInput(f"not a storage URL: {url!r} ({error})") from None
+        self.fs: fsspec.AbstractFileSystem = fs
+        self.root = str(root).rstrip("/")
+        self._is_local = "file" in _protocols(fs)
+
+    def put_file(self, path: str | os.PathLike[str]) -> tuple[str, int]:
+        """Store a file's content (streamed); returns (digest, size)."""
+        with open(path, "rb") as source:
+            return self.put_stream(source)
+
+    def put_bytes(self, data: bytes) -> str:
+        """Store `data`; returns its digest."""
+        digest = hash_bytes(data)
+        if not self.exists(digest):
+            self.put_stream(io.BytesIO(data))
+        return digest
+
+    def put_stream(self, source: IO[bytes]) -> tuple[str, int]:
+        """Store everything read from `source`, hashing while copying; returns (digest, size)."""
+        hasher = blake3.blake3()
+        size = 0
+        temp = self._temp_path()
+        self.fs.makedirs(self._parent(temp), exist_ok=True)
+        try:
+            with self.fs.open(temp, "wb") as target:
+                for chunk in read_chunks(source, CHUNK_SIZE):
+                    hasher.update(chunk)
+                    target.write(chunk)
+                    size += len(chunk)
+                if self._is_local:
+                    target.flush()
+                    os.fsync(target.fileno())
+        except BaseException:
+            with contextlib.suppress(OSError):
+                self.fs.rm_file(temp)
+            raise
+        digest = str(hasher.hexdigest())
+        self._commit(temp, digest)
+        return digest, size
+
+    def get_bytes(self, digest: str, *, verify: bool = False) -> bytes:
+        """The content of an object; with `verify`, check it still hashes to its name."""
+        path = self.path_of(digest)
+        try:
+            data = bytes(self.fs.cat_file(path))
+        except FileNotFoundError:
+            raise NotFound(f"object {digest} is not in the blob store {self.url}") from None
+        if verify and hash_bytes(data) != digest:
+            raise StoreCorrupt(f"object {digest} in {self.url} is corrupt (its content hash differs)")
+        return data
+
+    @contextlib.contextmanager
+    def open(self, digest: str) -> Iterator[IO[bytes]]:
+        """A binary stream of an object's content (not verified; use `get_file(verify=True)` for that)."""
+        try:
+            with self.fs.open(self.path_of(digest), "rb") as stream:
+                yield stream
+        except FileNotFoundError:
+            raise NotFound(f"object {digest} is not in the blob store {self.url}") from None
+
+    def get_file(self, digest: str, destination: str | os.PathLike[str], *, verify: bool = True) -> Path:
+        """Copy an object to a local file (written atomically), checking its hash while copying."""
+        target = Path(destination)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        temp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+        hasher = blake3.blake3()
+        try:
+            with self.open(digest) as source, temp.open("wb") as sink:
+                for chunk in read_chunks(source):
+                    hasher.update(chunk)
+                    sink.write(chunk)
+            if verify and hasher.hexdigest() != digest:
+                raise StoreCorrupt(f"object {digest} in {self.url} is corrupt (its content hash differs)")
+            temp.replace(target)
+        finally:
+            temp.unlink(missing_ok=True)
+        return target
+
+    def exists(self, digest: str) -> bool:
+        """True when the object is stored."""
+        return bool(self.fs.exists(self.path_of(digest)))
+
+    def size(self, digest: str) -> int:
+        """Size of a stored object in bytes."""
+        try:
+            return int(self.fs.size(self.path_of(digest)))
+        except FileNotFoundError:
+            raise NotFound(f"object {digest} is not in the blob store {self.url}") from None
+
+    def delete(self, digest: str) -> None:
+        """Remove an object (garbage collection only: callers must know nothing refers to it)."""
+        with contextlib.suppress(FileNotFoundError):
+            self.fs.rm_file(self.path_of(digest))
+
+    def digests(self) -> Iterator[str]:
+        """Every stored digest (for garbage collection and checks)."""
+        base = f"{self.root}/objects"
+        if not self.fs.exists(base):
+            return
+        for path in self.fs.find(base):
+            parts = str(path).rstrip("/").split("/")
+            digest = parts[-2] + parts[-1]
+            if is_digest(digest):
+                yield digest
+
+    def path_of(self, digest: str) -> str:
+        """Where an object lives; refuses anything that is not a digest, so no name can escape the store."""
+        if not isinstance(digest, str) or not is_digest(digest):
+            raise InvalidInput(f"not an object digest: {digest!r} (expected 64 lowercase hex digits)")
+        return f"{self.root}/objects/{digest[:2]}/{digest[2:]}"
+
+    def _temp_path(self) -> str:
+        return f"{self.root}/incoming/{uuid.uuid4().hex}"
+
+    @staticmethod
+    def _parent(path: str) -> str:
+        return path.rsplit("/", 1)[0]
+
+    def _commit(self, temp: str, digest: str) -> None:
+        final = self.path_of(digest)
+        if self.fs.exists(final):
+            self.fs.rm_file(temp)
+            return
+        self.fs.makedirs(self._parent(final), exist_ok=True)
+        if self._is_local:
+            os.replace(
+                temp, final
+            )  # atomic on one filesystem; a concurrent writer of the same digest is harmless
+        else:
+            self.fs.mv(temp, final)
+
+
+def _protocols(fs: fsspec.AbstractFileSystem) -> tuple[str, ...]:
+    protocol = fs.protocol
+    return (protocol,) if isinstance(protocol, str) else tuple(protocol)

@@ -1,0 +1,1 @@
+"""Alembic migration scripts of the metadata database (one linear history)."""

@@ -1,0 +1,175 @@
+"""The metadata tables (SQLAlchemy Core). Alembic migrations in `migrations/` create and change them.
+
+Every table carries `workspace_id` so a team server can host several workspaces in one database.
+Times are integer milliseconds since the epoch. NaN metric values are stored as NULL (SQLite cannot store NaN).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+# Bump together with a new migration; `tests/storage/test_database.py` checks it equals Alembic's head.
+SCHEMA_HEAD = "0001"
+APPLICATION_ID = "loopml"
+DEFAULT_WORKSPACE = "default"
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+def _workspace() -> Column[str]:
+    return Column("workspace_id", String(64), nullable=False, server_default=DEFAULT_WORKSPACE)
+
+
+loopml_meta = Table(
+    "loopml_meta",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+experiments = Table(
+    "experiments",
+    metadata,
+    Column("experiment_id", String(32), primary_key=True),
+    _workspace(),
+    Column("name", String(250), nullable=False),
+    Column("description", Text, nullable=True),
+    Column("lifecycle", String(16), nullable=False, server_default="active"),
+    Column("created_time", BigInteger, nullable=False),
+    Column("deleted_time", BigInteger, nullable=True),
+    UniqueConstraint("workspace_id", "name"),
+)
+
+environments = Table(
+    "environments",
+    metadata,
+    Column("environment_hash", String(64), primary_key=True),
+    _workspace(),
+    Column("python_version", String(64), nullable=False),
+    Column("platform", String(250), nullable=False),
+    Column("packages", Text, nullable=False),  # JSON object {name: version}, sorted
+)
+
+code_diffs = Table(
+    "code_diffs",
+    metadata,
+    Column("diff_hash", String(64), primary_key=True),
+    _workspace(),
+    Column("diff", Text, nullable=False),
+    Column("truncated", Boolean, nullable=False),
+)
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("run_id", String(32), primary_key=True),
+    _workspace(),
+    Column("experiment_id", String(32), ForeignKey("experiments.experiment_id"), nullable=False),
+    Column("parent_run_id", String(32), ForeignKey("runs.run_id"), nullable=True),
+    Column("name", String(250), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("start_time", BigInteger, nullable=False),
+    Column("end_time", BigInteger, nullable=True),
+    Column("lifecycle", String(16), nullable=False, server_default="active"),
+    Column("deleted_time", BigInteger, nullable=True),
+    Column("note", Text, nullable=True),
+    Column("error", Text, nullable=True),
+    Column("user_name", String(250), nullable=True),
+    Column("entry_point", Text, nullable=True),
+    Column("git_commit", String(64), nullable=True),
+    Column("git_branch", String(250), nullable=True),
+    Column("git_dirty", Boolean, nullable=True),
+    Column("diff_hash", String(64), ForeignKey("code_diffs.diff_hash"), nullable=True),
+    Column("environment_hash", String(64), ForeignKey("environments.environment_hash"), nullable=True),
+    Index(None, "experiment_id", "start_time"),
+    Index(None, "parent_run_id"),
+)
+
+params = Table(
+    "params",
+    metadata,
+    Column("run_id", String(32), ForeignKey("runs.run_id", ondelete="CASCADE"), primary_key=True),
+    Column("key", String(250), primary_key=True),
+    _workspace(),
+    Column("value", Text, nullable=False),  # the string form used by filters
+    Column("value_json", Text, nullable=False),  # the logged value, as JSON
+)
+
+tags = Table(
+    "tags",
+    metadata,
+    Column("run_id", String(32), ForeignKey("runs.run_id", ondelete="CASCADE"), primary_key=True),
+    Column("key", String(250), primary_key=True),
+    _workspace(),
+    Column("value", Text, nullable=False),
+)
+
+# One row per (run, metric key): its integer id keeps the point rows small, and it holds the latest value,
+# which is what filters and run listings read.
+latest_metrics = Table(
+    "latest_metrics",
+    metadata,
+    Column("series_id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", String(32), ForeignKey("runs.run_id", ondelete="CASCADE"), nullable=False),
+    Column("key", String(250), nullable=False),
+    _workspace(),
+    Column("value", Float, nullable=True),  # NULL means NaN
+    Column("step", BigInteger, nullable=False),
+    Column("timestamp", BigInteger, nullable=False),
+    UniqueConstraint("run_id", "key"),
+    Index(None, "key", "value"),
+)
+
+# The append-only history of every metric point.
+metrics = Table(
+    "metrics",
+    metadata,
+    Column("point_id", Integer, primary_key=True, autoincrement=True),
+    Column("series_id", Integer, ForeignKey("latest_metrics.series_id", ondelete="CASCADE"), nullable=False),
+    Column("value", Float, nullable=True),  # NULL means NaN
+    Column("step", BigInteger, nullable=False),
+    Column("timestamp", BigInteger, nullable=False),
+    Index(None, "series_id", "step"),
+)
+
+artifacts = Table(
+    "artifacts",
+    metadata,
+    Column("run_id", String(32), ForeignKey("runs.run_id", ondelete="CASCADE"), primary_key=True),
+    Column("path", String(1024), primary_key=True),
+    _workspace(),
+    Column("digest", String(64), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("created_time", BigInteger, nullable=False),
+)
+
+run_inputs = Table(
+    "run_inputs",
+    metadata,
+    Column("run_id", String(32), ForeignKey("runs.run_id", ondelete="CASCADE"), primary_key=True),
+    Column("dataset", String(250), primary_key=True),
+    Column("version", String(64), primary_key=True),
+    _workspace(),
+    Column("digest", String(64), nullable=True),
+    Column("context", String(64), nullable=True),  # e.g. "training", "validation"
+)

@@ -1,0 +1,174 @@
+"""`Client`: query and manage runs by id (what the CLI, and later the server and UI, are built on)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from loopml.core.clock import now_ms
+from loopml.core.errors import InvalidInput
+from loopml.core.names import check_key, safe_relative_path
+from loopml.tracking.records import Artifact, Experiment, Lifecycle, Metric, Run, RunInput, RunStatus
+from loopml.tracking.search import RunPage, search_runs
+from loopml.tracking.tracker import Tracker, default_tracker
+from loopml.tracking.values import metric_step, metric_value, param_forms, tag_value
+
+
+class Client:
+    """Read and manage tracking records of a project. Writes made through it are durable at return."""
+
+    def __init__(self, tracker: Tracker | None = None) -> None:
+        self._tracker = tracker
+
+    @property
+    def tracker(self) -> Tracker:
+        """The project this client talks to (the working directory's, unless given)."""
+        if self._tracker is None:
+            self._tracker = default_tracker()
+        return self._tracker
+
+    def _fresh(self) -> Tracker:
+        tracker = self.tracker
+        tracker.flush()  # read-your-writes within one process
+        return tracker
+
+    # -- experiments ------------------------------------------------------------------------------------
+
+    def create_experiment(self, name: str, description: str | None = None) -> Experiment:
+        """A new experiment."""
+        return self.tracker.store.create_experiment(name, description)
+
+    def get_experiment(self, experiment: str) -> Experiment:
+        """An experiment by id or name."""
+        return self.tracker.store.get_experiment(experiment)
+
+    def list_experiments(self) -> list[Experiment]:
+        """Active experiments, oldest first."""
+        return self.tracker.store.list_experiments()
+
+    # -- runs -------------------------------------------------------------------------------------------
+
+    def get_run(self, run_id: str) -> Run:
+        """A run with its params, tags and latest metrics."""
+        return self._fresh().store.get_run(run_id)
+
+    def search_runs(
+        self,
+        experiment_ids: Sequence[str] | None = None,
+        filter: str | None = None,
+        *,
+        order_by: Sequence[str] | str | None = None,
+        max_results: int = 1000,
+        page_token: str | None = None,
+        include_deleted: bool = False,
+    ) -> RunPage:
+        """Runs matching a filter such as `metrics.auc > 0.9 and params.model = "rf"`."""
+        return search_runs(
+            self._fresh().store,
+            experiment_ids,
+            filter,
+            order_by=order_by,
+            max_results=max_results,
+            page_token=page_token,
+            include_deleted=include_deleted,
+        )
+
+    def get_metric_history(self, run_id: str, key: str) -> list[Metric]:
+        """Every point of a metric, by step."""
+        store = self._fresh().store
+        store.get_run(run_id)
+        return store.metrics.history(run_id, key)
+
+    def delete_run(self, run_id: str) -> None:
+        """Soft-delete a run (restorable until `gc`)."""
+        self.tracker.store.set_lifecycle([run_id], Lifecycle.DELETED)
+
+    def restore_run(self, run_id: str) -> None:
+        """Undo a soft delete."""
+        self.tracker.store.set_lifecycle([run_id], Lifecycle.ACTIVE)
+
+    def set_terminated(self, run_id: str, status: str = "FINISHED") -> None:
+        """Mark a run ended with a final status."""
+        try:
+            final = RunStatus(status)
+        except ValueError:
+            raise InvalidInput(f"unknown run status {status!r}; use FINISHED, FAILED or KILLED") from None
+        self.tracker.store.set_status(run_id, final)
+
+    # -- logging by id (durable) --------------------------------------------------------------------------
+
+    def log_param(self, run_id: str, key: str, value: Any) -> None:
+        """Record a param of a run."""
+        self.tracker.store.log_params(run_id, {key: param_forms(key, value)})
+
+    def set_tag(self, run_id: str, key: str, value: Any) -> None:
+        """Set a tag of a run."""
+        self.tracker.store.set_tags(run_id, {key: tag_value(key, value)})
+
+    def log_metric(
+        self, run_id: str, key: str, value: float, step: int = 0, timestamp: int | None = None
+    ) -> None:
+        """Append a metric point to a run, committed at return."""
+        check_key("metric", key)
+        point = (run_id, key, metric_value(key, value), metric_step(key, step), timestamp or now_ms())
+        self.tracker.store.get_run(run_id)
+        self.tracker.store.metrics.append([point])
+
+    def log_batch(
+        self, run_id: str, metrics: Sequence[Metric] = (), params: dict[str, Any] | None = None
+    ) -> None:
+        """Params, then metric points, of one run (each part one transaction)."""
+        if params:
+            self.tracker.store.log_params(run_id, {k: param_forms(k, v) for k, v in params.items()})
+        points = [
+            (
+                run_id,
+                check_key("metric", m.key),
+                metric_value(m.key, m.value),
+                metric_step(m.key, m.step),
+                m.timestamp,
+            )
+            for m in metrics
+        ]
+        if points:
+            self.tracker.store.get_run(run_id)
+            self.tracker.store.metrics.append(points)
+
+    # -- artifacts ----------------------------------------------------------------------------------------
+
+    def list_artifacts(self, run_id: str, path: str | None = None) -> list[Artifact]:
+        """Files logged to a run (under a folder, if given)."""
+        return self.tracker.store.list_artifacts(run_id, safe_relative_path(path) if path else None)
+
+    def download_artifacts(self, run_id: str, path: str = "", dst_path: str | os.PathLike[str] = ".") -> Path:
+        """Copy a logged file, or every file under a logged folder, to `dst_path` (verified by hash)."""
+        prefix = safe_relative_path(path) if path else ""
+        artifacts = self.list_artifacts(run_id, prefix or None)
+        if not artifacts:
+            raise InvalidInput(f"run {run_id} has no artifact at {path!r}")
+        target = Path(dst_path)
+        base = prefix.rsplit("/", 1)[0] + "/" if "/" in prefix else ""
+        for artifact in artifacts:
+            relative = artifact.path[len(base) :] if base else artifact.path
+            self.tracker.blobs.get_file(artifact.digest, target / safe_relative_path(relative), verify=True)
+        return target / (prefix.rsplit("/", 1)[-1] if prefix else "")
+
+    def list_inputs(self, run_id: str) -> list[RunInput]:
+        """Dataset versions a run read."""
+        return self.tracker.store.list_inputs(run_id)
+
+    # -- housekeeping -------------------------------------------------------------------------------------
+
+    def gc(self, *, older_than_ms: int = 0) -> tuple[list[str], int]:
+        """Purge soft-deleted runs and the blobs nothing refers to; returns (purged run ids, blobs removed)."""
+        store, blobs = self.tracker.store, self.tracker.blobs
+        purged = store.purge_deleted(older_than_ms)
+        keep = store.referenced_digests()
+        removed = 0
+        for digest in list(blobs.digests()):
+            if digest not in keep:
+                blobs.delete(digest)
+                removed += 1
+        return purged, removed

@@ -1,0 +1,73 @@
+"""The tracking side of one project: its stores, the record store and the metric buffer, opened once."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from loopml.core.settings import Settings, load_settings
+from loopml.storage.stores import Stores
+from loopml.tracking.buffer import MetricBuffer
+from loopml.tracking.metric_log import MetricPoint
+from loopml.tracking.store import TrackingStore
+
+
+class Tracker:
+    """Owns the connections and the metric buffer of one project; shared by runs and clients in a process."""
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings or load_settings()
+        self.stores = Stores.open(self.settings)
+        self.store = TrackingStore(self.stores.db)
+        self.blobs = self.stores.blobs
+        self.buffer = MetricBuffer(
+            self._write_buffered,
+            interval_s=self.settings.flush_interval_s,
+            max_points=self.settings.flush_max_points,
+        )
+
+    def _write_buffered(self, points: Sequence[MetricPoint]) -> None:
+        self.store.metrics.append(points, retry_forever=True)
+
+    def flush(self) -> None:
+        """Write every buffered metric point; returns once they are committed."""
+        self.buffer.flush()
+
+    def close(self) -> None:
+        """Flush, stop the flush thread and release connections."""
+        self.buffer.close()
+        self.stores.close()
+
+
+_default: Tracker | None = None
+_default_lock = threading.Lock()
+
+
+def default_tracker() -> Tracker:
+    """The process-wide tracker for the project of the working directory, opened on first use."""
+    global _default  # noqa: PLW0603 - one lazily opened tracker per process is the point
+    tracker = _default
+    if tracker is None:
+        with _default_lock:
+            if _default is None:
+                _default = Tracker()
+            tracker = _default
+    return tracker
+
+
+def use_tracker(tracker: Tracker | None) -> Tracker | None:
+    """Replace the process-wide tracker (tests, `loopml.configure`); returns the previous one, not closed."""
+    global _default
+    with _default_lock:
+        previous, _default = _default, tracker
+    return previous
+
+
+def configure(settings: Settings | None = None, **overrides: Any) -> Tracker:
+    """Point the module-level API at a project: `loopml.configure(home="/data/ml")`."""
+    tracker = Tracker(settings or load_settings(**overrides))
+    previous = use_tracker(tracker)
+    if previous is not None:
+        previous.close()
+    return tracker

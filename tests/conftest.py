@@ -27,6 +27,10 @@ from typing import NoReturn
 
 import pytest
 
+from loopml.core.settings import load_settings
+from loopml.storage.metadata.database import Database
+from loopml.tracking.tracker import Tracker, use_tracker
+
 MISSING_BINARIES = "PostgreSQL binaries not found (apt-get install postgresql); skipping PostgreSQL tests"
 HOST = "127.0.0.1"
 SUPERUSER = "postgres"
@@ -195,3 +199,29 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path}/loopml.db"
     return str(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture
+def tracker(database_url: str, tmp_path: Path) -> Iterator[Tracker]:
+    """A tracker on a fresh project (SQLite or PostgreSQL metadata, local blobs), made the process default."""
+    Database(database_url, auto_migrate=True).dispose()  # PostgreSQL is only migrated on request
+    settings = load_settings(project_dir=tmp_path, database_url=database_url, capture_packages=True)
+    opened = Tracker(settings)
+    previous = use_tracker(opened)
+    try:
+        yield opened
+    finally:
+        use_tracker(previous)
+        opened.close()
+
+
+@pytest.fixture
+def sqlite_tracker(tmp_path: Path) -> Iterator[Tracker]:
+    """A tracker on a fresh SQLite project in `tmp_path`, made the process default."""
+    opened = Tracker(load_settings(project_dir=tmp_path))
+    previous = use_tracker(opened)
+    try:
+        yield opened
+    finally:
+        use_tracker(previous)
+        opened.close()

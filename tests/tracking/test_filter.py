@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import math
 import re
+import secrets
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -246,8 +246,8 @@ RUNS: dict[str, dict[str, Any]] = {
 }
 
 
-def _make_db(path: Path) -> Database:
-    db = Database(f"sqlite:///{path}/t.db")
+def _make_db(url: str) -> Database:
+    db = Database(url, auto_migrate=True)
     with db.write() as conn:
         conn.execute(insert(experiments), [{"experiment_id": "1", "name": "e", "created_time": 0}])
         for run_id, run in RUNS.items():
@@ -265,11 +265,31 @@ def _make_db(path: Path) -> Database:
     return db
 
 
-@pytest.fixture(scope="module")
-def db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Database]:
-    database = _make_db(tmp_path_factory.mktemp("filter"))
+@pytest.fixture(
+    scope="module",
+    params=[
+        pytest.param("sqlite", id="sqlite"),
+        pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgres),
+    ],
+)
+def db(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Database]:
+    """The runs of `RUNS` in a SQLite file, or in a fresh database on the session's PostgreSQL server."""
+    if request.param == "sqlite":
+        database = _make_db(f"sqlite:///{tmp_path_factory.mktemp('filter')}/t.db")
+        yield database
+        database.dispose()
+        return
+    import psycopg
+
+    server = request.getfixturevalue("postgres_server")
+    name = f"filter_{secrets.token_hex(6)}"
+    with psycopg.connect(server.conninfo(), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    database = _make_db(server.url(name))
     yield database
     database.dispose()
+    with psycopg.connect(server.conninfo(), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def matching(db: Database, expr: Expr | None) -> set[str]:
@@ -305,7 +325,6 @@ def matching(db: Database, expr: Expr | None) -> set[str]:
         ("params.model ilike 'RF'", {"r1", "r2"}),
         ("params.model ilike '%G%'", {"r3"}),
         ("params.model like 'x%'", {"r3"}),
-        ("params.model like '_f'", {"r1", "r2"}),  # SQLite's LIKE ignores ASCII case (PostgreSQL: r1 only)
         ("params.pct like '5_0'", {"r2"}),
         ("params.pct like '50\\%'", {"r1"}),  # backslash escapes % on every backend
         ("params.pct like '50%'", {"r1", "r2"}),
@@ -318,6 +337,12 @@ def matching(db: Database, expr: Expr | None) -> set[str]:
         ("run_name like '%-%'", {"r1", "r2"}),
         ("name = 'lin'", {"r4"}),
         ("start_time >= 2000", {"r2", "r3", "r4"}),
+        ("start_time > 2999.5", {"r3", "r4"}),
+        ("start_time < 1700000000000", {"r1", "r2", "r3", "r4"}),  # beyond a 32-bit INTEGER
+        ("start_time in (2000, 2999.6)", {"r2"}),  # not 3000: the float is not truncated
+        ("start_time not in (2000, 3000)", {"r1"}),
+        ("metrics.auc < 3000000000", {"r1", "r2", "r4"}),
+        ("metrics.auc in (1, 0.85)", {"r2"}),  # an int first must not make 0.85 an INTEGER on PostgreSQL
         ("end_time > 0", {"r1"}),  # a NULL end time never matches
         ("user != 'alice'", {"r2"}),
         ("experiment_id = 1", {"r1", "r2", "r3", "r4"}),
@@ -330,6 +355,11 @@ def matching(db: Database, expr: Expr | None) -> set[str]:
 )
 def test_filter_selects_the_expected_runs(db: Database, text: str, expected: set[str]) -> None:
     assert matching(db, parse_filter(text)) == expected
+
+
+def test_like_is_case_sensitive_except_for_ascii_on_sqlite(db: Database) -> None:
+    assert matching(db, parse_filter("params.model like '_f'")) == ({"r1", "r2"} if db.is_sqlite else {"r1"})
+    assert matching(db, parse_filter("params.model ilike '_f'")) == {"r1", "r2"}
 
 
 def ordered(db: Database, order_by: list[str] | str | None) -> list[str]:
@@ -501,14 +531,15 @@ def small_filters() -> st.SearchStrategy[Expr]:
     )
 
 
-def _like(pattern: str) -> re.Pattern[str]:
+def _like(pattern: str, ignore_case: bool) -> re.Pattern[str]:
     translated = "".join(".*" if c == "%" else "." if c == "_" else re.escape(c) for c in pattern)
-    return re.compile(translated, re.IGNORECASE | re.DOTALL)  # SQLite's LIKE ignores ASCII case
+    return re.compile(translated, re.DOTALL | (re.IGNORECASE if ignore_case else 0))
 
 
-def holds(expr: Expr, run: dict[str, Any]) -> bool:
+def holds(expr: Expr, run: dict[str, Any], sqlite: bool) -> bool:
+    """Whether `expr` holds for `run`, computed in Python (SQLite's LIKE ignores ASCII case)."""
     if isinstance(expr, BoolOp):
-        results = [holds(operand, run) for operand in expr.operands]
+        results = [holds(operand, run, sqlite) for operand in expr.operands]
         return all(results) if expr.op == "and" else any(results)
     actual = run["attrs" if expr.kind == "attribute" else expr.kind].get(expr.key)
     if actual is None or (isinstance(actual, float) and math.isnan(actual)):
@@ -518,7 +549,7 @@ def holds(expr: Expr, run: dict[str, Any]) -> bool:
         assert isinstance(value, tuple)
         return (actual in value) == (expr.op == "in")
     if expr.op in ("like", "ilike"):
-        return _like(str(value)).fullmatch(actual) is not None
+        return _like(str(value), sqlite or expr.op == "ilike").fullmatch(actual) is not None
     compare = {
         "=": lambda: actual == value,
         "!=": lambda: actual != value,
@@ -532,5 +563,5 @@ def holds(expr: Expr, run: dict[str, Any]) -> bool:
 
 @given(small_filters())
 def test_sql_agrees_with_a_reference_evaluator(db: Database, expr: Expr) -> None:
-    expected = {run_id for run_id, run in RUNS.items() if holds(expr, run)}
+    expected = {run_id for run_id, run in RUNS.items() if holds(expr, run, db.is_sqlite)}
     assert matching(db, expr) == expected

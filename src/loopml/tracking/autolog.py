@@ -30,7 +30,6 @@ MAX_REPR = 500
 
 _inside_fit: contextvars.ContextVar[bool] = contextvars.ContextVar("loopml_autolog_inside_fit", default=False)
 _originals: dict[type, Callable[..., Any]] = {}
-_signatures: dict[Callable[..., Any], inspect.Signature | None] = {}
 _lock = threading.Lock()
 
 
@@ -111,13 +110,20 @@ def _fit_and_log(
             status = RunStatus.KILLED if isinstance(error, KeyboardInterrupt) else RunStatus.FAILED
             _safely(run.end, status, error=f"{type(error).__name__}: {error}")
         raise
-    _safely(_log_fit, run, estimator, *_fit_data(original, estimator, args, kwargs))
+    _safely(_log_fit, run, original, estimator, args, kwargs)
     if own:
         _safely(run.end, RunStatus.FINISHED)
     return result
 
 
-def _log_fit(run: ActiveRun, estimator: Any, x: Any, y: Any, sample_weight: Any) -> None:
+def _log_fit(
+    run: ActiveRun,
+    original: Callable[..., Any],
+    estimator: Any,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> None:
+    x, y, sample_weight = _fit_data(original, estimator, args, kwargs)
     _safely(_log_params_and_tags, run, estimator, x)
     if y is not None:
         _safely(_log_training_metrics, run, estimator, x, y, sample_weight)
@@ -134,19 +140,18 @@ def _safely(action: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
         _log.warning("loopml autolog: %s failed: %s: %s", action.__name__, type(error).__name__, error)
 
 
+@functools.cache
+def _signature(function: Callable[..., Any]) -> inspect.Signature:
+    return inspect.signature(function)
+
+
 def _fit_data(
     original: Callable[..., Any], estimator: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> tuple[Any, Any, Any]:
     """(X, y, sample_weight) as passed to fit, whatever their position."""
-    if original not in _signatures:
-        try:
-            _signatures[original] = inspect.signature(original)
-        except (TypeError, ValueError):
-            _signatures[original] = None
-    signature = _signatures[original]
     try:
-        bound = signature.bind_partial(estimator, *args, **kwargs).arguments if signature else {}
-    except TypeError:
+        bound = _signature(original).bind_partial(estimator, *args, **kwargs).arguments
+    except (TypeError, ValueError):
         bound = {}
     x = bound.get("X", args[0] if args else None)
     return x, bound.get("y", args[1] if len(args) > 1 else None), bound.get("sample_weight")
@@ -177,10 +182,13 @@ def _log_params_and_tags(run: ActiveRun, estimator: Any, x: Any) -> None:
     run.set_tags({"estimator_class": f"{cls.__module__}.{cls.__qualname__}", "estimator_name": cls.__name__})
     params = _clean_params(estimator.get_params(deep=True))
     if _options.log_datasets_info and x is not None:
-        shape = tuple(getattr(x, "shape", None) or (len(x),))
-        params["training_rows"] = int(shape[0])
-        if len(shape) >= 2:
-            params["training_columns"] = int(shape[1])
+        try:
+            shape = tuple(getattr(x, "shape", None) or (len(x),))
+            params["training_rows"] = int(shape[0])
+            if len(shape) >= 2:
+                params["training_columns"] = int(shape[1])
+        except (TypeError, ValueError, IndexError):
+            _log.warning("loopml autolog: could not tell the shape of the training data")
     run.log_params(params)
 
 

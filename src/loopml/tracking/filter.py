@@ -39,9 +39,8 @@ _COLUMNS = ("run_id", "name", "status", "start_time", "end_time", "experiment_id
 _ATTRIBUTES = {c: c for c in (*_COLUMNS, "parent_run_id", "note")} | {"user": "user_name"}  # name -> column
 _ALIASES = {"run_name": "name", "user_name": "user"}
 _NUMERIC_ATTRIBUTES = frozenset({"start_time", "end_time"})
-_PREFIXES = {k + s: k for k in ("metric", "param", "tag", "attribute") for s in ("", "s")} | {
-    "attr": "attribute"
-}
+_KINDS = ("metric", "param", "tag", "attribute")
+_PREFIXES = {kind + plural: kind for kind in _KINDS for plural in ("", "s")} | {"attr": "attribute"}
 _TABLES: dict[str, Table] = {"metric": latest_metrics, "param": params, "tag": tags}
 _KEYWORDS = frozenset({"and", "or", "not", "in", "like", "ilike", "asc", "desc"})
 _NUMERIC_OPS = ("=", "!=", "<", "<=", ">", ">=", "in", "not in")
@@ -110,10 +109,11 @@ def _attribute(name: str, text: str, position: int) -> str:
     name = _ALIASES.get(name.lower(), name.lower())
     if name not in _ATTRIBUTES:
         valid = ", ".join(sorted([*_ATTRIBUTES, *_ALIASES]))
-        message = (
-            f"unknown attribute {name!r}: expected metrics.<key>, params.<key>, tags.<key> or one of {valid}"
+        _fail(
+            f"unknown attribute {name!r}: expected metrics.<key>, params.<key>, tags.<key> or {valid}",
+            text,
+            position,
         )
-        _fail(message, text, position)
     return name
 
 
@@ -214,6 +214,17 @@ class _Parser:
         token = self.peek()
         return token.kind == kind and (not keywords or token.value in keywords)
 
+    def accept(self, kind: str, *keywords: str) -> bool:
+        """Consume the next token if it is of `kind` (and one of `keywords`)."""
+        if self.at(kind, *keywords):
+            self.next()
+            return True
+        return False
+
+    def expect(self, kind: str, expected: str) -> None:
+        if not self.accept(kind):
+            self.fail(expected)
+
     def fail(self, expected: str, token: _Token | None = None) -> NoReturn:
         token = token or self.peek()
         found = "end of input" if token.kind == "end" else token.text
@@ -226,16 +237,12 @@ class _Parser:
             self.fail("metrics.<key>, params.<key>, tags.<key> or an attribute name", token)
         return token
 
-    def disjunction(self) -> Expr:
-        return self.boolean("or", self.conjunction)
-
-    def conjunction(self) -> Expr:
-        return self.boolean("and", self.primary)
+    def expression(self) -> Expr:
+        return self.boolean("or", lambda: self.boolean("and", self.primary))
 
     def boolean(self, op: str, operand: Callable[[], Expr]) -> Expr:
         items: list[Expr] = [operand()]
-        while self.at("keyword", op):
-            self.next()
+        while self.accept("keyword", op):
             items.append(operand())
         if len(items) == 1:
             return items[0]
@@ -245,15 +252,13 @@ class _Parser:
         return BoolOp(op, tuple(flat))
 
     def primary(self) -> Expr:
-        if not self.at("("):
+        opening = self.peek().pos
+        if not self.accept("("):
             return self.comparison()
-        opening = self.next()
-        inner = self.disjunction()
+        inner = self.expression()
         if self.at("end"):
-            _fail("unbalanced parentheses: this '(' is never closed", self.text, opening.pos)
-        if not self.at(")"):
-            self.fail("'and', 'or' or ')'")
-        self.next()
+            _fail("unbalanced parentheses: this '(' is never closed", self.text, opening)
+        self.expect(")", "'and', 'or' or ')'")
         return inner
 
     def comparison(self) -> Comparison:
@@ -274,16 +279,11 @@ class _Parser:
             _fail(message, self.text, token.pos)
         if op not in ("in", "not in"):
             return Comparison(kind, key, op, self.value(ident.text, op, numeric), ident.pos)
-        if not self.at("("):
-            self.fail(f"'(' after {op!r}")
-        self.next()
+        self.expect("(", f"'(' after {op!r}")
         values = [self.value(ident.text, op, numeric)]
-        while self.at(","):
-            self.next()
+        while self.accept(","):
             values.append(self.value(ident.text, op, numeric))
-        if not self.at(")"):
-            self.fail("',' or ')'")
-        self.next()
+        self.expect(")", "',' or ')'")
         return Comparison(kind, key, op, tuple(values), ident.pos)
 
     def value(self, name: str, op: str, numeric: bool) -> Scalar:
@@ -302,7 +302,7 @@ def parse_filter(text: str | None) -> Expr | None:
     if text is None or not text.strip():
         return None
     parser = _Parser(text)
-    expr = parser.disjunction()
+    expr = parser.expression()
     if parser.at(")"):
         _fail("unbalanced parentheses: this ')' has no matching '('", text, parser.peek().pos)
     if not parser.at("end"):
@@ -318,20 +318,28 @@ def compile_filter(expr: Expr | None) -> ColumnElement[bool] | None:
         parts = [part for part in map(compile_filter, expr.operands) if part is not None]
         return and_(*parts) if expr.op == "and" else or_(*parts)
     if expr.kind == "attribute":
-        return _condition(runs.c[_ATTRIBUTES[expr.key]], expr.op, expr.value)
+        return _condition(runs.c[_ATTRIBUTES[expr.key]], expr)
     table = _TABLES[expr.kind]
-    condition = _condition(table.c.value, expr.op, expr.value)
+    condition = _condition(table.c.value, expr)
     query = select(table.c.run_id).where(table.c.run_id == runs.c.run_id, table.c.key == expr.key, condition)
     return query.exists()
 
 
-def _condition(column: ColumnElement[Any], op: str, value: Value) -> ColumnElement[bool]:
-    if isinstance(value, tuple):
-        return column.in_(value) if op == "in" else column.not_in(value)
-    if op in ("like", "ilike"):
+def _condition(column: ColumnElement[Any], expr: Comparison) -> ColumnElement[bool]:
+    values = expr.value if isinstance(expr.value, tuple) else (expr.value,)
+    if expr.kind != "metric" and expr.key not in _NUMERIC_ATTRIBUTES:
+        values = tuple(map(str, values))
+    elif expr.kind == "metric" or any(isinstance(value, float) for value in values):
+        # SQLAlchemy types a number's bind from the Python value and, on PostgreSQL, casts every value of an
+        # IN list to the first one's type: an int first would truncate the floats after it to INTEGER.
+        values = tuple(map(float, values))
+    if expr.op in ("in", "not in"):
+        return column.in_(values) if expr.op == "in" else column.not_in(values)
+    if expr.op in ("like", "ilike"):
         # The same escape character everywhere: PostgreSQL defaults to "\", SQLite to none.
-        return column.like(str(value), escape="\\") if op == "like" else column.ilike(str(value), escape="\\")
-    result: ColumnElement[bool] = _COMPARE[op](column, value)
+        like = column.like if expr.op == "like" else column.ilike
+        return like(str(values[0]), escape="\\")
+    result: ColumnElement[bool] = _COMPARE[expr.op](column, values[0])
     return result
 
 
@@ -351,9 +359,7 @@ def parse_order_by(items: Sequence[str] | str | None) -> list[OrderKey]:
             keys.append(OrderKey(ident.prefix, str(ident.value), descending))
             if parser.at("end"):
                 break
-            if not parser.at(","):
-                parser.fail("',', 'asc', 'desc' or end of input")
-            parser.next()
+            parser.expect(",", "',', 'asc', 'desc' or end of input")
     return keys
 
 

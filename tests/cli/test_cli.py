@@ -1,0 +1,167 @@
+"""End-to-end: the real `loopml` executable on a real project folder."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import loopml
+from loopml.core.settings import load_settings
+from loopml.tracking.tracker import Tracker
+
+LOOPML = str(Path(sys.executable).parent / "loopml")
+
+
+def cli(cwd: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("LOOPML_")}
+    full_env.update(env or {})
+    full_env["COLUMNS"] = "200"
+    return subprocess.run(
+        [LOOPML, *args], cwd=cwd, capture_output=True, text=True, timeout=60, env=full_env, check=False
+    )
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> tuple[Path, list[str]]:
+    """A project with three finished runs (auc 0.7, 0.9, 0.8), logged through the Python API."""
+    assert cli(tmp_path, "init").returncode == 0
+    tracker = Tracker(load_settings(project_dir=tmp_path))
+    ids = []
+    try:
+        for auc, model in ((0.7, "lr"), (0.9, "rf"), (0.8, "rf")):
+            with loopml.start_run(experiment="cli", name=f"{model}-{auc}", tracker=tracker) as run:
+                run.log_params({"model": model})
+                run.log_metrics({"auc": auc, "loss": 1 - auc})
+            ids.append(run.run_id)
+    finally:
+        tracker.close()
+    return tmp_path, ids
+
+
+def test_init_creates_project_files_and_is_found_from_subfolders(tmp_path: Path) -> None:
+    result = cli(tmp_path, "init")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "loopml.toml").is_file() and (tmp_path / ".loopml" / "loopml.db").is_file()
+    sub = tmp_path / "a" / "b"
+    sub.mkdir(parents=True)
+    listed = cli(sub, "experiments", "list", "--json")
+    assert listed.returncode == 0 and json.loads(listed.stdout) == []
+    assert not (sub / ".loopml").exists()
+
+
+def test_first_use_without_project_creates_store_and_says_so(tmp_path: Path) -> None:
+    result = cli(tmp_path, "runs", "list", "--json")
+    assert result.returncode == 0
+    assert "created a new store" in result.stderr
+    assert (tmp_path / ".loopml").is_dir()
+
+
+def test_runs_list_filter_order_and_json(project: tuple[Path, list[str]]) -> None:
+    folder, ids = project
+    result = cli(
+        folder, "runs", "list", "--filter", 'params.model = "rf"', "--order-by", "metrics.auc DESC", "--json"
+    )
+    assert result.returncode == 0, result.stderr
+    runs = json.loads(result.stdout)["runs"]
+    assert [r["run_id"] for r in runs] == [ids[1], ids[2]]
+    table = cli(folder, "runs", "list")
+    assert table.returncode == 0 and "rf-0.9" in table.stdout
+
+
+def test_runs_show_and_compare(project: tuple[Path, list[str]]) -> None:
+    folder, ids = project
+    shown = cli(folder, "runs", "show", ids[1], "--json")
+    assert json.loads(shown.stdout)["run"]["metrics"]["auc"] == 0.9
+    compared = cli(folder, "runs", "compare", *ids, "--json")
+    data = json.loads(compared.stdout)
+    assert data["best"] == {"auc": 1, "loss": 1}
+    assert data["params"]["model"] == ["lr", "rf", "rf"]
+    text = cli(folder, "runs", "compare", *ids)
+    assert text.returncode == 0 and "metrics.auc" in text.stdout
+
+
+def test_delete_restore_gc(project: tuple[Path, list[str]]) -> None:
+    folder, ids = project
+    assert cli(folder, "runs", "delete", ids[0]).returncode == 0
+    listed = json.loads(cli(folder, "runs", "list", "--json").stdout)["runs"]
+    assert ids[0] not in [r["run_id"] for r in listed]
+    assert cli(folder, "runs", "restore", ids[0]).returncode == 0
+    assert len(json.loads(cli(folder, "runs", "list", "--json").stdout)["runs"]) == 3
+    cli(folder, "runs", "delete", ids[0])
+    gc = cli(folder, "gc", "--yes", "--json")
+    assert json.loads(gc.stdout)["purged_runs"] == [ids[0]]
+    assert cli(folder, "runs", "show", ids[0]).returncode == 2
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("runs", "list", "--filter", "metrics.auc >> 1"), "expected"),
+        (("runs", "show", "0" * 32), "no run with id"),
+        (("runs", "compare", "x"), "at least two"),
+        (("runs", "list", "--max-results", "0"), "max-results"),
+        (("runs", "delete", "nope"), "no run with id"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line_and_no_traceback(
+    project: tuple[Path, list[str]], args: tuple[str, ...], message: str
+) -> None:
+    folder, _ = project
+    result = cli(folder, *args)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_corrupt_database_exits_3_and_is_left_unchanged(tmp_path: Path) -> None:
+    home = tmp_path / ".loopml"
+    home.mkdir()
+    garbage = b"this is not a database " * 100
+    (home / "loopml.db").write_bytes(garbage)
+    result = cli(tmp_path, "runs", "list")
+    assert result.returncode == 3
+    assert "corrupt" in result.stderr and "Traceback" not in result.stderr
+    assert (home / "loopml.db").read_bytes() == garbage
+
+
+def test_foreign_database_is_refused_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "other.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE customers (id INTEGER)")
+    conn.close()
+    result = cli(tmp_path, "runs", "list", env={"LOOPML_DATABASE_URL": f"sqlite:///{path}"})
+    assert result.returncode == 3
+    assert "not a LoopML database" in result.stderr
+    with sqlite3.connect(path) as conn:
+        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+    conn.close()
+    assert tables == ["customers"]
+
+
+def test_newer_schema_is_refused(tmp_path: Path) -> None:
+    assert cli(tmp_path, "init").returncode == 0
+    with sqlite3.connect(tmp_path / ".loopml" / "loopml.db") as conn:
+        conn.execute("UPDATE loopml_alembic_version SET version_num = '9999'")
+    conn.close()
+    result = cli(tmp_path, "runs", "list")
+    assert result.returncode == 3
+    assert "9999" in result.stderr and "newer" in result.stderr
+
+
+def test_malformed_project_file_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "loopml.toml").write_text("experiment = [unclosed\n")
+    result = cli(tmp_path, "runs", "list")
+    assert result.returncode == 2
+    assert "loopml.toml is not valid TOML" in result.stderr
+
+
+def test_db_current_and_upgrade(tmp_path: Path) -> None:
+    assert cli(tmp_path, "db", "upgrade").returncode == 0
+    current = cli(tmp_path, "db", "current")
+    assert current.returncode == 0 and "0001" in current.stdout

@@ -1,0 +1,76 @@
+"""The content-addressed blob store: dedup, atomic writes, verification, and no escape through names."""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import pytest
+
+from loopml.core.errors import InvalidInput, NotFound, StoreCorrupt
+from loopml.core.hashing import hash_bytes
+from loopml.storage.blobs.store import BlobStore
+
+
+@pytest.fixture(params=["local", "memory"])
+def blobs(request: pytest.FixtureRequest, tmp_path: Path) -> BlobStore:
+    if request.param == "local":
+        return BlobStore(str(tmp_path / "blobs"))
+    return BlobStore(f"memory://{tmp_path.name}")
+
+
+def test_put_get_and_dedup(blobs: BlobStore) -> None:
+    digest = blobs.put_bytes(b"hello")
+    assert digest == hash_bytes(b"hello")
+    assert blobs.put_bytes(b"hello") == digest
+    assert blobs.get_bytes(digest, verify=True) == b"hello"
+    assert list(blobs.digests()) == [digest]
+    assert blobs.size(digest) == 5
+
+
+def test_streamed_put_of_large_content(blobs: BlobStore) -> None:
+    data = os.urandom(3 * 1024 * 1024 + 7)
+    digest, size = blobs.put_stream(io.BytesIO(data))
+    assert size == len(data) and digest == hash_bytes(data)
+    with blobs.open(digest) as stream:
+        assert stream.read() == data
+
+
+def test_get_file_verifies_and_never_leaves_partial_files(tmp_path: Path) -> None:
+    blobs = BlobStore(str(tmp_path / "blobs"))
+    digest = blobs.put_bytes(b"original content")
+    Path(blobs.path_of(digest)).write_bytes(b"tampered content")
+    target = tmp_path / "out" / "file.txt"
+    with pytest.raises(StoreCorrupt):
+        blobs.get_file(digest, target)
+    assert not target.exists() and list(target.parent.iterdir()) == []
+    with pytest.raises(StoreCorrupt):
+        blobs.get_bytes(digest, verify=True)
+
+
+@pytest.mark.parametrize("name", ["../../etc/passwd", "a" * 64 + "/..", "ABC", "", "g" * 64])
+def test_only_digests_name_objects(blobs: BlobStore, name: str) -> None:
+    with pytest.raises(InvalidInput):
+        blobs.path_of(name)
+
+
+def test_missing_object_is_not_found(blobs: BlobStore) -> None:
+    with pytest.raises(NotFound):
+        blobs.get_bytes("0" * 64)
+
+
+def test_failed_write_leaves_no_object(tmp_path: Path) -> None:
+    blobs = BlobStore(str(tmp_path / "blobs"))
+
+    class Broken(io.RawIOBase):
+        def readinto(self, buffer: bytearray) -> int:  # type: ignore[override]
+            raise OSError("disk went away")
+
+        def readable(self) -> bool:
+            return True
+
+    with pytest.raises(OSError, match="went away"):
+        blobs.put_stream(io.BufferedReader(Broken()))
+    assert list(blobs.digests()) == []
+    assert list((tmp_path / "blobs" / "incoming").iterdir()) == []

@@ -1,0 +1,129 @@
+"""The metric buffer across threads, forks and processes: nothing acknowledged is lost, nothing is doubled."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import sqlite3
+import threading
+from pathlib import Path
+
+import pytest
+
+import loopml
+from loopml.core.settings import load_settings
+from loopml.tracking.tracker import Tracker, configure
+
+
+def test_points_reach_the_store_without_flush_after_the_interval(tmp_path: Path) -> None:
+    tracker = Tracker(load_settings(project_dir=tmp_path, flush_interval_s=0.05))
+    try:
+        with loopml.start_run(tracker=tracker) as run:
+            run.log_metric("m", 1.0)
+            done = threading.Event()
+            for _ in range(200):  # the background thread flushes on its own; wait for it, bounded
+                if tracker.store.metrics.history(run.run_id, "m"):
+                    done.set()
+                    break
+                threading.Event().wait(0.02)
+            assert done.is_set()
+    finally:
+        tracker.close()
+
+
+def test_size_bound_flushes_inline(tmp_path: Path) -> None:
+    tracker = Tracker(load_settings(project_dir=tmp_path, flush_max_points=100, flush_interval_s=60))
+    try:
+        with loopml.start_run(tracker=tracker) as run:
+            for step in range(250):
+                run.log_metric("m", float(step), step=step)
+            assert tracker.buffer.pending() < 100
+    finally:
+        tracker.close()
+
+
+def test_active_run_is_per_thread(sqlite_tracker: Tracker) -> None:
+    seen: list[object] = []
+    with loopml.start_run() as main_run:
+
+        def worker() -> None:
+            seen.append(loopml.active_run())
+            with loopml.start_run(name="in-thread") as own:
+                loopml.log_metric("t", 1.0)
+                seen.append(own.run_id)
+
+        thread = threading.Thread(target=worker)
+        thread.start()
+        thread.join()
+        assert loopml.active_run() is main_run
+    assert seen[0] is None
+    assert loopml.Client().get_run(str(seen[1])).metrics == {"t": 1.0}
+
+
+def test_flush_waits_for_a_locked_database_and_loses_nothing(sqlite_tracker: Tracker, tmp_path: Path) -> None:
+    with loopml.start_run() as run:
+        for step in range(1000):
+            loopml.log_metric("m", float(step), step=step)
+        blocker = sqlite3.connect(tmp_path / ".loopml" / "loopml.db", timeout=5)
+        blocker.execute("BEGIN IMMEDIATE")  # another process holding the write lock
+        sqlite_tracker.stores.db.busy_timeout_s = 0.2
+        flushed = threading.Thread(target=loopml.flush)
+        flushed.start()
+        flushed.join(timeout=1.0)
+        assert flushed.is_alive()  # still retrying, past the busy timeout, and not dropping points
+        blocker.rollback()
+        blocker.close()
+        flushed.join(timeout=30)
+        assert not flushed.is_alive()
+    assert len(loopml.Client().get_metric_history(run.run_id, "m")) == 1000
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_fork_with_unflushed_points_writes_no_duplicates(sqlite_tracker: Tracker) -> None:
+    with loopml.start_run(name="parent") as run:
+        for step in range(500):
+            loopml.log_metric("parent", float(step), step=step)
+        assert sqlite_tracker.buffer.pending() > 0
+        pid = os.fork()
+        if pid == 0:  # the child logs its own run, flushes, and exits without running atexit handlers
+            code = 1
+            try:
+                assert sqlite_tracker.buffer.pending() == 0
+                with loopml.start_run(name="child", tracker=sqlite_tracker, nested=True) as child:
+                    for step in range(300):
+                        child.log_metric("child", float(step), step=step)
+                code = 0
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+    client = loopml.Client()
+    assert len(client.get_metric_history(run.run_id, "parent")) == 500
+    children = client.search_runs(filter='run_name = "child"').runs
+    assert len(children) == 1
+    assert len(client.get_metric_history(children[0].run_id, "child")) == 300
+    assert client.get_metric_history(children[0].run_id, "parent") == []
+
+
+def _log_points(project: str, worker: int, points: int) -> str:
+    tracker = configure(project_dir=project)
+    with loopml.start_run(experiment="parallel", name=f"worker-{worker}") as run:
+        for step in range(points):
+            loopml.log_metric("m", float(step), step=step)
+    tracker.close()
+    return run.run_id
+
+
+def test_eight_processes_lose_no_points(tmp_path: Path) -> None:
+    Tracker(load_settings(project_dir=tmp_path)).close()  # create the store once, before the race
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(8) as pool:
+        run_ids = pool.starmap(_log_points, [(str(tmp_path), i, 10_000) for i in range(8)])
+    tracker = Tracker(load_settings(project_dir=tmp_path))
+    try:
+        client = loopml.Client(tracker)
+        for run_id in run_ids:
+            steps = [p.step for p in client.get_metric_history(run_id, "m")]
+            assert steps == list(range(10_000))
+    finally:
+        tracker.close()

@@ -1,0 +1,214 @@
+"""The tracking contract, run on SQLite and PostgreSQL: what a user logs is what they read back."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+import loopml
+from loopml.tracking.tracker import Tracker
+
+
+def test_run_context_records_params_metrics_tags_and_finishes(tracker: Tracker) -> None:
+    with loopml.start_run(experiment="exp", name="first", tags={"team": "risk"}) as run:
+        loopml.log_params({"model": {"kind": "rf", "depth": 3}, "lr": 0.1, "layers": [1, 2]})
+        for step in range(5):
+            loopml.log_metric("loss", 1.0 / (step + 1), step=step)
+        loopml.set_tag("stage", "dev")
+    got = loopml.Client().get_run(run.run_id)
+    assert got.status is loopml.RunStatus.FINISHED
+    assert got.end_time is not None and got.end_time >= got.start_time
+    assert got.params == {"model.kind": "rf", "model.depth": "3", "lr": "0.1", "layers": "[1, 2]"}
+    assert got.tags == {"team": "risk", "stage": "dev"}
+    assert got.metrics == {"loss": pytest.approx(0.2)}
+    assert got.name == "first"
+    assert loopml.Client().get_experiment("exp").experiment_id == got.experiment_id
+    assert loopml.active_run() is None
+
+
+def test_exception_marks_run_failed_with_error(tracker: Tracker) -> None:
+    with pytest.raises(RuntimeError), loopml.start_run() as run:
+        raise RuntimeError("boom")
+    got = loopml.Client().get_run(run.run_id)
+    assert got.status is loopml.RunStatus.FAILED
+    assert got.error == "RuntimeError: boom"
+
+
+def test_metric_history_is_append_only_and_keeps_nan_and_inf(tracker: Tracker) -> None:
+    with loopml.start_run() as run:
+        for step, value in enumerate([0.5, math.nan, math.inf, -math.inf, 0.25]):
+            loopml.log_metric("m", value, step=step, timestamp=1000 + step)
+        loopml.log_metric("m", 0.75, step=1, timestamp=2000)  # a second point at step 1 is kept, not replaced
+    history = loopml.Client().get_metric_history(run.run_id, "m")
+    values = [p.value for p in history]
+    assert [p.step for p in history] == [0, 1, 1, 2, 3, 4]
+    assert values[0] == 0.5 and math.isnan(values[1]) and values[2] == 0.75
+    assert values[3] == math.inf and values[4] == -math.inf and values[5] == 0.25
+    assert loopml.Client().get_run(run.run_id).metrics["m"] == 0.25
+
+
+def test_latest_metric_follows_highest_step_not_logging_order(tracker: Tracker) -> None:
+    with loopml.start_run() as run:
+        loopml.log_metric("auc", 0.9, step=10)
+        loopml.flush()
+        loopml.log_metric("auc", 0.1, step=2)
+    assert loopml.Client().get_run(run.run_id).metrics["auc"] == 0.9
+
+
+@pytest.mark.parametrize("bad", ["0.5", None, object(), [1.0]])
+def test_non_numeric_metric_is_refused_and_nothing_is_stored(tracker: Tracker, bad: object) -> None:
+    with loopml.start_run() as run, pytest.raises(loopml.InvalidInput, match="must be a number"):
+        loopml.log_metric("m", bad)  # type: ignore[arg-type]
+    assert loopml.Client().get_metric_history(run.run_id, "m") == []
+
+
+def test_param_conflict_names_both_values_and_keeps_the_first(tracker: Tracker) -> None:
+    with loopml.start_run() as run:
+        loopml.log_param("depth", 3)
+        loopml.log_param("depth", 3)  # same value again: fine
+        with pytest.raises(loopml.ParamConflict, match=r"already 3.*to 4"):
+            loopml.log_param("depth", 4)
+    assert loopml.Client().get_run(run.run_id).params == {"depth": "3"}
+
+
+def test_oversized_and_malformed_values_are_refused(tracker: Tracker) -> None:
+    with loopml.start_run() as run:
+        with pytest.raises(loopml.InvalidInput, match="limit"):
+            loopml.log_param("big", "x" * 7000)
+        with pytest.raises(loopml.InvalidInput, match="may only contain"):
+            loopml.log_metric("bad;name", 1.0)
+        with pytest.raises(loopml.InvalidInput, match="not JSON-able"):
+            loopml.log_param("obj", object())
+        with pytest.raises(loopml.InvalidInput, match="integer"):
+            loopml.log_metric("m", 1.0, step=1.5)  # type: ignore[arg-type]
+    assert loopml.Client().get_run(run.run_id).params == {}
+
+
+def test_unknown_ids_raise_not_found(tracker: Tracker) -> None:
+    client = loopml.Client()
+    with pytest.raises(loopml.NotFound):
+        client.get_run("0" * 32)
+    with pytest.raises(loopml.NotFound):
+        client.get_experiment("nope")
+    with pytest.raises(loopml.NotFound):
+        client.log_metric("0" * 32, "m", 1.0)
+    with pytest.raises(loopml.NotFound):
+        client.delete_run("0" * 32)
+
+
+def test_nested_runs_and_refusal_of_a_second_top_level_run(tracker: Tracker) -> None:
+    with loopml.start_run(name="parent") as parent:
+        with pytest.raises(loopml.InvalidInput, match="already active"):
+            loopml.start_run()
+        with loopml.start_run(name="child", nested=True) as child:
+            assert loopml.active_run() is child
+        assert loopml.active_run() is parent
+    assert loopml.Client().get_run(child.run_id).parent_run_id == parent.run_id
+
+
+def test_artifacts_files_and_folders_round_trip(tracker: Tracker, tmp_path: Path) -> None:
+    folder = tmp_path / "plots"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "a.txt").write_text("alpha")
+    (folder / "sub" / "b.bin").write_bytes(bytes(range(256)) * 100)
+    single = tmp_path / "model.json"
+    single.write_text('{"w": 1}')
+    with loopml.start_run() as run:
+        loopml.log_artifact(single, "models")
+        loopml.log_artifact(folder)
+        run.log_text("hello", "notes/readme.md")
+    client = loopml.Client()
+    paths = [a.path for a in client.list_artifacts(run.run_id)]
+    assert paths == ["models/model.json", "notes/readme.md", "plots/a.txt", "plots/sub/b.bin"]
+    out = client.download_artifacts(run.run_id, "plots", tmp_path / "out")
+    assert (out / "a.txt").read_text() == "alpha"
+    assert (out / "sub" / "b.bin").read_bytes() == bytes(range(256)) * 100
+    assert [a.path for a in client.list_artifacts(run.run_id, "plots/sub")] == ["plots/sub/b.bin"]
+
+
+def test_artifact_paths_cannot_escape(tracker: Tracker, tmp_path: Path) -> None:
+    file = tmp_path / "f.txt"
+    file.write_text("x")
+    with loopml.start_run() as run:
+        for bad in ("../x", "/etc", "a/../../b"):
+            with pytest.raises(loopml.InvalidInput):
+                loopml.log_artifact(file, bad)
+        with pytest.raises(loopml.InvalidInput):
+            run.log_text("x", "../../evil.txt")
+    assert loopml.Client().list_artifacts(run.run_id) == []
+
+
+def test_run_captures_environment_and_entry_point(tracker: Tracker) -> None:
+    with loopml.start_run() as run:
+        pass
+    got = loopml.Client().get_run(run.run_id)
+    assert got.entry_point
+    assert got.environment_hash is not None
+    env = tracker.store.get_environment(got.environment_hash)
+    assert "sqlalchemy" in env["packages"]
+
+
+def test_inputs_are_recorded(tracker: Tracker) -> None:
+    with loopml.start_run(inputs=[loopml.RunInput("transactions", "v3", context="training")]) as run:
+        run.log_input("labels", "v1")
+    inputs = loopml.Client().list_inputs(run.run_id)
+    assert {(i.dataset, i.version) for i in inputs} == {("transactions", "v3"), ("labels", "v1")}
+
+
+def test_search_filter_order_and_pagination(tracker: Tracker) -> None:
+    ids = []
+    for i in range(7):
+        with loopml.start_run(experiment="search") as run:
+            loopml.log_param("model", "rf" if i % 2 else "lr")
+            loopml.log_metric("auc", i / 10)
+            loopml.set_tag("team", "risk")
+        ids.append(run.run_id)
+    client = loopml.Client()
+    page = client.search_runs(
+        ["search"], 'metrics.auc >= 0.3 and params.model = "rf"', order_by="metrics.auc DESC"
+    )
+    assert [r.run_id for r in page.runs] == [ids[5], ids[3]]
+    first = client.search_runs(["search"], order_by=["metrics.auc"], max_results=3)
+    second = client.search_runs(
+        ["search"], order_by=["metrics.auc"], max_results=3, page_token=first.next_page_token
+    )
+    third = client.search_runs(
+        ["search"], order_by=["metrics.auc"], max_results=3, page_token=second.next_page_token
+    )
+    assert [r.run_id for r in first.runs + second.runs + third.runs] == ids
+    assert third.next_page_token is None
+    with pytest.raises(loopml.InvalidFilter) as error:
+        client.search_runs(filter="metrics.auc >> 1")
+    assert "^" in str(error.value)
+    with pytest.raises(loopml.InvalidInput, match="page token"):
+        client.search_runs(page_token="garbage!")
+
+
+def test_delete_restore_and_gc(tracker: Tracker, tmp_path: Path) -> None:
+    with loopml.start_run() as keep:
+        keep.log_text("shared", "a.txt")
+    with loopml.start_run() as gone:
+        gone.log_text("shared", "a.txt")
+        gone.log_text("only mine", "b.txt")
+        loopml.log_metric("m", 1.0)
+    client = loopml.Client()
+    client.delete_run(gone.run_id)
+    assert [r.run_id for r in client.search_runs().runs] == [keep.run_id]
+    client.restore_run(gone.run_id)
+    assert len(client.search_runs().runs) == 2
+    client.delete_run(gone.run_id)
+    purged, removed = client.gc()
+    assert purged == [gone.run_id] and removed == 1
+    with pytest.raises(loopml.NotFound):
+        client.get_run(gone.run_id)
+    out = client.download_artifacts(keep.run_id, "a.txt", tmp_path / "dl")
+    assert out.read_text() == "shared"
+
+
+def test_durable_run_commits_each_call(tracker: Tracker) -> None:
+    with loopml.start_run(durable=True) as run:
+        loopml.log_metric("m", 1.0)
+        assert tracker.buffer.pending() == 0
+        assert [p.value for p in tracker.store.metrics.history(run.run_id, "m")] == [1.0]

@@ -47,11 +47,13 @@ def project(tmp_path: Path) -> tuple[Path, list[str]]:
 def test_init_creates_project_files_and_is_found_from_subfolders(tmp_path: Path) -> None:
     result = cli(tmp_path, "init")
     assert result.returncode == 0, result.stderr
-    assert (tmp_path / "loopml.toml").is_file() and (tmp_path / ".loopml" / "loopml.db").is_file()
+    assert (tmp_path / "loopml.toml").is_file()
+    assert (tmp_path / ".loopml" / "loopml.db").is_file()
     sub = tmp_path / "a" / "b"
     sub.mkdir(parents=True)
     listed = cli(sub, "experiments", "list", "--json")
-    assert listed.returncode == 0 and json.loads(listed.stdout) == []
+    assert listed.returncode == 0
+    assert json.loads(listed.stdout) == []
     assert not (sub / ".loopml").exists()
 
 
@@ -71,7 +73,8 @@ def test_runs_list_filter_order_and_json(project: tuple[Path, list[str]]) -> Non
     runs = json.loads(result.stdout)["runs"]
     assert [r["run_id"] for r in runs] == [ids[1], ids[2]]
     table = cli(folder, "runs", "list")
-    assert table.returncode == 0 and "rf-0.9" in table.stdout
+    assert table.returncode == 0
+    assert "rf-0.9" in table.stdout
 
 
 def test_runs_show_and_compare(project: tuple[Path, list[str]]) -> None:
@@ -83,7 +86,8 @@ def test_runs_show_and_compare(project: tuple[Path, list[str]]) -> None:
     assert data["best"] == {"auc": 1, "loss": 1}
     assert data["params"]["model"] == ["lr", "rf", "rf"]
     text = cli(folder, "runs", "compare", *ids)
-    assert text.returncode == 0 and "metrics.auc" in text.stdout
+    assert text.returncode == 0
+    assert "metrics.auc" in text.stdout
 
 
 def test_delete_restore_gc(project: tuple[Path, list[str]]) -> None:
@@ -126,7 +130,8 @@ def test_corrupt_database_exits_3_and_is_left_unchanged(tmp_path: Path) -> None:
     (home / "loopml.db").write_bytes(garbage)
     result = cli(tmp_path, "runs", "list")
     assert result.returncode == 3
-    assert "corrupt" in result.stderr and "Traceback" not in result.stderr
+    assert "corrupt" in result.stderr
+    assert "Traceback" not in result.stderr
     assert (home / "loopml.db").read_bytes() == garbage
 
 
@@ -151,7 +156,8 @@ def test_newer_schema_is_refused(tmp_path: Path) -> None:
     conn.close()
     result = cli(tmp_path, "runs", "list")
     assert result.returncode == 3
-    assert "9999" in result.stderr and "newer" in result.stderr
+    assert "9999" in result.stderr
+    assert "newer" in result.stderr
 
 
 def test_malformed_project_file_is_a_clear_error(tmp_path: Path) -> None:
@@ -164,4 +170,5 @@ def test_malformed_project_file_is_a_clear_error(tmp_path: Path) -> None:
 def test_db_current_and_upgrade(tmp_path: Path) -> None:
     assert cli(tmp_path, "db", "upgrade").returncode == 0
     current = cli(tmp_path, "db", "current")
-    assert current.returncode == 0 and "0001" in current.stdout
+    assert current.returncode == 0
+    assert "0001" in current.stdout

@@ -31,7 +31,8 @@ def test_any_accepted_path_stays_inside(path: str) -> None:
         normal = safe_relative_path(path)
     except PathEscapes:
         return
-    assert not normal.startswith(("/", "../")) and normal not in {"", ".", ".."}
+    assert not normal.startswith(("/", "../"))
+    assert normal not in {"", ".", ".."}
 
 
 @pytest.mark.parametrize("key", ["", "a" * 251, "x;y", "../k", "/k", " k", 3])

@@ -21,7 +21,8 @@ def test_precedence_argument_over_env_over_file_over_default(
     assert load_settings(tmp_path).experiment == "from-file"
     monkeypatch.setenv("LOOPML_EXPERIMENT", "from-env")
     settings = load_settings(tmp_path)
-    assert settings.experiment == "from-env" and settings.flush_interval_s == 2.5
+    assert settings.experiment == "from-env"
+    assert settings.flush_interval_s == 2.5
     assert load_settings(tmp_path, experiment="from-arg").experiment == "from-arg"
 
 

@@ -32,7 +32,8 @@ def test_put_get_and_dedup(blobs: BlobStore) -> None:
 def test_streamed_put_of_large_content(blobs: BlobStore) -> None:
     data = os.urandom(3 * 1024 * 1024 + 7)
     digest, size = blobs.put_stream(io.BytesIO(data))
-    assert size == len(data) and digest == hash_bytes(data)
+    assert size == len(data)
+    assert digest == hash_bytes(data)
     with blobs.open(digest) as stream:
         assert stream.read() == data
 
@@ -44,7 +45,8 @@ def test_get_file_verifies_and_never_leaves_partial_files(tmp_path: Path) -> Non
     target = tmp_path / "out" / "file.txt"
     with pytest.raises(StoreCorrupt):
         blobs.get_file(digest, target)
-    assert not target.exists() and list(target.parent.iterdir()) == []
+    assert not target.exists()
+    assert list(target.parent.iterdir()) == []
     with pytest.raises(StoreCorrupt):
         blobs.get_bytes(digest, verify=True)
 

@@ -19,7 +19,8 @@ def test_run_context_records_params_metrics_tags_and_finishes(tracker: Tracker) 
         loopml.set_tag("stage", "dev")
     got = loopml.Client().get_run(run.run_id)
     assert got.status is loopml.RunStatus.FINISHED
-    assert got.end_time is not None and got.end_time >= got.start_time
+    assert got.end_time is not None
+    assert got.end_time >= got.start_time
     assert got.params == {"model.kind": "rf", "model.depth": "3", "lr": "0.1", "layers": "[1, 2]"}
     assert got.tags == {"team": "risk", "stage": "dev"}
     assert got.metrics == {"loss": pytest.approx(0.2)}
@@ -44,8 +45,12 @@ def test_metric_history_is_append_only_and_keeps_nan_and_inf(tracker: Tracker) -
     history = loopml.Client().get_metric_history(run.run_id, "m")
     values = [p.value for p in history]
     assert [p.step for p in history] == [0, 1, 1, 2, 3, 4]
-    assert values[0] == 0.5 and math.isnan(values[1]) and values[2] == 0.75
-    assert values[3] == math.inf and values[4] == -math.inf and values[5] == 0.25
+    assert values[0] == 0.5
+    assert math.isnan(values[1])
+    assert values[2] == 0.75
+    assert values[3] == math.inf
+    assert values[4] == -math.inf
+    assert values[5] == 0.25
     assert loopml.Client().get_run(run.run_id).metrics["m"] == 0.25
 
 
@@ -200,7 +205,8 @@ def test_delete_restore_and_gc(tracker: Tracker, tmp_path: Path) -> None:
     assert len(client.search_runs().runs) == 2
     client.delete_run(gone.run_id)
     purged, removed = client.gc()
-    assert purged == [gone.run_id] and removed == 1
+    assert purged == [gone.run_id]
+    assert removed == 1
     with pytest.raises(loopml.NotFound):
         client.get_run(gone.run_id)
     out = client.download_artifacts(keep.run_id, "a.txt", tmp_path / "dl")

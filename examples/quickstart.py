@@ -26,16 +26,21 @@ import loopml
 PROJECT = Path(os.environ.get("LOOPML_DEMO_DIR", "demo-project")).resolve()
 
 
-def train(alpha: float, epochs: int, X_train, y_train, X_test, y_test) -> str:  # type: ignore[no-untyped-def]
+def train(alpha: float, epochs: int, data: tuple[np.ndarray, ...]) -> str:
+    X_train, y_train, X_test, y_test = data
     with loopml.start_run(experiment="breast-cancer", name=f"sgd-alpha-{alpha:g}") as run:
-        run.log_params({"model": {"kind": "SGDClassifier", "loss": "log_loss", "alpha": alpha}, "epochs": epochs})
+        run.log_params(
+            {"model": {"kind": "SGDClassifier", "loss": "log_loss", "alpha": alpha}, "epochs": epochs}
+        )
         run.log_input("breast_cancer", "sklearn-bundled", context="training")
         model = SGDClassifier(loss="log_loss", alpha=alpha, random_state=0)
         classes = np.unique(y_train)
         for epoch in range(epochs):
             model.partial_fit(X_train, y_train, classes=classes)
             proba = model.predict_proba(X_test)[:, 1]
-            run.log_metrics({"val_loss": log_loss(y_test, proba), "val_auc": roc_auc_score(y_test, proba)}, step=epoch)
+            run.log_metrics(
+                {"val_loss": log_loss(y_test, proba), "val_auc": roc_auc_score(y_test, proba)}, step=epoch
+            )
         import skops.io
 
         run.log_bytes(skops.io.dumps(model), "model/model.skops")
@@ -53,21 +58,23 @@ def main() -> None:
     X_train, X_test = scaler.transform(X_train), scaler.transform(X_test)
 
     started = time.perf_counter()
-    run_ids = [train(alpha, 30, X_train, y_train, X_test, y_test) for alpha in (1e-4, 1e-2, 1.0)]
+    run_ids = [train(alpha, 30, (X_train, y_train, X_test, y_test)) for alpha in (1e-4, 1e-2, 1.0)]
     print(f"Trained and tracked {len(run_ids)} runs in {time.perf_counter() - started:.2f} s\n")
 
     best = loopml.Client().search_runs(filter="metrics.val_auc > 0.9", order_by="metrics.val_loss ASC").runs
     print("Runs with val_auc > 0.9, best val_loss first:")
     for run in best:
-        print(f"  {run.name:<18} val_auc={run.metrics['val_auc']:.4f}  val_loss={run.metrics['val_loss']:.4f}")
+        print(
+            f"  {run.name:<18} val_auc={run.metrics['val_auc']:.4f}  val_loss={run.metrics['val_loss']:.4f}"
+        )
     cli = f"{Path(sys.executable).parent / 'loopml'}"
     print(
         f"""
-Where to look (the store is {PROJECT / '.loopml'}):
+Where to look (the store is {PROJECT / ".loopml"}):
   cd {PROJECT}
   {cli} runs list
   {cli} runs show {best[0].run_id if best else run_ids[0]}
-  {cli} runs compare {' '.join(run_ids)}
+  {cli} runs compare {" ".join(run_ids)}
   {cli} runs list --filter 'params.model.alpha = "0.01"' --json"""
     )
 

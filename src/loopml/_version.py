@@ -1,8 +1,3 @@
-"""The package version, read from the installed distribution's metadata."""
+"""The package version (read by hatchling at build time; a constant so importing LoopML stays fast)."""
 
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("loopml")
-except PackageNotFoundError:  # running from a source tree that is not installed
-    __version__ = "0.0.0"
+__version__ = "0.1.0"

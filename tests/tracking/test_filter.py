@@ -106,6 +106,7 @@ def test_positions_are_recorded() -> None:
         ("experiment_id = 1", m("experiment_id", "=", "1", "attribute")),
         ("start_time >= 1700000000000", m("start_time", ">=", 1700000000000, "attribute")),
         ("attributes.`end_time` < 5", m("end_time", "<", 5, "attribute")),
+        ("params.end_time = 5", m("end_time", "=", "5", "param")),
     ],
 )
 def test_comparisons(text: str, expected: Comparison) -> None:
@@ -116,7 +117,7 @@ ERRORS = [
     ("metrics.auc >> 3", 13, "expected a number or a quoted string, found '>'"),
     ("metrics.auc == 3", 13, "expected a number or a quoted string, found '='"),
     ("attributes.colour = 1", 11, "unknown attribute 'colour'"),
-    ("colour = 1", 0, "one of end_time, experiment_id"),
+    ("colour = 1", 0, "expected one of metrics.<key>, params.<key>, tags.<key>, end_time, experiment_id"),
     ("metrics. > 1", 0, "expected a key after 'metrics.', found ' '"),
     ("metrics.", 0, "expected a key after 'metrics.', found end of input"),
     ("metrics.`` > 1", 0, "expected a key"),
@@ -222,7 +223,7 @@ RUNS: dict[str, dict[str, Any]] = {
             "user": "alice",
         },
         "metric": {"auc": 0.95, "loss": 0.2, "my metric-1": 1.0},
-        "param": {"model": "rf", "depth": "3", "a.b": "x", "pct": "50%"},
+        "param": {"model": "rf", "depth": "3", "a.b": "x", "pct": "50%", "end_time": "late"},
         "tag": {"team": "risk"},
     },
     "r2": {
@@ -344,6 +345,7 @@ def matching(db: Database, expr: Expr | None) -> set[str]:
         ("metrics.auc < 3000000000", {"r1", "r2", "r4"}),
         ("metrics.auc in (1, 0.85)", {"r2"}),  # an int first must not make 0.85 an INTEGER on PostgreSQL
         ("end_time > 0", {"r1"}),  # a NULL end time never matches
+        ("params.end_time = 'late'", {"r1"}),  # a param, not the attribute
         ("user != 'alice'", {"r2"}),
         ("experiment_id = 1", {"r1", "r2", "r3", "r4"}),
         ("run_id in ('r1', 'r4')", {"r1", "r4"}),
@@ -455,7 +457,8 @@ def filters(draw: st.DrawFn, depth: int = 0) -> tuple[str, Expr]:
     if depth >= 3 or draw(st.booleans()):
         return draw(comparisons())
     op = draw(st.sampled_from(["and", "or"]))
-    texts, operands = [], []
+    texts: list[str] = []
+    operands: list[Expr] = []
     for text, expr in draw(st.lists(filters(depth + 1), min_size=2, max_size=3)):
         needs_parens = isinstance(expr, BoolOp) and (expr.op == "or" or op == expr.op)
         texts.append(f"({text})" if needs_parens or draw(st.booleans()) else text)
@@ -500,6 +503,7 @@ def test_garbage_order_by_parses_or_raises_invalid_filter(text: str) -> None:
 # -- SQL against a reference evaluator ----------------------------------------------------------------------
 
 _SMALL_TEXT = st.text(alphabet="rRfFxgb%_-", max_size=4)
+_STORED_TEXT = st.sampled_from(["rf", "RF", "risk", "FAILED", "3", "alice"])
 _NUMBERS_NEAR = st.sampled_from([-1, 0, 0.2, 0.85, 0.9, 0.95, 1, 1000, 2000, 2500, 3000])
 
 
@@ -516,8 +520,8 @@ def small_comparisons(draw: st.DrawFn) -> Comparison:
     key = draw(st.sampled_from(keys))
     numeric = kind == "metric" or key in ("start_time", "end_time")
     op = draw(st.sampled_from([*(_NUMERIC_OPS if numeric else _STRING_OPS), "in", "not in"]))
-    scalar = _NUMBERS_NEAR if numeric else _SMALL_TEXT | st.sampled_from(["rf", "RF", "risk", "FAILED", "3"])
-    value = tuple(draw(st.lists(scalar, min_size=1, max_size=3))) if "in" in op.split() else draw(scalar)
+    scalar: st.SearchStrategy[Any] = _NUMBERS_NEAR if numeric else _SMALL_TEXT | _STORED_TEXT
+    value: Any = tuple(draw(st.lists(scalar, min_size=1, max_size=3))) if "in" in op.split() else draw(scalar)
     return Comparison(kind, key, op, value)
 
 

@@ -201,11 +201,14 @@ def _log_training_metrics(run: ActiveRun, estimator: Any, x: Any, y: Any, sample
     if is_classifier(estimator):
         pred = estimator.predict(x)
         computed["training_accuracy_score"] = lambda: metrics.accuracy_score(y, pred, **weight)
-        for name in ("precision", "recall", "f1"):
-            scorer = getattr(metrics, f"{name}_score")
-            computed[f"training_{name}_score"] = functools.partial(
-                scorer, y, pred, average="weighted", zero_division=0, **weight
+        prf = functools.cache(  # precision, recall and f1 in one pass
+            lambda: metrics.precision_recall_fscore_support(
+                y, pred, average="weighted", zero_division=0, **weight
             )
+        )
+        computed["training_precision_score"] = lambda: prf()[0]
+        computed["training_recall_score"] = lambda: prf()[1]
+        computed["training_f1_score"] = lambda: prf()[2]
         if hasattr(estimator, "predict_proba"):
             proba = estimator.predict_proba(x)
             labels = getattr(estimator, "classes_", None)
@@ -267,5 +270,9 @@ def _log_model(run: ActiveRun, estimator: Any) -> None:
         run.set_tag("autolog_model_error", f"{type(error).__name__}: {error}"[:MAX_REPR])
         return
     run.log_bytes(data, "model/model.skops")
-    requirements = "".join(f"{p}=={version(p)}\n" for p in ("scikit-learn", "skops", "numpy"))
-    run.log_bytes(requirements.encode(), "model/requirements.txt")
+    run.log_bytes(_requirements(), "model/requirements.txt")
+
+
+@functools.cache
+def _requirements() -> bytes:
+    return "".join(f"{p}=={version(p)}\n" for p in ("scikit-learn", "skops", "numpy")).encode()

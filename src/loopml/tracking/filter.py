@@ -101,6 +101,10 @@ class _Token:
     prefix: str = ""  # identifiers only: metric, param, tag or attribute
 
 
+def _is_numeric(kind: str, key: str) -> bool:
+    return kind == "metric" or (kind == "attribute" and key in _NUMERIC_ATTRIBUTES)
+
+
 def _fail(message: str, text: str, position: int) -> NoReturn:
     raise InvalidFilter(message, text=text, position=position)
 
@@ -108,12 +112,8 @@ def _fail(message: str, text: str, position: int) -> NoReturn:
 def _attribute(name: str, text: str, position: int) -> str:
     name = _ALIASES.get(name.lower(), name.lower())
     if name not in _ATTRIBUTES:
-        valid = ", ".join(sorted([*_ATTRIBUTES, *_ALIASES]))
-        _fail(
-            f"unknown attribute {name!r}: expected metrics.<key>, params.<key>, tags.<key> or {valid}",
-            text,
-            position,
-        )
+        valid = ", ".join(["metrics.<key>", "params.<key>", "tags.<key>", *sorted([*_ATTRIBUTES, *_ALIASES])])
+        _fail(f"unknown attribute {name!r}: expected one of {valid}", text, position)
     return name
 
 
@@ -264,7 +264,7 @@ class _Parser:
     def comparison(self) -> Comparison:
         ident = self.ident()
         kind, key = ident.prefix, str(ident.value)
-        numeric = kind == "metric" or (kind == "attribute" and key in _NUMERIC_ATTRIBUTES)
+        numeric = _is_numeric(kind, key)
         token = self.next()
         if token.kind == "op" or (token.kind == "keyword" and token.value in ("like", "ilike", "in")):
             op = str(token.value or token.text)
@@ -327,7 +327,7 @@ def compile_filter(expr: Expr | None) -> ColumnElement[bool] | None:
 
 def _condition(column: ColumnElement[Any], expr: Comparison) -> ColumnElement[bool]:
     values = expr.value if isinstance(expr.value, tuple) else (expr.value,)
-    if expr.kind != "metric" and expr.key not in _NUMERIC_ATTRIBUTES:
+    if not _is_numeric(expr.kind, expr.key):
         values = tuple(map(str, values))
     elif expr.kind == "metric" or any(isinstance(value, float) for value in values):
         # SQLAlchemy types a number's bind from the Python value and, on PostgreSQL, casts every value of an

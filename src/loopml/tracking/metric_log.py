@@ -12,8 +12,7 @@ import math
 import threading
 from collections.abc import Iterable, Sequence
 
-from sqlalchemy import Connection, and_, or_, select, tuple_
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Connection, select, tuple_
 from sqlalchemy.exc import IntegrityError
 
 from loopml.core.errors import NotFound
@@ -30,11 +29,19 @@ class MetricLog:
 
     def __init__(self, db: Database) -> None:
         self.db = db
-        self._insert = sqlite.insert if db.is_sqlite else postgresql.insert
         self._series: dict[tuple[str, str], int] = {}
         self._lock = threading.Lock()
         marker = "?" if db.engine.dialect.paramstyle == "qmark" else "%s"
         self._insert_points = f"INSERT INTO metrics (series_id, value, step, timestamp) VALUES ({marker}, {marker}, {marker}, {marker})"
+        # Plain SQL on the hot path: building the same statement with SQLAlchemy constructs costs more than
+        # executing it. SQLite and PostgreSQL share this upsert syntax.
+        self._upsert_latest = (
+            "INSERT INTO latest_metrics (run_id, key, value, step, timestamp) "
+            f"VALUES ({marker}, {marker}, {marker}, {marker}, {marker}) "
+            "ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value, step = excluded.step, "
+            "timestamp = excluded.timestamp WHERE latest_metrics.step < excluded.step OR "
+            "(latest_metrics.step = excluded.step AND latest_metrics.timestamp <= excluded.timestamp)"
+        )
 
     def append(self, points: Sequence[MetricPoint], *, retry_forever: bool = False) -> None:
         """Append points in one transaction; points of runs that no longer exist are dropped."""
@@ -84,20 +91,9 @@ class MetricLog:
 
     def _advance_latest(self, conn: Connection, latest: list[MetricPoint]) -> None:
         """Create missing series and move each series' latest value forward (never backward)."""
-        stmt = self._insert(t.latest_metrics).values(
-            [
-                {"run_id": r, "key": k, "value": None if math.isnan(v) else v, "step": s, "timestamp": ts}
-                for r, k, v, s, ts in latest
-            ]
-        )
-        old, new = t.latest_metrics.c, stmt.excluded
-        newer = or_(old.step < new.step, and_(old.step == new.step, old.timestamp <= new.timestamp))
-        conn.execute(
-            stmt.on_conflict_do_update(
-                index_elements=["run_id", "key"],
-                set_={"value": new.value, "step": new.step, "timestamp": new.timestamp},
-                where=newer,
-            )
+        isnan = math.isnan
+        conn.exec_driver_sql(
+            self._upsert_latest, [(r, k, None if isnan(v) else v, s, ts) for r, k, v, s, ts in latest]
         )
 
     def _series_ids(self, conn: Connection, pairs: Iterable[tuple[str, str]]) -> dict[tuple[str, str], int]:

@@ -204,7 +204,7 @@ def test_delete_restore_and_gc(tracker: Tracker, tmp_path: Path) -> None:
     client.restore_run(gone.run_id)
     assert len(client.search_runs().runs) == 2
     client.delete_run(gone.run_id)
-    purged, removed = client.gc()
+    purged, removed = client.gc(blob_grace_s=0)
     assert purged == [gone.run_id]
     assert removed == 1
     with pytest.raises(loopml.NotFound):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -161,14 +162,18 @@ class Client:
 
     # -- housekeeping -------------------------------------------------------------------------------------
 
-    def gc(self, *, older_than_ms: int = 0) -> tuple[list[str], int]:
-        """Purge soft-deleted runs and the blobs nothing refers to; returns (purged run ids, blobs removed)."""
+    def gc(self, *, older_than_ms: int = 0, blob_grace_s: float = 3600.0) -> tuple[list[str], int]:
+        """Purge soft-deleted runs and the blobs nothing refers to; returns (purged run ids, blobs removed).
+
+        Blobs younger than `blob_grace_s` are kept: a writer stores the blob before the record that refers to it.
+        """
         store, blobs = self.tracker.store, self.tracker.blobs
         purged = store.purge_deleted(older_than_ms)
         keep = store.referenced_digests()
+        cutoff = time.time() - blob_grace_s
         removed = 0
         for digest in list(blobs.digests()):
-            if digest not in keep:
+            if digest not in keep and blobs.modified(digest) <= cutoff:
                 blobs.delete(digest)
                 removed += 1
         return purged, removed

@@ -121,6 +121,13 @@ class BlobStore:
         except FileNotFoundError:
             raise NotFound(f"object {digest} is not in the blob store {self.url}") from None
 
+    def modified(self, digest: str) -> float:
+        """When an object was written, as a Unix timestamp."""
+        try:
+            return float(self.fs.modified(self.path_of(digest)).timestamp())
+        except FileNotFoundError:
+            raise NotFound(f"object {digest} is not in the blob store {self.url}") from None
+
     def delete(self, digest: str) -> None:
         """Remove an object (garbage collection only: callers must know nothing refers to it)."""
         with contextlib.suppress(FileNotFoundError):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import multiprocessing
 import os
 import sqlite3
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -125,5 +127,34 @@ def test_eight_processes_lose_no_points(tmp_path: Path) -> None:
         for run_id in run_ids:
             steps = [p.step for p in client.get_metric_history(run_id, "m")]
             assert steps == list(range(10_000))
+    finally:
+        tracker.close()
+
+
+def test_script_exit_ends_active_run_and_writes_buffered_points(tmp_path: Path) -> None:
+    script = (
+        "import loopml\n"
+        "run = loopml.start_run(name='left-open')\n"
+        "for step in range(1000):\n"
+        "    loopml.log_metric('m', float(step), step=step)\n"
+        "print(run.run_id)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOOPML_")}
+    env["LOOPML_FLUSH_INTERVAL_S"] = "60"  # only the exit handler can write these points
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        check=True,
+    )
+    run_id = result.stdout.strip()
+    tracker = Tracker(load_settings(project_dir=tmp_path))
+    try:
+        run = loopml.Client(tracker).get_run(run_id)
+        assert run.status is loopml.RunStatus.FINISHED
+        assert len(loopml.Client(tracker).get_metric_history(run_id, "m")) == 1000
     finally:
         tracker.close()

@@ -6,6 +6,7 @@ one thread is not the active run of another.
 
 from __future__ import annotations
 
+import atexit
 import contextvars
 import os
 from collections.abc import Mapping, Sequence
@@ -70,6 +71,15 @@ def start_run(
     _active_runs.set((*stack, active))
     active._on_end.append(_pop)
     return active
+
+
+def _end_runs_at_exit() -> None:
+    """A script that exits normally with runs still active ends them FINISHED (as MLflow does)."""
+    for run in reversed(_active_runs.get()):
+        run.end()
+
+
+atexit.register(_end_runs_at_exit)
 
 
 def _pop(run: ActiveRun) -> None:

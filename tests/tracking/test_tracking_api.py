@@ -151,7 +151,7 @@ def test_run_captures_environment_and_entry_point(tracker: Tracker) -> None:
     got = loopml.Client().get_run(run.run_id)
     assert got.entry_point
     assert got.environment_hash is not None
-    env = tracker.store.get_environment(got.environment_hash)
+    env = tracker.store.attachments.get_environment(got.environment_hash)
     assert "sqlalchemy" in env["packages"]
 
 

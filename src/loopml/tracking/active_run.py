@@ -119,27 +119,27 @@ class ActiveRun:
         path = safe_relative_path(artifact_file)
         digest = self.tracker.blobs.put_bytes(data)
         artifact = Artifact(path, digest, len(data))
-        self.tracker.store.add_artifacts(self.run_id, [artifact])
+        self.tracker.store.attachments.add_artifacts(self.run_id, [artifact])
         return artifact
 
     def log_input(
         self, dataset: str, version: str, *, digest: str | None = None, context: str | None = None
     ) -> None:
         """Record that this run read a dataset version."""
-        self.tracker.store.add_inputs(
+        self.tracker.store.attachments.add_inputs(
             self.run_id, [RunInput(check_key("dataset", dataset), str(version), digest, context)]
         )
 
     def log_inputs(self, inputs: Iterable[RunInput]) -> None:
         """Record several dataset versions this run read."""
-        self.tracker.store.add_inputs(self.run_id, list(inputs))
+        self.tracker.store.attachments.add_inputs(self.run_id, list(inputs))
 
     def _store_files(self, named: list[tuple[Path, str]]) -> list[Artifact]:
         artifacts = []
         for file, name in named:
             digest, size = self.tracker.blobs.put_file(file)
             artifacts.append(Artifact(safe_relative_path(name), digest, size))
-        self.tracker.store.add_artifacts(self.run_id, artifacts)
+        self.tracker.store.attachments.add_artifacts(self.run_id, artifacts)
         return artifacts
 
     # -- life -----------------------------------------------------------------------------------------

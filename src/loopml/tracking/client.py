@@ -141,7 +141,9 @@ class Client:
 
     def list_artifacts(self, run_id: str, path: str | None = None) -> list[Artifact]:
         """Files logged to a run (under a folder, if given)."""
-        return self.tracker.store.list_artifacts(run_id, safe_relative_path(path) if path else None)
+        return self.tracker.store.attachments.list_artifacts(
+            run_id, safe_relative_path(path) if path else None
+        )
 
     def download_artifacts(self, run_id: str, path: str = "", dst_path: str | os.PathLike[str] = ".") -> Path:
         """Copy a logged file, or every file under a logged folder, to `dst_path` (verified by hash)."""
@@ -158,7 +160,7 @@ class Client:
 
     def list_inputs(self, run_id: str) -> list[RunInput]:
         """Dataset versions a run read."""
-        return self.tracker.store.list_inputs(run_id)
+        return self.tracker.store.attachments.list_inputs(run_id)
 
     # -- housekeeping -------------------------------------------------------------------------------------
 
@@ -169,7 +171,7 @@ class Client:
         """
         store, blobs = self.tracker.store, self.tracker.blobs
         purged = store.purge_deleted(older_than_ms)
-        keep = store.referenced_digests()
+        keep = store.attachments.referenced_digests()
         cutoff = time.time() - blob_grace_s
         removed = 0
         for digest in list(blobs.digests()):

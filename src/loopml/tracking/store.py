@@ -11,7 +11,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Row, delete, func, or_, select, update
+from sqlalchemy import Connection, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
@@ -20,16 +20,16 @@ from loopml.core.errors import InvalidInput, NotFound, ParamConflict
 from loopml.core.ids import new_id
 from loopml.storage.metadata import schema as t
 from loopml.storage.metadata.database import Database
+from loopml.tracking.attachments import RunAttachments
 from loopml.tracking.metric_log import MetricLog
 from loopml.tracking.records import (
-    Artifact,
     Experiment,
     GitInfo,
     Lifecycle,
     Run,
-    RunInput,
     RunStatus,
 )
+from loopml.tracking.rows import experiment_from_row, require_run, run_from_row
 from loopml.tracking.values import check_name
 
 
@@ -39,6 +39,7 @@ class TrackingStore:
     def __init__(self, db: Database) -> None:
         self.db = db
         self.metrics = MetricLog(db)
+        self.attachments = RunAttachments(db)
         self._insert = sqlite.insert if db.is_sqlite else postgresql.insert
 
     # -- experiments ------------------------------------------------------------------------------------
@@ -82,7 +83,7 @@ class TrackingStore:
         """The experiment with this name, or None."""
         with self.db.read() as conn:
             row = conn.execute(select(t.experiments).where(t.experiments.c.name == name)).first()
-        return _experiment(row) if row else None
+        return experiment_from_row(row) if row else None
 
     def get_experiment(self, experiment_id: str) -> Experiment:
         """The experiment with this id or name; `NotFound` otherwise."""
@@ -94,7 +95,7 @@ class TrackingStore:
             ).first()
         if row is None:
             raise NotFound(f"no experiment with id or name {experiment_id!r}")
-        return _experiment(row)
+        return experiment_from_row(row)
 
     def list_experiments(self) -> list[Experiment]:
         """Active experiments, oldest first."""
@@ -104,7 +105,7 @@ class TrackingStore:
                 .where(t.experiments.c.lifecycle == Lifecycle.ACTIVE.value)
                 .order_by(t.experiments.c.created_time)
             ).all()
-        return [_experiment(r) for r in rows]
+        return [experiment_from_row(r) for r in rows]
 
     # -- runs -------------------------------------------------------------------------------------------
 
@@ -130,7 +131,7 @@ class TrackingStore:
 
         def change(conn: Connection) -> None:
             if parent_run_id is not None:
-                self._require_run(conn, parent_run_id)
+                require_run(conn, parent_run_id)
             if git_diff is not None and git.diff_hash is not None:
                 conn.execute(
                     self._insert(t.code_diffs)
@@ -190,26 +191,26 @@ class TrackingStore:
             values["error"] = error[:MAX_ERROR]
 
         def change(conn: Connection) -> None:
-            self._require_run(conn, run_id)
+            require_run(conn, run_id)
             conn.execute(update(t.runs).where(t.runs.c.run_id == run_id).values(**values))
 
         self.db.transact(change)
 
     def set_note(self, run_id: str, note: str) -> None:
         """Replace a run's free-text note."""
-        self.db.transact(
-            lambda conn: (
-                self._require_run(conn, run_id)
-                or conn.execute(update(t.runs).where(t.runs.c.run_id == run_id).values(note=note))
-            )
-        )
+
+        def change(conn: Connection) -> None:
+            require_run(conn, run_id)
+            conn.execute(update(t.runs).where(t.runs.c.run_id == run_id).values(note=note))
+
+        self.db.transact(change)
 
     def set_lifecycle(self, run_ids: Sequence[str], lifecycle: Lifecycle) -> None:
         """Soft-delete or restore runs (all or none: an unknown id changes nothing)."""
 
         def change(conn: Connection) -> None:
             for run_id in run_ids:
-                self._require_run(conn, run_id)
+                require_run(conn, run_id)
             conn.execute(
                 update(t.runs)
                 .where(t.runs.c.run_id.in_(run_ids))
@@ -246,11 +247,6 @@ class TrackingStore:
         self.metrics.forget()
         return purged
 
-    def referenced_digests(self) -> set[str]:
-        """Every blob digest an artifact record points at (what garbage collection must keep)."""
-        with self.db.read() as conn:
-            return set(conn.execute(select(t.artifacts.c.digest).distinct()).scalars())
-
     # -- params and tags --------------------------------------------------------------------------------
 
     def log_params(self, run_id: str, params: dict[str, tuple[str, str]]) -> None:
@@ -259,7 +255,7 @@ class TrackingStore:
             return
 
         def change(conn: Connection) -> None:
-            self._require_run(conn, run_id)
+            require_run(conn, run_id)
             existing = dict(
                 conn.execute(
                     select(t.params.c.key, t.params.c.value_json).where(
@@ -289,7 +285,7 @@ class TrackingStore:
             return
 
         def change(conn: Connection) -> None:
-            self._require_run(conn, run_id)
+            require_run(conn, run_id)
             stmt = self._insert(t.tags).values(
                 [{"run_id": run_id, "key": k, "value": v} for k, v in tags.items()]
             )
@@ -322,115 +318,6 @@ class TrackingStore:
                 ).scalars()
             )
 
-    # -- artifacts and inputs ---------------------------------------------------------------------------
-
-    def add_artifacts(self, run_id: str, artifacts: Sequence[Artifact]) -> None:
-        """Record files logged to a run (their bytes are already in the blob store); a path is replaced."""
-        if not artifacts:
-            return
-
-        def change(conn: Connection) -> None:
-            self._require_run(conn, run_id)
-            stmt = self._insert(t.artifacts).values(
-                [
-                    {
-                        "run_id": run_id,
-                        "path": a.path,
-                        "digest": a.digest,
-                        "size": a.size,
-                        "created_time": now_ms(),
-                    }
-                    for a in artifacts
-                ]
-            )
-            conn.execute(
-                stmt.on_conflict_do_update(
-                    index_elements=["run_id", "path"],
-                    set_={
-                        "digest": stmt.excluded.digest,
-                        "size": stmt.excluded.size,
-                        "created_time": stmt.excluded.created_time,
-                    },
-                )
-            )
-
-        self.db.transact(change)
-
-    def list_artifacts(self, run_id: str, prefix: str | None = None) -> list[Artifact]:
-        """Files logged to a run, optionally only those under a folder."""
-        query = select(t.artifacts.c.path, t.artifacts.c.digest, t.artifacts.c.size).where(
-            t.artifacts.c.run_id == run_id
-        )
-        if prefix:
-            query = query.where(
-                or_(
-                    t.artifacts.c.path == prefix,
-                    t.artifacts.c.path.startswith(prefix.rstrip("/") + "/", autoescape=True),
-                )
-            )
-        with self.db.read() as conn:
-            self._require_run(conn, run_id)
-            rows = conn.execute(query.order_by(t.artifacts.c.path)).all()
-        return [Artifact(p, d, s) for p, d, s in rows]
-
-    def add_inputs(self, run_id: str, inputs: Sequence[RunInput]) -> None:
-        """Record dataset versions a run read."""
-        if not inputs:
-            return
-
-        def change(conn: Connection) -> None:
-            self._require_run(conn, run_id)
-            stmt = self._insert(t.run_inputs).values(
-                [
-                    {
-                        "run_id": run_id,
-                        "dataset": i.dataset,
-                        "version": i.version,
-                        "digest": i.digest,
-                        "context": i.context,
-                    }
-                    for i in inputs
-                ]
-            )
-            conn.execute(stmt.on_conflict_do_nothing())
-
-        self.db.transact(change)
-
-    def list_inputs(self, run_id: str) -> list[RunInput]:
-        """Dataset versions a run read."""
-        c = t.run_inputs.c
-        with self.db.read() as conn:
-            rows = conn.execute(
-                select(c.dataset, c.version, c.digest, c.context).where(c.run_id == run_id)
-            ).all()
-        return [RunInput(*row) for row in rows]
-
-    def get_environment(self, environment_hash: str) -> dict[str, Any]:
-        """The Python version, platform and packages recorded under an environment hash."""
-        with self.db.read() as conn:
-            row = conn.execute(
-                select(t.environments).where(t.environments.c.environment_hash == environment_hash)
-            ).first()
-        if row is None:
-            raise NotFound(f"no environment {environment_hash}")
-        return {
-            "python_version": row.python_version,
-            "platform": row.platform,
-            "packages": json.loads(row.packages),
-        }
-
-    def get_diff(self, diff_hash: str) -> tuple[str, bool]:
-        """The stored uncommitted diff (and whether it was truncated)."""
-        with self.db.read() as conn:
-            row = conn.execute(
-                select(t.code_diffs.c.diff, t.code_diffs.c.truncated).where(
-                    t.code_diffs.c.diff_hash == diff_hash
-                )
-            ).first()
-        if row is None:
-            raise NotFound(f"no stored diff {diff_hash}")
-        return row.diff, bool(row.truncated)
-
     # -- loading ----------------------------------------------------------------------------------------
 
     def _load_runs(self, run_ids: Sequence[str], conn: Connection | None = None) -> list[Run]:
@@ -457,13 +344,10 @@ class TrackingStore:
         for run_id, key, value in conn.execute(select(lm.run_id, lm.key, lm.value).where(lm.run_id.in_(ids))):
             metrics.setdefault(run_id, {})[key] = math.nan if value is None else value
         return [
-            _run(rows[i], params.get(i, {}), tags.get(i, {}), metrics.get(i, {})) for i in ids if i in rows
+            run_from_row(rows[i], params.get(i, {}), tags.get(i, {}), metrics.get(i, {}))
+            for i in ids
+            if i in rows
         ]
-
-    @staticmethod
-    def _require_run(conn: Connection, run_id: str) -> None:
-        if conn.execute(select(t.runs.c.run_id).where(t.runs.c.run_id == run_id)).first() is None:
-            raise NotFound(f"no run with id {run_id!r}")
 
     def count_runs(self) -> int:
         """Number of runs in the store (all experiments, deleted included)."""
@@ -472,31 +356,3 @@ class TrackingStore:
 
 
 MAX_ERROR = 10_000
-
-
-def _experiment(row: Row[Any]) -> Experiment:
-    return Experiment(
-        row.experiment_id, row.name, Lifecycle(row.lifecycle), row.created_time, row.description
-    )
-
-
-def _run(row: Row[Any], params: dict[str, str], tags: dict[str, str], metrics: dict[str, float]) -> Run:
-    return Run(
-        run_id=row.run_id,
-        experiment_id=row.experiment_id,
-        name=row.name,
-        status=RunStatus(row.status),
-        start_time=row.start_time,
-        end_time=row.end_time,
-        lifecycle=Lifecycle(row.lifecycle),
-        parent_run_id=row.parent_run_id,
-        note=row.note,
-        error=row.error,
-        user=row.user_name,
-        entry_point=row.entry_point,
-        git=GitInfo(row.git_commit, row.git_branch, row.git_dirty, row.diff_hash),
-        environment_hash=row.environment_hash,
-        params=params,
-        tags=tags,
-        metrics=metrics,
-    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -172,3 +173,15 @@ def test_db_current_and_upgrade(tmp_path: Path) -> None:
     current = cli(tmp_path, "db", "current")
     assert current.returncode == 0
     assert "0001" in current.stdout
+
+
+def test_unreachable_database_is_one_line_without_password(tmp_path: Path) -> None:
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"postgresql+psycopg://someone:s3cret-pw@127.0.0.1:{port}/db"
+    result = cli(tmp_path, "runs", "list", env={"LOOPML_DATABASE_URL": url})
+    assert result.returncode == 3
+    assert "cannot use the database" in result.stderr
+    assert "s3cret-pw" not in result.stderr + result.stdout
+    assert "Traceback" not in result.stderr

@@ -23,7 +23,14 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DatabaseError, OperationalError
 from sqlalchemy.pool import StaticPool
 
-from loopml.core.errors import ForeignDatabase, InvalidInput, SchemaMismatch, StoreBusy, StoreCorrupt
+from loopml.core.errors import (
+    ForeignDatabase,
+    InvalidInput,
+    SchemaMismatch,
+    StoreBusy,
+    StoreCorrupt,
+    StoreError,
+)
 from loopml.storage.metadata.schema import APPLICATION_ID, SCHEMA_HEAD, loopml_meta
 
 T = TypeVar("T")
@@ -77,7 +84,7 @@ class Database:
                     return change(conn)
             except OperationalError as error:
                 if not _is_busy(error):
-                    raise _translate(error, self.url) from None
+                    raise _translate(error, self._display_url) from None
                 if not retry_forever and time.monotonic() > deadline:
                     raise StoreBusy(
                         f"the database {self._display_url} stayed locked for {self.busy_timeout_s:.0f} s; "
@@ -153,7 +160,7 @@ def _create_engine(url: str, busy_timeout_s: float) -> Engine:
         parsed = make_url(url)
     except ArgumentError:
         raise InvalidInput(
-            f"not a database URL: {url!r} (expected e.g. sqlite:///path or postgresql+psycopg://)"
+            "LOOPML_DATABASE_URL is not a database URL (expected e.g. sqlite:///path or postgresql+psycopg://...)"
         ) from None
     if parsed.get_backend_name() == "sqlite":
         return _create_sqlite_engine(url, parsed.database, busy_timeout_s)
@@ -250,6 +257,9 @@ def _translate(error: Exception, url: str) -> Exception:
         return StoreCorrupt(f"{url} is corrupt or not a LoopML database ({text})")
     if isinstance(error, OperationalError) and _is_busy(error):
         return StoreBusy(f"{url} is locked by another process ({text})")
+    if isinstance(error, OperationalError):
+        reason = text.strip().splitlines()[0] if text.strip() else type(error).__name__
+        return StoreError(f"cannot use the database {url}: {reason}")
     return error
 
 

@@ -38,12 +38,16 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from queue import Empty
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # bench/peers, also when imported
+from sqlalchemy import event
+
 import loopml
 from loopml.tracking.tracker import use_tracker
 from peers.common import machine_info, summarize_ms, versions
@@ -55,7 +59,7 @@ PEERS_PYTHON = REPO / ".venv-peers" / "bin" / "python"
 MLFLOW_SCRIPT = BENCH / "peers" / "tracking_mlflow.py"
 RESULTS = BENCH / "results"
 MEASUREMENTS = ("buffered", "durable", "runs", "search", "mp")
-PROFILE_TARGETS = ("buffered", "durable", "runs", "runs-batch", "search-create", "search")
+PROFILE_TARGETS = ("buffered", "durable", "durable-fsync", "runs", "runs-batch", "search-create", "search")
 
 now = time.perf_counter
 
@@ -150,16 +154,41 @@ def bench_buffered(points: int, overrides: dict[str, Any]) -> dict[str, Any]:
     return res
 
 
-def bench_durable(calls: int, overrides: dict[str, Any]) -> dict[str, Any]:
+def _fsync_every_commit(tracker: loopml.Tracker) -> None:
+    """Bench-only: make the store's connections use `PRAGMA synchronous = FULL` (fsync at every commit).
+
+    LoopML runs SQLite in WAL mode with synchronous=NORMAL: a commit survives the process being killed, not
+    a power loss. MLflow's SQLite store keeps SQLite's defaults (rollback journal, synchronous=FULL), which
+    fsyncs at every commit. This listener runs after LoopML's own connect listener, on fresh connections.
+    """
+    engine = tracker.stores.db.engine
+
+    @event.listens_for(engine, "connect")
+    def _full(dbapi_conn: Any, _record: Any) -> None:
+        cursor = dbapi_conn.cursor()
+        cursor.execute("PRAGMA synchronous = FULL")
+        cursor.close()
+
+    engine.dispose()
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2
+
+
+def bench_durable(calls: int, overrides: dict[str, Any], *, fsync: bool = False) -> dict[str, Any]:
     """N log_metric calls in a durable run: each is committed before it returns."""
     values = _values(calls, seed=2)
-    res: dict[str, Any] = {"calls": calls}
+    res: dict[str, Any] = {
+        "calls": calls,
+        "sqlite_synchronous": "FULL" if fsync else "NORMAL (LoopML default)",
+    }
     with project("durable", **overrides) as (tracker, _):
+        if fsync:
+            _fsync_every_commit(tracker)
         log_metric = loopml.log_metric
         with loopml.start_run(experiment="bench", name="durable", durable=True) as run:
             lat = []
             cpu0 = time.process_time()
-            with measured("durable"):
+            with measured("durable-fsync" if fsync else "durable"):
                 t0 = now()
                 for i, v in enumerate(values):
                     t = now()
@@ -292,18 +321,23 @@ def bench_search(n_runs: int, repeats: int, overrides: dict[str, Any]) -> dict[s
 
 
 def _mp_worker(folder: str, index: int, points: int, durable: bool, barrier: Any, queue: Any) -> None:
-    tracker = loopml.configure(project_dir=folder)
-    run = loopml.start_run(experiment="mp", name=f"proc-{index}", durable=durable)
-    values = _values(points, seed=100 + index)
-    log_metric = loopml.log_metric
-    barrier.wait(timeout=300)
-    t0 = now()  # CLOCK_MONOTONIC: comparable across processes
-    for i, v in enumerate(values):
-        log_metric("m", v, step=i)
-    run.end()  # flushes (buffered) and marks the run FINISHED
-    t1 = now()
-    tracker.close()
-    queue.put((index, run.run_id, t0, t1, time.process_time()))
+    try:
+        tracker = loopml.configure(project_dir=folder)
+        run = loopml.start_run(experiment="mp", name=f"proc-{index}", durable=durable)
+        values = _values(points, seed=100 + index)
+        log_metric = loopml.log_metric
+        barrier.wait(timeout=120)
+        t0 = now()  # CLOCK_MONOTONIC: comparable across processes
+        for i, v in enumerate(values):
+            log_metric("m", v, step=i)
+        run.end()  # flushes (buffered) and marks the run FINISHED
+        t1 = now()
+        tracker.close()
+        queue.put(("ok", index, run.run_id, t0, t1, time.process_time()))
+    except BaseException:
+        queue.put(("error", index, traceback.format_exc()))
+        barrier.abort()  # the others must not wait for this one
+        raise
 
 
 def bench_mp(procs: int, points: int, durable: bool) -> dict[str, Any]:
@@ -319,11 +353,25 @@ def bench_mp(procs: int, points: int, durable: bool) -> dict[str, Any]:
         t0 = now()
         for w in workers:
             w.start()
-        done = [queue.get(timeout=900) for _ in workers]
+        done, errors = [], []
+        while len(done) + len(errors) < procs:
+            try:
+                item = queue.get(timeout=1.0)
+            except Empty:
+                if not any(w.is_alive() for w in workers) and queue.empty():
+                    errors.append("workers exited without reporting")
+                    break
+                continue
+            (done if item[0] == "ok" else errors).append(item[1:])
         for w in workers:
             w.join(timeout=60)
         total_s = now() - t0
         res["exit_codes"] = [w.exitcode for w in workers]
+        if errors:
+            res["errors"] = errors
+            print(f"{len(errors)} worker(s) failed; first: {errors[0]}", file=sys.stderr)
+        if not done:
+            return {**res, "stored": 0, "run_statuses": [], "points_per_s": 0.0}
         starts, ends = [d[2] for d in done], [d[3] for d in done]
         logging_s = max(ends) - min(starts)
         client = loopml.Client(tracker)
@@ -375,6 +423,25 @@ def run_mlflow(args: argparse.Namespace) -> dict[str, Any]:
     result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
     result["noise"] = out["noise"]
     return result
+
+
+def _source_state() -> dict[str, Any]:
+    """The LoopML commit measured, and whether src/ had uncommitted changes (read-only git calls)."""
+
+    def git(*cmd: str) -> str | None:
+        try:
+            proc = subprocess.run(
+                ["git", *cmd], cwd=REPO, capture_output=True, text=True, check=False, timeout=10
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return proc.stdout.strip() if proc.returncode == 0 else None
+
+    changed = git("status", "--porcelain", "--", "src")
+    return {
+        "commit": git("rev-parse", "--short", "HEAD"),
+        "src_changed_files": changed.splitlines() if changed else [],
+    }
 
 
 def _quiet_env() -> dict[str, str]:
@@ -478,6 +545,17 @@ def build_table(lo: dict[str, Any], ml: dict[str, Any] | None) -> tuple[list[lis
         else:
             rows.append([f"`log_metric` durable: {d['calls']:,} calls", loop_cell, "-", "-", target])
 
+    if d := lo.get("durable_fsync"):
+        cps = d["calls_per_s"]
+        loop_cell = f"{_n(cps)} calls/s (p50 {_ms(d['p50_ms'])}, p99 {_ms(d['p99_ms'])})"
+        op = "same, with `PRAGMA synchronous = FULL` (fsync per commit, as MLflow's SQLite) [bench-only]"
+        if single:
+            r = cps / single["calls_per_s"]
+            ratios["durable_fsync_vs_log_metric"] = round(r, 2)
+            rows.append([op, loop_cell, f"{_n(single['calls_per_s'])} calls/s", _x(r), "-"])
+        else:
+            rows.append([op, loop_cell, "-", "-", "-"])
+
     mlr = ml.get("runs_log_batch")
     if r_ := lo.get("runs"):
         size = f"{r_['runs']} runs x ({r_['params']} params + {r_['steps']} steps)"
@@ -547,8 +625,9 @@ def build_table(lo: dict[str, Any], ml: dict[str, Any] | None) -> tuple[list[lis
                 [
                     f"{m['processes']} spawned processes x {m['points_each']:,} {mode} points (own run each), "
                     "one SQLite store",
-                    f"{_n(m['points_per_s'])} points/s ({m['logging_phase_s']:.3g} s logging; "
-                    f"{m['wall_s_including_spawn']:.3g} s with spawn+import); stored {m['stored']:,}/{total:,}",
+                    f"{_n(m['points_per_s'])} points/s ({m.get('logging_phase_s', 0):.3g} s logging; "
+                    f"{m['wall_s_including_spawn']:.3g} s with spawn+import); stored {m['stored']:,}/{total:,}"
+                    + (f"; {len(m['errors'])} worker(s) FAILED" if m.get("errors") else ""),
                     "-",
                     "-",
                     f"all present: {_met(ok)}",
@@ -631,7 +710,9 @@ def run_profile(args: argparse.Namespace) -> None:
     overrides = {"flush_interval_s": 3600.0}
     jobs: dict[str, Callable[[], dict[str, Any]]] = {
         "buffered": lambda: bench_buffered(args.points, overrides),
-        "durable": lambda: bench_durable(args.durable_calls, overrides),
+        "durable": lambda: bench_durable(
+            args.durable_calls, overrides, fsync=args.profile == "durable-fsync"
+        ),
         "runs": lambda: bench_runs(args.runs, args.params, args.steps, args.search_repeats, overrides),
         "search": lambda: bench_search(args.search_runs, args.search_repeats, overrides),
     }
@@ -671,6 +752,7 @@ def main() -> None:
     phases: list[tuple[str, Callable[[], dict[str, Any]]]] = [
         ("buffered", lambda: bench_buffered(args.points, no_overrides)),
         ("durable", lambda: bench_durable(args.durable_calls, no_overrides)),
+        ("durable_fsync", lambda: bench_durable(args.durable_calls, no_overrides, fsync=True)),
         ("runs", lambda: bench_runs(args.runs, args.params, args.steps, args.search_repeats, no_overrides)),
         ("search", lambda: bench_search(args.search_runs, args.search_repeats, no_overrides)),
         ("mp", lambda: bench_mp(args.procs, args.proc_points, durable=False)),
@@ -696,6 +778,7 @@ def main() -> None:
             **versions("loopml", "sqlalchemy"),
             **({"mlflow": mlflow["versions"].get("mlflow")} if mlflow else {}),
         },
+        "source": _source_state(),
         "config": {k: v for k, v in vars(args).items() if k not in ("profile", "profile_top")},
         "ratios": ratios,
         "loopml": lo,

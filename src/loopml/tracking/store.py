@@ -40,6 +40,7 @@ class TrackingStore:
         self.db = db
         self.metrics = MetricLog(db)
         self.attachments = RunAttachments(db)
+        self._known_environments: set[str] = set()  # stored already: skip re-sending the package list
         self._insert = sqlite.insert if db.is_sqlite else postgresql.insert
 
     # -- experiments ------------------------------------------------------------------------------------
@@ -130,6 +131,15 @@ class TrackingStore:
         start = now_ms()
 
         def change(conn: Connection) -> None:
+            if (
+                conn.execute(
+                    select(t.experiments.c.experiment_id).where(
+                        t.experiments.c.experiment_id == experiment_id
+                    )
+                ).first()
+                is None
+            ):
+                raise NotFound(f"no experiment with id {experiment_id!r}")
             if parent_run_id is not None:
                 require_run(conn, parent_run_id)
             if git_diff is not None and git.diff_hash is not None:
@@ -138,7 +148,7 @@ class TrackingStore:
                     .values(diff_hash=git.diff_hash, diff=git_diff[0], truncated=git_diff[1])
                     .on_conflict_do_nothing()
                 )
-            if environment is not None:
+            if environment is not None and environment[0] not in self._known_environments:
                 env_hash, python, platform, packages = environment
                 conn.execute(
                     self._insert(t.environments)
@@ -174,7 +184,25 @@ class TrackingStore:
                 )
 
         self.db.transact(change)
-        return self.get_run(run_id)
+        if environment is not None:
+            self._known_environments.add(environment[0])
+        # Built from what was just inserted: re-reading it would cost four queries per run start.
+        return Run(
+            run_id=run_id,
+            experiment_id=experiment_id,
+            name=name,
+            status=RunStatus.RUNNING,
+            start_time=start,
+            end_time=None,
+            lifecycle=Lifecycle.ACTIVE,
+            parent_run_id=parent_run_id,
+            note=note,
+            user=user,
+            entry_point=entry_point,
+            git=GitInfo(git.commit, git.branch, git.dirty, git.diff_hash if git_diff is not None else None),
+            environment_hash=environment[0] if environment else None,
+            tags=dict(tags or {}),
+        )
 
     def get_run(self, run_id: str) -> Run:
         """A run with its params, tags and latest metrics; `NotFound` for an unknown id."""

@@ -70,11 +70,11 @@ class ActiveRun:
             value = metric_value(key, value)
         if type(step) is not int:
             step = metric_step(key, step)
-        point = (self.run_id, key, value, step, timestamp if timestamp is not None else now_ms())
+        when = timestamp if timestamp is not None else now_ms()
         if self.durable:
-            self.tracker.store.metrics.append([point])
+            self.tracker.store.metrics.append({(self.run_id, key): [(value, step, when)]})
         else:
-            self.tracker.buffer.add(point)
+            self.tracker.buffer.add(self.run_id, key, value, step, when)
 
     def log_metrics(self, metrics: Mapping[str, float], step: int = 0, timestamp: int | None = None) -> None:
         """Append one point for each metric, all at the same step and time."""

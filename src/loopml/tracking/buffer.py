@@ -13,9 +13,9 @@ import logging
 import os
 import threading
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
-from loopml.tracking.metric_log import MetricPoint
+from loopml.tracking.metric_log import SeriesBatch
 
 logger = logging.getLogger(__name__)
 _live_buffers: weakref.WeakSet[MetricBuffer] = weakref.WeakSet()
@@ -26,7 +26,7 @@ class MetricBuffer:
 
     def __init__(
         self,
-        write: Callable[[Sequence[MetricPoint]], None],
+        write: Callable[[SeriesBatch], None],
         *,
         interval_s: float = 1.0,
         max_points: int = 200_000,
@@ -38,47 +38,43 @@ class MetricBuffer:
         _live_buffers.add(self)
 
     def _reset(self) -> None:
-        self._points: list[MetricPoint] = []
-        self._lock = threading.Lock()  # guards _points
+        self._series: SeriesBatch = {}
+        self._count = 0
+        self._lock = threading.Lock()  # guards _series and _count
         self._flush_lock = threading.Lock()  # one writer at a time, so points keep their order
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._closed = False
         self._error: BaseException | None = None
 
-    def add(self, point: MetricPoint) -> None:
+    def add(self, run_id: str, key: str, value: float, step: int, timestamp: int) -> None:
         """Buffer one point (the hot path: an append under a lock)."""
         with self._lock:
-            points = self._points
-            points.append(point)
-            full = len(points) >= self.max_points
+            points = self._series.get((run_id, key))
+            if points is None:
+                points = self._series[(run_id, key)] = []
+            points.append((value, step, timestamp))
+            self._count += 1
+            full = self._count >= self.max_points
         if self._thread is None:
             self._start()
         if full:
             self.flush()  # back-pressure: the caller helps instead of growing memory without bound
 
-    def add_many(self, points: Sequence[MetricPoint]) -> None:
-        """Buffer several points at once."""
-        with self._lock:
-            self._points.extend(points)
-            full = len(self._points) >= self.max_points
-        if self._thread is None:
-            self._start()
-        if full:
-            self.flush()
-
     def flush(self) -> None:
         """Write every buffered point; returns when they are committed."""
         with self._flush_lock:
             with self._lock:
-                points, self._points = self._points, []
-            if not points:
+                batch, self._series, self._count = self._series, {}, 0
+            if not batch:
                 return
             try:
-                self._write(points)
+                self._write(batch)
             except BaseException:
                 with self._lock:  # keep them, in order, for the next attempt
-                    self._points[:0] = points
+                    for pair, points in batch.items():
+                        self._series[pair] = points + self._series.get(pair, [])
+                        self._count += len(points)
                 raise
 
     def close(self) -> None:
@@ -93,7 +89,7 @@ class MetricBuffer:
     def pending(self) -> int:
         """Number of points not yet handed to the store."""
         with self._lock:
-            return len(self._points)
+            return self._count
 
     def _start(self) -> None:
         with self._lock:

@@ -11,6 +11,7 @@ from typing import Any
 from loopml.core.clock import now_ms
 from loopml.core.errors import InvalidInput
 from loopml.core.names import check_key, safe_relative_path
+from loopml.tracking.metric_log import SeriesBatch
 from loopml.tracking.records import Artifact, Experiment, Lifecycle, Metric, Run, RunInput, RunStatus
 from loopml.tracking.search import RunPage, search_runs
 from loopml.tracking.tracker import Tracker, default_tracker
@@ -113,9 +114,9 @@ class Client:
     ) -> None:
         """Append a metric point to a run, committed at return."""
         check_key("metric", key)
-        point = (run_id, key, metric_value(key, value), metric_step(key, step), timestamp or now_ms())
+        point = (metric_value(key, value), metric_step(key, step), timestamp or now_ms())
         self.tracker.store.get_run(run_id)
-        self.tracker.store.metrics.append([point])
+        self.tracker.store.metrics.append({(run_id, key): [point]})
 
     def log_batch(
         self, run_id: str, metrics: Sequence[Metric] = (), params: dict[str, Any] | None = None
@@ -123,19 +124,13 @@ class Client:
         """Params, then metric points, of one run (each part one transaction)."""
         if params:
             self.tracker.store.log_params(run_id, {k: param_forms(k, v) for k, v in params.items()})
-        points = [
-            (
-                run_id,
-                check_key("metric", m.key),
-                metric_value(m.key, m.value),
-                metric_step(m.key, m.step),
-                m.timestamp,
-            )
-            for m in metrics
-        ]
-        if points:
+        batch: SeriesBatch = {}
+        for m in metrics:
+            point = (metric_value(m.key, m.value), metric_step(m.key, m.step), m.timestamp)
+            batch.setdefault((run_id, check_key("metric", m.key)), []).append(point)
+        if batch:
             self.tracker.store.get_run(run_id)
-            self.tracker.store.metrics.append(points)
+            self.tracker.store.metrics.append(batch)
 
     # -- artifacts ----------------------------------------------------------------------------------------
 

@@ -1,16 +1,18 @@
 """The append-only metric history: the hot path of tracking, written in large batches.
 
 Each (run, key) pair is a series with a small integer id and its latest value (table `latest_metrics`);
-points (table `metrics`) carry only the series id, so a batch of 100,000 points is one `executemany` of
-4-number tuples. Series ids are cached per process; a cache entry for a run purged meanwhile is detected
-by the foreign key and dropped.
+points (table `metrics`) carry only the series id. A batch arrives grouped by series, so writing 100,000
+points of one series is one `executemany` of the (value, step, timestamp) tuples exactly as they were
+buffered, with no per-point Python work. Series ids are cached per process; a cache entry for a run purged
+meanwhile is detected by the foreign key and dropped.
 """
 
 from __future__ import annotations
 
 import math
+import operator
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 
 from sqlalchemy import Connection, select, tuple_
 from sqlalchemy.exc import IntegrityError
@@ -20,8 +22,10 @@ from loopml.storage.metadata import schema as t
 from loopml.storage.metadata.database import Database
 from loopml.tracking.records import Metric
 
-# (run_id, key, value, step, timestamp): the buffered form of a metric point, cheap to build per call.
-MetricPoint = tuple[str, str, float, int, int]
+# (value, step, timestamp): one buffered point; a batch maps each (run_id, key) series to its points in order.
+MetricPoint = tuple[float, int, int]
+SeriesBatch = dict[tuple[str, str], list[MetricPoint]]
+_STEP_AND_TIME = operator.itemgetter(1, 2)
 
 
 class MetricLog:
@@ -32,7 +36,8 @@ class MetricLog:
         self._series: dict[tuple[str, str], int] = {}
         self._lock = threading.Lock()
         marker = "?" if db.engine.dialect.paramstyle == "qmark" else "%s"
-        self._insert_points = f"INSERT INTO metrics (series_id, value, step, timestamp) VALUES ({marker}, {marker}, {marker}, {marker})"
+        # The series id is an integer from the database, formatted in; the point values are bound.
+        self._insert_points = f"INSERT INTO metrics (series_id, value, step, timestamp) VALUES ({{series}}, {marker}, {marker}, {marker})"
         # Plain SQL on the hot path: building the same statement with SQLAlchemy constructs costs more than
         # executing it. SQLite and PostgreSQL share this upsert syntax.
         self._upsert_latest = (
@@ -43,20 +48,20 @@ class MetricLog:
             "(latest_metrics.step = excluded.step AND latest_metrics.timestamp <= excluded.timestamp)"
         )
 
-    def append(self, points: Sequence[MetricPoint], *, retry_forever: bool = False) -> None:
-        """Append points in one transaction; points of runs that no longer exist are dropped."""
-        if not points:
+    def append(self, batch: SeriesBatch, *, retry_forever: bool = False) -> None:
+        """Append a batch in one transaction; points of runs that no longer exist are dropped."""
+        if not batch:
             return
         try:
-            self.db.transact(lambda conn: self._write(conn, points), retry_forever=retry_forever)
+            self.db.transact(lambda conn: self._write(conn, batch), retry_forever=retry_forever)
         except IntegrityError:
             # A run was purged (or never existed): keep the points of the runs that do exist.
             self.forget()
-            alive = self._existing_runs(p[0] for p in points)
-            kept = [p for p in points if p[0] in alive]
+            alive = self._existing_runs(run_id for run_id, _ in batch)
+            kept = {pair: points for pair, points in batch.items() if pair[0] in alive}
             if kept:
                 self.db.transact(lambda conn: self._write(conn, kept), retry_forever=retry_forever)
-            missing = {p[0] for p in points} - alive
+            missing = {run_id for run_id, _ in batch} - alive
             if missing and not retry_forever:
                 raise NotFound(f"no run with id {sorted(missing)[0]!r}") from None
 
@@ -77,24 +82,20 @@ class MetricLog:
         with self._lock:
             self._series = {}
 
-    def _write(self, conn: Connection, points: Sequence[MetricPoint]) -> None:
-        latest: dict[tuple[str, str], MetricPoint] = {}
-        for point in points:
-            current = latest.get((point[0], point[1]))
-            if current is None or (point[3], point[4]) >= (current[3], current[4]):
-                latest[(point[0], point[1])] = point
-        self._advance_latest(conn, list(latest.values()))
-        series = self._series_ids(conn, latest.keys())
+    def _write(self, conn: Connection, batch: SeriesBatch) -> None:
         isnan = math.isnan
-        rows = [(series[(r, k)], None if isnan(v) else v, s, ts) for r, k, v, s, ts in points]
-        conn.exec_driver_sql(self._insert_points, rows)
-
-    def _advance_latest(self, conn: Connection, latest: list[MetricPoint]) -> None:
-        """Create missing series and move each series' latest value forward (never backward)."""
-        isnan = math.isnan
-        conn.exec_driver_sql(
-            self._upsert_latest, [(r, k, None if isnan(v) else v, s, ts) for r, k, v, s, ts in latest]
-        )
+        # The latest point of a series: highest (step, timestamp), the last logged among equals.
+        latest = []
+        for (run_id, key), points in batch.items():
+            value, step, timestamp = max(reversed(points), key=_STEP_AND_TIME)
+            latest.append((run_id, key, None if isnan(value) else value, step, timestamp))
+        conn.exec_driver_sql(self._upsert_latest, latest)
+        series = self._series_ids(conn, batch.keys())
+        for pair, points in batch.items():
+            # SQLite stores a bound NaN as NULL by itself; PostgreSQL would keep NaN, which compares greater
+            # than every number, so it gets an explicit NULL.
+            rows = points if self.db.is_sqlite else [(None if isnan(v) else v, s, t) for v, s, t in points]
+            conn.exec_driver_sql(self._insert_points.format(series=int(series[pair])), rows)
 
     def _series_ids(self, conn: Connection, pairs: Iterable[tuple[str, str]]) -> dict[tuple[str, str], int]:
         with self._lock:

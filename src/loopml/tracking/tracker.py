@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
 from typing import Any
 
 from loopml.core.settings import Settings, load_settings
 from loopml.storage.stores import Stores
 from loopml.tracking.buffer import MetricBuffer
-from loopml.tracking.metric_log import MetricPoint
+from loopml.tracking.metric_log import SeriesBatch
 from loopml.tracking.store import TrackingStore
 
 
@@ -27,8 +26,8 @@ class Tracker:
             max_points=self.settings.flush_max_points,
         )
 
-    def _write_buffered(self, points: Sequence[MetricPoint]) -> None:
-        self.store.metrics.append(points, retry_forever=True)
+    def _write_buffered(self, batch: SeriesBatch) -> None:
+        self.store.metrics.append(batch, retry_forever=True)
 
     def flush(self) -> None:
         """Write every buffered metric point; returns once they are committed."""

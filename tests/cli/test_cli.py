@@ -185,3 +185,43 @@ def test_unreachable_database_is_one_line_without_password(tmp_path: Path) -> No
     assert "cannot use the database" in result.stderr
     assert "s3cret-pw" not in result.stderr + result.stdout
     assert "Traceback" not in result.stderr
+
+
+def _git(cwd: Path, *args: str) -> str:
+    env = {**os.environ, "GIT_CONFIG_GLOBAL": "/dev/null", "GIT_CONFIG_NOSYSTEM": "1"}
+    return subprocess.run(
+        ["git", "-c", "user.email=t@example.com", "-c", "user.name=t", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+
+
+def test_run_from_dirty_tree_can_be_reproduced_with_diff_and_env(tmp_path: Path) -> None:
+    _git(tmp_path, "-c", "init.defaultBranch=main", "init", "-q")
+    (tmp_path / ".gitignore").write_text(".loopml/\n")
+    (tmp_path / "train.py").write_text("LR = 0.1\n")
+    _git(tmp_path, "add", ".")
+    _git(tmp_path, "commit", "-qm", "first")
+    (tmp_path / "train.py").write_text("LR = 0.5  # experiment\n")
+    script = "import loopml\nwith loopml.start_run() as run:\n    print(run.run_id)\n"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOOPML_")}
+    started = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, env=env, check=True
+    )
+    run_id = started.stdout.strip()
+    shown = json.loads(cli(tmp_path, "runs", "show", run_id, "--json").stdout)["run"]
+    assert shown["git"]["dirty"] is True
+    assert shown["git"]["commit"] == _git(tmp_path, "rev-parse", "HEAD").strip()
+    diff = cli(tmp_path, "runs", "diff", run_id)
+    assert diff.returncode == 0
+    _git(tmp_path, "checkout", "-q", "--", "train.py")  # back to the commit, then re-apply the stored change
+    patch = tmp_path / "run.patch"
+    patch.write_text(diff.stdout)
+    _git(tmp_path, "apply", str(patch))
+    assert (tmp_path / "train.py").read_text() == "LR = 0.5  # experiment\n"
+    packages = cli(tmp_path, "runs", "env", run_id)
+    assert packages.returncode == 0
+    assert any(line.startswith("sqlalchemy==") for line in packages.stdout.splitlines())

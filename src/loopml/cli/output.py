@@ -41,8 +41,9 @@ def print_json(value: Any) -> None:
 def table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
     """Print a Rich table."""
     view = Table(title=title, show_lines=False, header_style="bold")
-    for column in columns:
-        view.add_column(column, overflow="fold")
+    for index, column in enumerate(columns):
+        # The first column names the row (a run id, a key): keep it whole so it can be copied.
+        view.add_column(column, overflow="fold", no_wrap=index == 0)
     for row in rows:
         view.add_row(*[cell if isinstance(cell, str) else fmt(cell) for cell in row])
     console.print(view)

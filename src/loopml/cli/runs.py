@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 from typing import Annotated
 
 import typer
@@ -158,6 +159,34 @@ def _best(key: str, values: list[float | None]) -> int | None:
         return None
     lower = any(word in key.lower() for word in _LOWER_IS_BETTER)
     return (min(candidates) if lower else max(candidates, key=lambda c: (c[0], -c[1])))[1]
+
+
+@app.command("diff")
+def diff(run_id: str) -> None:
+    """Print the uncommitted change the run started from (apply it with `git apply` on its commit)."""
+    from loopml.tracking.client import Client
+
+    client = Client()
+    text = client.get_code_diff(run_id)
+    if text is None:
+        commit = client.get_run(run_id).git.commit
+        typer.echo(f"# run {run_id} started from a clean tree at {commit or 'no git commit'}", err=True)
+        return
+    sys.stdout.write(text if text.endswith("\n") else text + "\n")
+
+
+@app.command("env")
+def env(run_id: str, json_output: JsonOption = False) -> None:
+    """Print the run's Python environment: `name==version` lines, ready for `pip install -r`."""
+    from loopml.tracking.client import Client
+
+    environment = Client().get_environment(run_id)
+    if json_output:
+        print_json(environment)
+        return
+    typer.echo(f"# Python {environment['python_version']} on {environment['platform']}")
+    for name, version in sorted(environment["packages"].items()):
+        typer.echo(f"{name}=={version}")
 
 
 @app.command("delete")

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from loopml.core.clock import now_ms
-from loopml.core.errors import InvalidInput
+from loopml.core.errors import InvalidInput, NotFound
 from loopml.core.names import check_key, safe_relative_path
 from loopml.tracking.metric_log import SeriesBatch
 from loopml.tracking.records import Artifact, Experiment, Lifecycle, Metric, Run, RunInput, RunStatus
@@ -152,6 +152,25 @@ class Client:
             relative = artifact.path[len(base) :] if base else artifact.path
             self.tracker.blobs.get_file(artifact.digest, target / safe_relative_path(relative), verify=True)
         return target / (prefix.rsplit("/", 1)[-1] if prefix else "")
+
+    def get_code_diff(self, run_id: str) -> str | None:
+        """The uncommitted change of the working tree the run started from (None if it was clean).
+
+        Apply it on top of the run's commit (`git apply`) to reproduce the code. A diff larger than
+        `max_diff_bytes` was stored truncated: that is said in its last line.
+        """
+        run = self.get_run(run_id)
+        if run.git.diff_hash is None:
+            return None
+        diff, truncated = self.tracker.store.attachments.get_diff(run.git.diff_hash)
+        return diff + ("\n# loopml: diff truncated at max_diff_bytes\n" if truncated else "")
+
+    def get_environment(self, run_id: str) -> dict[str, Any]:
+        """Python version, platform and installed packages ({name: version}) of the run's process."""
+        run = self.get_run(run_id)
+        if run.environment_hash is None:
+            raise NotFound(f"run {run_id} has no recorded environment (capture_packages was off)")
+        return self.tracker.store.attachments.get_environment(run.environment_hash)
 
     def list_inputs(self, run_id: str) -> list[RunInput]:
         """Dataset versions a run read."""

@@ -27,7 +27,7 @@ from typing import NoReturn
 
 import pytest
 
-from loopml.core.settings import load_settings
+from loopml.core.settings import Settings, load_settings
 from loopml.storage.metadata.database import Database
 from loopml.tracking.tracker import Tracker, use_tracker
 
@@ -201,11 +201,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return str(request.getfixturevalue("postgres_url"))
 
 
-@pytest.fixture
-def tracker(database_url: str, tmp_path: Path) -> Iterator[Tracker]:
-    """A tracker on a fresh project (SQLite or PostgreSQL metadata, local blobs), made the process default."""
-    Database(database_url, auto_migrate=True).dispose()  # PostgreSQL is only migrated on request
-    settings = load_settings(project_dir=tmp_path, database_url=database_url, capture_packages=True)
+def _as_default(settings: Settings) -> Iterator[Tracker]:
     opened = Tracker(settings)
     previous = use_tracker(opened)
     try:
@@ -216,12 +212,13 @@ def tracker(database_url: str, tmp_path: Path) -> Iterator[Tracker]:
 
 
 @pytest.fixture
+def tracker(database_url: str, tmp_path: Path) -> Iterator[Tracker]:
+    """A tracker on a fresh project (SQLite or PostgreSQL metadata, local blobs), made the process default."""
+    Database(database_url, auto_migrate=True).dispose()  # PostgreSQL is only migrated on request
+    yield from _as_default(load_settings(project_dir=tmp_path, database_url=database_url))
+
+
+@pytest.fixture
 def sqlite_tracker(tmp_path: Path) -> Iterator[Tracker]:
     """A tracker on a fresh SQLite project in `tmp_path`, made the process default."""
-    opened = Tracker(load_settings(project_dir=tmp_path))
-    previous = use_tracker(opened)
-    try:
-        yield opened
-    finally:
-        use_tracker(previous)
-        opened.close()
+    yield from _as_default(load_settings(project_dir=tmp_path))

@@ -93,11 +93,8 @@ class ActiveRun:
             raise InvalidInput(f"cannot log artifact {str(local_path)!r}: no such file or folder")
         prefix = safe_relative_path(artifact_path) + "/" if artifact_path else ""
         if source.is_dir():
-            files = sorted(p for p in source.rglob("*") if p.is_file())
-            named = [(f, f"{prefix}{source.name}/{f.relative_to(source).as_posix()}") for f in files]
-        else:
-            named = [(source, f"{prefix}{source.name}")]
-        return self._store_files(named)
+            return self._store_folder(source, f"{prefix}{source.name}/")
+        return self._store_files([(source, f"{prefix}{source.name}")])
 
     def log_artifacts(
         self, local_dir: str | os.PathLike[str], artifact_path: str | None = None
@@ -106,9 +103,7 @@ class ActiveRun:
         source = Path(local_dir)
         if not source.is_dir():
             raise InvalidInput(f"cannot log artifacts from {str(local_dir)!r}: not a folder")
-        prefix = safe_relative_path(artifact_path) + "/" if artifact_path else ""
-        files = sorted(p for p in source.rglob("*") if p.is_file())
-        return self._store_files([(f, f"{prefix}{f.relative_to(source).as_posix()}") for f in files])
+        return self._store_folder(source, safe_relative_path(artifact_path) + "/" if artifact_path else "")
 
     def log_text(self, text: str, artifact_file: str) -> Artifact:
         """Store a string as a UTF-8 file artifact."""
@@ -133,6 +128,10 @@ class ActiveRun:
     def log_inputs(self, inputs: Iterable[RunInput]) -> None:
         """Record several dataset versions this run read."""
         self.tracker.store.attachments.add_inputs(self.run_id, list(inputs))
+
+    def _store_folder(self, folder: Path, prefix: str) -> list[Artifact]:
+        files = sorted(p for p in folder.rglob("*") if p.is_file())
+        return self._store_files([(f, f"{prefix}{f.relative_to(folder).as_posix()}") for f in files])
 
     def _store_files(self, named: list[tuple[Path, str]]) -> list[Artifact]:
         artifacts = []

@@ -218,3 +218,23 @@ def test_durable_run_commits_each_call(tracker: Tracker) -> None:
         loopml.log_metric("m", 1.0)
         assert tracker.buffer.pending() == 0
         assert [p.value for p in tracker.store.metrics.history(run.run_id, "m")] == [1.0]
+
+
+def test_client_log_batch_notes_and_tags_by_id(tracker: Tracker) -> None:
+    with loopml.start_run() as run:
+        run.set_note("baseline with default features")
+    client = loopml.Client()
+    metrics = [loopml.Metric("loss", 1.0 / (s + 1), s, 1000 + s) for s in range(50)]
+    client.log_batch(run.run_id, metrics=[*metrics, loopml.Metric("acc", math.nan, 0, 1)], params={"k": 5})
+    client.set_tag(run.run_id, "stage", "dev")
+    tracker.store.delete_tag(run.run_id, "stage")
+    got = client.get_run(run.run_id)
+    assert got.note == "baseline with default features"
+    assert got.params == {"k": "5"}
+    assert got.tags == {}
+    assert got.metrics["loss"] == 1.0 / 50
+    assert math.isnan(got.metrics["acc"])
+    assert [m.value for m in client.get_metric_history(run.run_id, "loss")] == [m.value for m in metrics]
+    assert client.search_runs(filter="metrics.acc > 0").runs == []  # NaN never matches
+    with pytest.raises(loopml.NotFound):
+        tracker.store.delete_tag(run.run_id, "stage")

@@ -89,6 +89,9 @@ class MetricLog:
         for (run_id, key), points in batch.items():
             value, step, timestamp = max(reversed(points), key=_STEP_AND_TIME)
             latest.append((run_id, key, None if isnan(value) else value, step, timestamp))
+        latest.sort(
+            key=operator.itemgetter(0, 1)
+        )  # one lock order for all writers: no deadlocks on PostgreSQL
         conn.exec_driver_sql(self._upsert_latest, latest)
         series = self._series_ids(conn, batch.keys())
         for pair, points in batch.items():

@@ -8,10 +8,10 @@ An empty SQLite database is migrated on open under an exclusive file lock. Postg
 
 from __future__ import annotations
 
-import fcntl
 import os
 import random
 import sqlite3
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -144,15 +144,34 @@ class Database:
             yield
             return
         with open(f"{path}.lock", "a+b") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
+            _lock_file(handle.fileno())
             try:
                 yield
             finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+                _unlock_file(handle.fileno())
 
     @property
     def _display_url(self) -> str:
         return self.engine.url.render_as_string(hide_password=True)
+
+
+if sys.platform == "win32":  # pragma: no cover - exercised on Windows only
+    import msvcrt
+
+    def _lock_file(fd: int) -> None:
+        msvcrt.locking(fd, msvcrt.LK_LOCK, 1)
+
+    def _unlock_file(fd: int) -> None:
+        msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+
+else:
+    import fcntl
+
+    def _lock_file(fd: int) -> None:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+
+    def _unlock_file(fd: int) -> None:
+        fcntl.flock(fd, fcntl.LOCK_UN)
 
 
 def _create_engine(url: str, busy_timeout_s: float) -> Engine:
@@ -247,8 +266,9 @@ def _run_alembic(conn: Connection) -> None:
 
 
 def _is_busy(error: OperationalError) -> bool:
+    """Errors that go away when the transaction is tried again: SQLite's lock, PostgreSQL's conflicts."""
     text = str(error.orig).lower()
-    return "locked" in text or "busy" in text
+    return any(word in text for word in ("locked", "busy", "deadlock detected", "could not serialize"))
 
 
 def _translate(error: Exception, url: str) -> Exception:

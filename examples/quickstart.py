@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -68,6 +69,8 @@ def main() -> None:
             f"  {run.name:<18} val_auc={run.metrics['val_auc']:.4f}  val_loss={run.metrics['val_loss']:.4f}"
         )
     cli = f"{Path(sys.executable).parent / 'loopml'}"
+    print("\n$ loopml runs compare " + " ".join(run_ids))
+    subprocess.run([cli, "runs", "compare", *run_ids], check=True)
     print(
         f"""
 Where to look (the store is {PROJECT / ".loopml"}):

@@ -26,10 +26,17 @@ from pathlib import Path
 from typing import NoReturn
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from loopml.core.settings import Settings, load_settings
 from loopml.storage.metadata.database import Database
 from loopml.tracking.tracker import Tracker, use_tracker
+
+# No per-example deadline (a shared 2-core machine stalls now and then); in CI the examples are derandomized,
+# so a red run is reproducible and a green one is not luck.
+hypothesis_settings.register_profile("dev", deadline=None)
+hypothesis_settings.register_profile("ci", deadline=None, derandomize=True, print_blob=True)
+hypothesis_settings.load_profile("ci" if os.environ.get("CI", "").lower() == "true" else "dev")
 
 MISSING_BINARIES = "PostgreSQL binaries not found (apt-get install postgresql); skipping PostgreSQL tests"
 HOST = "127.0.0.1"

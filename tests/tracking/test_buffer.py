@@ -14,7 +14,7 @@ import pytest
 
 import loopml
 from loopml.core.settings import load_settings
-from loopml.tracking.tracker import Tracker, configure
+from loopml.tracking.tracker import Tracker, configure, use_tracker
 
 
 def test_points_reach_the_store_without_flush_after_the_interval(tmp_path: Path) -> None:
@@ -157,4 +157,78 @@ def test_script_exit_ends_active_run_and_writes_buffered_points(tmp_path: Path) 
         assert run.status is loopml.RunStatus.FINISHED
         assert len(loopml.Client(tracker).get_metric_history(run_id, "m")) == 1000
     finally:
+        tracker.close()
+
+
+def test_script_dying_of_an_error_marks_its_open_run_failed(tmp_path: Path) -> None:
+    script = (
+        "import loopml\nrun = loopml.start_run()\nprint(run.run_id, flush=True)\nraise RuntimeError('boom')\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOOPML_")}
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        check=False,
+    )
+    assert result.returncode == 1
+    tracker = Tracker(load_settings(project_dir=tmp_path))
+    try:
+        run = loopml.Client(tracker).get_run(result.stdout.strip())
+        assert run.status is loopml.RunStatus.FAILED
+        assert run.error == "RuntimeError: boom"
+    finally:
+        tracker.close()
+
+
+def _worker_logs(run_id: str) -> None:
+    client_run = loopml.start_run(name=f"worker-of-{run_id[:6]}")
+    for step in range(100):
+        client_run.log_metric("w", float(step), step=step)
+    client_run.end()
+    loopml.log_metric  # noqa: B018 - the module stays importable in the worker
+    with loopml.start_run(name="unended"):
+        pass
+    open_run = loopml.start_run(name="left-open-in-worker")
+    open_run.log_metric("late", 1.0)  # only the worker's exit hook can write this
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs the fork start method")
+def test_forked_multiprocessing_worker_flushes_and_leaves_parent_run_alone(sqlite_tracker: Tracker) -> None:
+    with loopml.start_run(name="parent") as parent:
+        loopml.log_metric("p", 1.0)  # unflushed at fork time
+        worker = multiprocessing.get_context("fork").Process(target=_worker_logs, args=(parent.run_id,))
+        worker.start()
+        worker.join(timeout=60)
+        assert worker.exitcode == 0
+        assert loopml.Client().get_run(parent.run_id).status is loopml.RunStatus.RUNNING
+    client = loopml.Client()
+    assert client.get_run(parent.run_id).status is loopml.RunStatus.FINISHED
+    assert len(client.get_metric_history(parent.run_id, "p")) == 1
+    late = client.search_runs(filter='run_name = "left-open-in-worker"').runs
+    assert len(late) == 1
+    assert client.get_metric_history(late[0].run_id, "late")[0].value == 1.0
+    worker_run = client.search_runs(filter=f'run_name = "worker-of-{parent.run_id[:6]}"').runs[0]
+    assert len(client.get_metric_history(worker_run.run_id, "w")) == 100
+
+
+def test_failed_end_can_be_retried(tmp_path: Path) -> None:
+    tracker = Tracker(load_settings(project_dir=tmp_path, busy_timeout_s=0.2))
+    previous = use_tracker(tracker)
+    try:
+        run = loopml.start_run()
+        blocker = sqlite3.connect(tmp_path / ".loopml" / "loopml.db", timeout=5)
+        blocker.execute("BEGIN IMMEDIATE")
+        with pytest.raises(loopml.StoreError):
+            loopml.end_run()
+        blocker.rollback()
+        blocker.close()
+        loopml.end_run()
+        assert loopml.Client().get_run(run.run_id).status is loopml.RunStatus.FINISHED
+        assert loopml.active_run() is None
+    finally:
+        use_tracker(previous)
         tracker.close()

@@ -13,7 +13,18 @@ from loopml.core.errors import InvalidInput
 from loopml.core.names import check_key, safe_relative_path
 from loopml.tracking.records import Artifact, Run, RunInput, RunStatus
 from loopml.tracking.tracker import Tracker
-from loopml.tracking.values import MAX_NOTE, flatten_params, metric_step, metric_value, param_forms, tag_value
+from loopml.tracking.values import (
+    INT64_MAX,
+    INT64_MIN,
+    MAX_NOTE,
+    check_artifact_path,
+    check_text,
+    flatten_params,
+    metric_step,
+    metric_value,
+    param_forms,
+    tag_value,
+)
 
 # Metric names already checked in this process; checking a name costs more than buffering a point.
 _checked_keys: set[str] = set()
@@ -55,9 +66,7 @@ class ActiveRun:
 
     def set_note(self, note: str) -> None:
         """Replace the run's free-text note."""
-        if not isinstance(note, str) or len(note) > MAX_NOTE:
-            raise InvalidInput(f"a note must be a string of at most {MAX_NOTE} characters")
-        self.tracker.store.set_note(self.run_id, note)
+        self.tracker.store.set_note(self.run_id, check_text("a note", note, MAX_NOTE))
 
     # -- metrics --------------------------------------------------------------------------------------
 
@@ -68,9 +77,9 @@ class ActiveRun:
             _checked_keys.add(key)
         if type(value) is not float:
             value = metric_value(key, value)
-        if type(step) is not int:
+        if type(step) is not int or not INT64_MIN <= step <= INT64_MAX:
             step = metric_step(key, step)
-        when = timestamp if timestamp is not None else now_ms()
+        when = now_ms() if timestamp is None else metric_step(key, timestamp, "timestamp")
         if self.durable:
             self.tracker.store.metrics.append({(self.run_id, key): [(value, step, when)]})
         else:
@@ -111,7 +120,7 @@ class ActiveRun:
 
     def log_bytes(self, data: bytes, artifact_file: str) -> Artifact:
         """Store bytes as a file artifact."""
-        path = safe_relative_path(artifact_file)
+        path = check_artifact_path(artifact_file)
         digest = self.tracker.blobs.put_bytes(data)
         artifact = Artifact(path, digest, len(data))
         self.tracker.store.attachments.add_artifacts(self.run_id, [artifact])
@@ -122,7 +131,7 @@ class ActiveRun:
     ) -> None:
         """Record that this run read a dataset version."""
         self.tracker.store.attachments.add_inputs(
-            self.run_id, [RunInput(check_key("dataset", dataset), str(version), digest, context)]
+            self.run_id, [RunInput(dataset, str(version), digest, context)]
         )
 
     def log_inputs(self, inputs: Iterable[RunInput]) -> None:
@@ -130,14 +139,17 @@ class ActiveRun:
         self.tracker.store.attachments.add_inputs(self.run_id, list(inputs))
 
     def _store_folder(self, folder: Path, prefix: str) -> list[Artifact]:
-        files = sorted(p for p in folder.rglob("*") if p.is_file())
+        store = self.tracker.settings.home_dir.resolve()
+        # Never upload the store itself (its database and blobs) when a folder containing it is logged.
+        files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.resolve().is_relative_to(store))
         return self._store_files([(f, f"{prefix}{f.relative_to(folder).as_posix()}") for f in files])
 
     def _store_files(self, named: list[tuple[Path, str]]) -> list[Artifact]:
         artifacts = []
-        for file, name in named:
+        paths = [check_artifact_path(name) for _, name in named]
+        for (file, _), path in zip(named, paths, strict=True):
             digest, size = self.tracker.blobs.put_file(file)
-            artifacts.append(Artifact(safe_relative_path(name), digest, size))
+            artifacts.append(Artifact(path, digest, size))
         self.tracker.store.attachments.add_artifacts(self.run_id, artifacts)
         return artifacts
 
@@ -157,9 +169,9 @@ class ActiveRun:
         """Flush and mark the run ended (idempotent)."""
         if self._ended:
             return
-        self._ended = True
         self.tracker.flush()
         self.tracker.store.set_status(self.run_id, status, error=error)
+        self._ended = True  # only now: a failed end (a locked store) can be tried again
         for callback in self._on_end:
             callback(self)
 

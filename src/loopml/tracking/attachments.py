@@ -10,11 +10,12 @@ from sqlalchemy import Connection, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from loopml.core.clock import now_ms
-from loopml.core.errors import NotFound
+from loopml.core.errors import InvalidInput, NotFound
 from loopml.storage.metadata import schema as t
 from loopml.storage.metadata.database import Database
 from loopml.tracking.records import Artifact, RunInput
 from loopml.tracking.rows import require_run
+from loopml.tracking.values import check_input
 
 
 class RunAttachments:
@@ -31,6 +32,7 @@ class RunAttachments:
 
         def change(conn: Connection) -> None:
             require_run(conn, run_id)
+            _refuse_file_folder_clash(conn, run_id, [a.path for a in artifacts])
             stmt = self._insert(t.artifacts).values(
                 [
                     {
@@ -77,6 +79,7 @@ class RunAttachments:
         """Record dataset versions a run read."""
         if not inputs:
             return
+        inputs = [check_input(i) for i in inputs]
 
         def change(conn: Connection) -> None:
             require_run(conn, run_id)
@@ -135,3 +138,24 @@ class RunAttachments:
         """Every blob digest an artifact record points at (what garbage collection must keep)."""
         with self.db.read() as conn:
             return set(conn.execute(select(t.artifacts.c.digest).distinct()).scalars())
+
+
+def _refuse_file_folder_clash(conn: Connection, run_id: str, paths: Sequence[str]) -> None:
+    """A path cannot be both a file and a folder of the same run (downloads could not hold both)."""
+    new = set(paths)
+    c = t.artifacts.c
+    for path in paths:
+        parents = ["/".join(path.split("/")[:i]) for i in range(1, path.count("/") + 1)]
+        inside = new.intersection(parents)
+        if inside:
+            raise InvalidInput(f"artifact {path!r} would sit inside {sorted(inside)[0]!r}, which is a file")
+        clash = conn.execute(
+            select(c.path)
+            .where(c.run_id == run_id)
+            .where(or_(c.path.in_(parents), c.path.startswith(path + "/", autoescape=True)))
+            .limit(1)
+        ).scalar()
+        if clash is not None:
+            raise InvalidInput(
+                f"artifact {path!r} clashes with the logged artifact {clash!r} (file vs folder)"
+            )

@@ -196,11 +196,21 @@ def _number(literal: str, text: str, position: int) -> float | int:
     return value
 
 
+MAX_NESTING = 50  # deeper parentheses are refused before they can exhaust Python's stack
+
+
+def _dangling_escape(pattern: str) -> bool:
+    """True when the pattern ends with a backslash that escapes nothing (PostgreSQL refuses it)."""
+    trailing = len(pattern) - len(pattern.rstrip("\\"))
+    return trailing % 2 == 1
+
+
 class _Parser:
     def __init__(self, text: str) -> None:
         self.text = text
         self.tokens = _tokenize(text)
         self.index = 0
+        self.depth = 0
 
     def peek(self) -> _Token:
         return self.tokens[self.index]
@@ -255,7 +265,11 @@ class _Parser:
         opening = self.peek().pos
         if not self.accept("("):
             return self.comparison()
+        self.depth += 1
+        if self.depth > MAX_NESTING:
+            _fail(f"parentheses nest deeper than {MAX_NESTING} levels", self.text, opening)
         inner = self.expression()
+        self.depth -= 1
         if self.at("end"):
             _fail("unbalanced parentheses: this '(' is never closed", self.text, opening)
         self.expect(")", "'and', 'or' or ')'")
@@ -290,6 +304,10 @@ class _Parser:
         token = self.next()
         if op in ("like", "ilike") and token.kind != "string":
             self.fail("a quoted pattern", token)
+        if op in ("like", "ilike") and _dangling_escape(str(token.value)):
+            _fail(
+                "a pattern cannot end with an unescaped backslash (use '\\\\' for one)", self.text, token.pos
+            )
         if token.kind not in ("number", "string"):
             self.fail("a number or a quoted string", token)
         if numeric and token.kind == "string":

@@ -9,13 +9,14 @@ from __future__ import annotations
 import atexit
 import contextvars
 import os
+import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from loopml.core.errors import InvalidInput
 from loopml.tracking.active_run import ActiveRun
 from loopml.tracking.environment import entry_point, git_state, python_environment, user_name
-from loopml.tracking.records import Artifact, GitInfo, RunInput
+from loopml.tracking.records import Artifact, GitInfo, RunInput, RunStatus
 from loopml.tracking.tracker import Tracker, default_tracker
 from loopml.tracking.values import tag_value
 
@@ -69,20 +70,42 @@ def start_run(
     if inputs:
         active.log_inputs(inputs)
     _active_runs.set((*stack, active))
+    _open_runs[active] = None
     active._on_end.append(_pop)
     return active
 
 
+# Runs started by start_run and not ended yet, in any thread or task: ended at interpreter exit.
+_open_runs: dict[ActiveRun, None] = {}
+
+
 def _end_runs_at_exit() -> None:
-    """A script that exits normally with runs still active ends them FINISHED (as MLflow does)."""
-    for run in reversed(_active_runs.get()):
-        run.end()
+    """End runs left open: FINISHED after a normal exit, FAILED (KILLED on Ctrl-C) after an uncaught error."""
+    error = getattr(sys, "last_value", None)  # set by the interpreter when the script died of an exception
+    status, message = RunStatus.FINISHED, None
+    if isinstance(error, KeyboardInterrupt):
+        status, message = RunStatus.KILLED, "KeyboardInterrupt"
+    elif error is not None:
+        status, message = RunStatus.FAILED, f"{type(error).__name__}: {error}"
+    for run in reversed(list(_open_runs)):
+        try:
+            run.end(status, error=message)
+        except Exception as failure:  # the store may be gone at exit; never mask the script's own outcome
+            print(f"loopml: could not end run {run.run_id} at exit: {failure}", file=sys.stderr)
+
+
+def _forget_runs_in_child() -> None:
+    # A forked child must not end (or log into) the parent's runs: they stay the parent's.
+    _open_runs.clear()
+    _active_runs.set(())
 
 
 atexit.register(_end_runs_at_exit)
+os.register_at_fork(after_in_child=_forget_runs_in_child)
 
 
 def _pop(run: ActiveRun) -> None:
+    _open_runs.pop(run, None)
     stack = _active_runs.get()
     if run in stack:
         _active_runs.set(tuple(r for r in stack if r is not run))
@@ -103,8 +126,6 @@ def _require_active() -> ActiveRun:
 
 def end_run(status: str = "FINISHED") -> None:
     """End the innermost active run (flushing its metrics first)."""
-    from loopml.tracking.records import RunStatus
-
     run = active_run()
     if run is not None:
         try:

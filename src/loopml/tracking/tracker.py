@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import multiprocessing.util
+import os
 import threading
+import weakref
 from typing import Any
 
 from loopml.core.settings import Settings, load_settings
@@ -25,6 +28,16 @@ class Tracker:
             interval_s=self.settings.flush_interval_s,
             max_points=self.settings.flush_max_points,
         )
+        _live_trackers.add(self)
+        # multiprocessing's forked workers end with os._exit (no atexit): flush from its own exit hook there.
+        multiprocessing.util.register_after_fork(self, Tracker._flush_at_worker_exit)
+
+    def _flush_at_worker_exit(self) -> None:
+        multiprocessing.util.Finalize(self, self.buffer.close, exitpriority=20)
+
+    def _after_fork_in_child(self) -> None:
+        # The parent's pooled connections must not be used (or closed) by the child: drop them unclosed.
+        self.stores.db.dispose(close=False)
 
     def _write_buffered(self, batch: SeriesBatch) -> None:
         self.store.metrics.append(batch, retry_forever=True)
@@ -38,6 +51,16 @@ class Tracker:
         self.buffer.close()
         self.stores.close()
 
+
+_live_trackers: weakref.WeakSet[Tracker] = weakref.WeakSet()
+
+
+def _reset_trackers_in_child() -> None:
+    for tracker in list(_live_trackers):
+        tracker._after_fork_in_child()
+
+
+os.register_at_fork(after_in_child=_reset_trackers_in_child)
 
 _default: Tracker | None = None
 _default_lock = threading.Lock()

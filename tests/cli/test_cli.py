@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import socket
@@ -225,3 +226,62 @@ def test_run_from_dirty_tree_can_be_reproduced_with_diff_and_env(tmp_path: Path)
     packages = cli(tmp_path, "runs", "env", run_id)
     assert packages.returncode == 0
     assert any(line.startswith("sqlalchemy==") for line in packages.stdout.splitlines())
+
+
+def test_markup_in_names_is_shown_literally(tmp_path: Path) -> None:
+    tracker = Tracker(load_settings(project_dir=tmp_path))
+    try:
+        with loopml.start_run(name="lr[/0.1]", tracker=tracker) as run:
+            run.set_tag("team", "[red]x[/]")
+    finally:
+        tracker.close()
+    listed = cli(tmp_path, "runs", "list")
+    assert listed.returncode == 0, listed.stderr
+    assert "lr[/0.1]" in listed.stdout
+    shown = cli(tmp_path, "runs", "show", run.run_id)
+    assert shown.returncode == 0, shown.stderr
+    assert "[red]x[/]" in shown.stdout
+
+
+@pytest.mark.parametrize(
+    ("env", "code", "message"),
+    [
+        ({"LOOPML_DATABASE_URL": "postgresql+psycopg://u@host:notaport/db"}, 2, "not a database URL"),
+        ({"LOOPML_HOME": "/dev/null/store"}, 3, "cannot create the store folder"),
+        ({"LOOPML_BUSY_TIMEOUT_S": "inf"}, 2, "busy_timeout_s"),
+        ({"LOOPML_DATABASE_URL": "sqlite://"}, 2, "in-memory"),
+    ],
+)
+def test_bad_settings_are_one_line(tmp_path: Path, env: dict[str, str], code: int, message: str) -> None:
+    result = cli(tmp_path, "runs", "list", env=env)
+    assert result.returncode == code, result.stderr
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_huge_page_token_is_refused(project: tuple[Path, list[str]]) -> None:
+    folder, _ = project
+    token = base64.urlsafe_b64encode(b'{"offset": 10000000000000000000000}').decode()
+    result = cli(folder, "runs", "list", "--page-token", token)
+    assert result.returncode == 2
+    assert "page token" in result.stderr
+
+
+def test_relative_paths_in_project_file_are_relative_to_it(tmp_path: Path) -> None:
+    (tmp_path / "loopml.toml").write_text(
+        'database_url = "sqlite:///meta/loopml.db"\nartifact_url = "blobs"\n'
+    )
+    sub = tmp_path / "sub"
+    sub.mkdir()
+    assert cli(sub, "experiments", "create", "one").returncode == 0
+    assert (tmp_path / "meta" / "loopml.db").is_file()
+    listed = json.loads(cli(tmp_path, "experiments", "list", "--json").stdout)
+    assert [e["name"] for e in listed] == ["one"]
+
+
+def test_store_folder_is_ignored_by_git(tmp_path: Path) -> None:
+    _git(tmp_path, "-c", "init.defaultBranch=main", "init", "-q")
+    assert cli(tmp_path, "init").returncode == 0
+    _git(tmp_path, "add", "loopml.toml")
+    _git(tmp_path, "commit", "-qm", "project")
+    assert _git(tmp_path, "status", "--porcelain") == ""

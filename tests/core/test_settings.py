@@ -50,3 +50,8 @@ def test_bad_values_are_one_clear_error(tmp_path: Path, monkeypatch: pytest.Monk
     (tmp_path / "loopml.toml").write_text("experiment = \n")
     with pytest.raises(InvalidInput, match="not valid TOML"):
         load_settings(tmp_path)
+
+
+def test_unknown_setting_names_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(InvalidInput, match="unknown LoopML setting"):
+        load_settings(tmp_path, flush_interval=5)

@@ -76,3 +76,21 @@ def test_failed_write_leaves_no_object(tmp_path: Path) -> None:
         blobs.put_stream(io.BufferedReader(Broken()))
     assert list(blobs.digests()) == []
     assert list((tmp_path / "blobs" / "incoming").iterdir()) == []
+
+
+def test_credentials_never_appear_in_messages() -> None:
+    blobs = BlobStore("memory://bob:hunter2@host/blobs")
+    with pytest.raises(NotFound) as error:
+        blobs.get_bytes("0" * 64)
+    assert "hunter2" not in str(error.value)
+
+
+def test_storing_existing_content_again_makes_it_young(tmp_path: Path) -> None:
+    blobs = BlobStore(str(tmp_path / "blobs"))
+    digest = blobs.put_bytes(b"reused")
+    os.utime(blobs.path_of(digest), (1_000_000, 1_000_000))
+    blobs.put_bytes(b"reused")
+    assert blobs.modified(digest) > 1_000_000
+    os.utime(blobs.path_of(digest), (1_000_000, 1_000_000))
+    blobs.put_stream(io.BytesIO(b"reused"))
+    assert blobs.modified(digest) > 1_000_000

@@ -238,3 +238,56 @@ def test_client_log_batch_notes_and_tags_by_id(tracker: Tracker) -> None:
     assert client.search_runs(filter="metrics.acc > 0").runs == []  # NaN never matches
     with pytest.raises(loopml.NotFound):
         tracker.store.delete_tag(run.run_id, "stage")
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: loopml.log_metric("m", 1.0, step=2**63), "64-bit"),
+        (lambda: loopml.log_metric("m", 1.0, timestamp="yesterday"), "64-bit"),  # type: ignore[arg-type]
+        (lambda: loopml.log_metric("m", 10**400), "too large"),
+        (lambda: loopml.set_tag("t", "a\x00b"), "NUL"),
+        (lambda: loopml.log_param("p", "a\x00b"), "NUL"),
+        (lambda: loopml.log_params({"a.b": 1, "a": {"b": 2}}), "given twice"),
+        (lambda: loopml.active_run().log_input("ds", "v" * 65), "limit"),  # type: ignore[union-attr]
+        (lambda: loopml.active_run().log_text("x", "a/" * 600 + "f"), "limit"),  # type: ignore[union-attr]
+    ],
+)
+def test_bad_values_fail_at_the_call_and_poison_nothing(tracker: Tracker, call: object, message: str) -> None:
+    with loopml.start_run() as run:
+        loopml.log_metric("good", 1.0)
+        with pytest.raises(loopml.InvalidInput, match=message):
+            call()  # type: ignore[operator]
+    got = loopml.Client().get_run(run.run_id)
+    assert got.metrics == {"good": 1.0}
+    assert got.status is loopml.RunStatus.FINISHED
+
+
+def test_mlflow_habits_work(tracker: Tracker) -> None:
+    experiment = loopml.Client().create_experiment("by-id")
+    with loopml.start_run(experiment=experiment.experiment_id) as run:
+        loopml.log_params({"flag": True, "nothing": None})
+    got = loopml.Client().get_run(run.run_id)
+    assert got.experiment_id == experiment.experiment_id
+    assert got.params == {"flag": "True", "nothing": "None"}
+    assert [r.run_id for r in loopml.Client().search_runs("by-id").runs] == [run.run_id]
+    assert loopml.Client().search_runs(filter="params.flag = 'True'").runs[0].run_id == run.run_id
+
+
+def test_a_path_cannot_be_both_file_and_folder(tracker: Tracker) -> None:
+    with loopml.start_run() as run:
+        run.log_text("weights", "model")
+        with pytest.raises(loopml.InvalidInput, match="file vs folder"):
+            run.log_text("w", "model/w.bin")
+        run.log_text("w", "other/w.bin")
+        with pytest.raises(loopml.InvalidInput, match="file vs folder"):
+            run.log_text("x", "other")
+    assert [a.path for a in loopml.Client().list_artifacts(run.run_id)] == ["model", "other/w.bin"]
+
+
+def test_logging_the_project_folder_skips_the_store(tracker: Tracker, tmp_path: Path) -> None:
+    (tmp_path / "train.py").write_text("print('hi')\n")
+    with loopml.start_run() as run:
+        loopml.log_artifacts(tmp_path, "code")
+    paths = [a.path for a in loopml.Client().list_artifacts(run.run_id)]
+    assert paths == ["code/train.py"]

@@ -16,7 +16,7 @@ from rich.markup import escape
 from loopml.cli import experiments, runs
 from loopml.cli.output import errors, print_json
 from loopml.core.errors import LoopMLError
-from loopml.core.settings import HOME_DIR, PROJECT_FILE, load_settings
+from loopml.core.settings import PROJECT_FILE, load_settings
 
 app = typer.Typer(
     name="loopml",
@@ -53,7 +53,6 @@ def init(force: Annotated[bool, typer.Option(help="Overwrite an existing loopml.
         errors.print(f"{PROJECT_FILE} already exists here; the project is ready (use --force to rewrite it)")
     else:
         config.write_text(PROJECT_TEMPLATE)
-    (project / HOME_DIR).mkdir(exist_ok=True)
     stores = Stores.open(load_settings(project_dir=project))
     stores.close()
     typer.echo(f"Initialised a LoopML project in {project}")

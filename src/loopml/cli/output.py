@@ -12,6 +12,7 @@ from enum import Enum
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 console = Console()
@@ -40,13 +41,19 @@ def print_json(value: Any) -> None:
 
 def table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
     """Print a Rich table."""
-    view = Table(title=title, show_lines=False, header_style="bold")
+    view = Table(title=escape(title) if title else None, show_lines=False, header_style="bold")
     for index, column in enumerate(columns):
         # The first column names the row (a run id, a key): keep it whole so it can be copied.
-        view.add_column(column, overflow="fold", no_wrap=index == 0)
+        view.add_column(escape(column), overflow="fold", no_wrap=index == 0)
     for row in rows:
-        view.add_row(*[cell if isinstance(cell, str) else fmt(cell) for cell in row])
+        view.add_row(*[cell if isinstance(cell, Styled) else escape(fmt(cell)) for cell in row])
     console.print(view)
+
+
+class Styled(str):
+    """A table cell that carries Rich markup on purpose; every other cell is shown literally."""
+
+    __slots__ = ()
 
 
 def fmt(value: Any) -> str:

@@ -7,8 +7,9 @@ import sys
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
-from loopml.cli.output import console, duration, fmt, print_json, table, when
+from loopml.cli.output import Styled, console, duration, fmt, print_json, table, when
 
 app = typer.Typer(help="List, inspect, compare, delete and restore runs.", no_args_is_help=True)
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table")]
@@ -139,14 +140,19 @@ def compare(
     for key in params:
         texts = [r.params.get(key) for r in found]
         differs = len(set(texts)) > 1
-        rows.append([f"params.{key}", *[f"[yellow]{fmt(v)}[/]" if differs else fmt(v) for v in texts]])
+        rows.append(
+            [f"params.{key}", *[Styled(f"[yellow]{escape(fmt(v))}[/]") if differs else fmt(v) for v in texts]]
+        )
     for key in metrics:
         values = [r.metrics.get(key) for r in found]
         best = _best(key, values)
         rows.append(
             [
                 f"metrics.{key}",
-                *[f"[bold green]{fmt(v)}[/]" if i == best else fmt(v) for i, v in enumerate(values)],
+                *[
+                    Styled(f"[bold green]{escape(fmt(v))}[/]") if i == best else fmt(v)
+                    for i, v in enumerate(values)
+                ],
             ]
         )
     table("Compare runs", ["", *[r.name for r in found]], rows)

@@ -50,9 +50,9 @@ class Settings(BaseSettings):
         default=None, description="fsspec URL of the blob store; default home/blobs"
     )
     experiment: str = Field(default="Default", description="Experiment used when a run names none")
-    flush_interval_s: float = Field(default=1.0, gt=0, description="Max age of a buffered metric point")
-    flush_max_points: int = Field(default=200_000, gt=0, description="Buffered points that trigger a flush")
-    busy_timeout_s: float = Field(default=30.0, gt=0, description="Wait for a locked SQLite database")
+    flush_interval_s: float = Field(default=1.0, gt=0, le=3600, description="Max age of a buffered point")
+    flush_max_points: int = Field(default=200_000, gt=0, le=10**8, description="Points that force a flush")
+    busy_timeout_s: float = Field(default=30.0, gt=0, le=86_400, description="Wait for a locked database")
     max_diff_bytes: int = Field(default=1_000_000, ge=0, description="Cap of the stored uncommitted git diff")
     capture_git: bool = True
     capture_packages: bool = True
@@ -111,6 +111,11 @@ def load_settings(start: Path | None = None, **overrides: Any) -> Settings:
     start = (start or Path.cwd()).resolve()
     project = overrides.pop("project_dir", None) or find_project(start) or start
     project = Path(project).resolve()
+    unknown = sorted(set(overrides) - set(Settings.model_fields))
+    if unknown:
+        raise InvalidInput(
+            f"unknown LoopML setting(s): {', '.join(unknown)}; known: {', '.join(Settings.model_fields)}"
+        )
     project_file = project / PROJECT_FILE
     toml = read_project_file(project_file) if project_file.is_file() else {}
     token = _toml_values.set(toml)
@@ -123,6 +128,21 @@ def load_settings(start: Path | None = None, **overrides: Any) -> Settings:
         raise InvalidInput(f"invalid LoopML settings ({problems})") from None
     finally:
         _toml_values.reset(token)
+    return _anchor_paths(settings, project)
+
+
+def _anchor_paths(settings: Settings, project: Path) -> Settings:
+    """Relative paths in settings are relative to the project folder, wherever the command runs from."""
+    update: dict[str, Any] = {}
     if settings.home is not None and not settings.home.is_absolute():
-        settings = settings.model_copy(update={"home": (project / settings.home).resolve()})
-    return settings
+        update["home"] = (project / settings.home).resolve()
+    url = settings.database_url
+    if url and url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
+        relative = url.removeprefix("sqlite:///").split("?", 1)
+        if relative[0] and relative[0] != ":memory:":
+            query = f"?{relative[1]}" if len(relative) > 1 else ""
+            update["database_url"] = f"sqlite:///{(project / relative[0]).resolve()}{query}"
+    artifacts = settings.artifact_url
+    if artifacts and "://" not in artifacts and not Path(artifacts).is_absolute():
+        update["artifact_url"] = str((project / artifacts).resolve())
+    return settings.model_copy(update=update) if update else settings

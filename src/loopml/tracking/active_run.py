@@ -11,6 +11,7 @@ from typing import Any
 from loopml.core.clock import now_ms
 from loopml.core.errors import InvalidInput
 from loopml.core.names import check_key, safe_relative_path
+from loopml.storage.metadata.database import sqlite_path
 from loopml.tracking.records import Artifact, Run, RunInput, RunStatus
 from loopml.tracking.tracker import Tracker
 from loopml.tracking.values import (
@@ -139,10 +140,16 @@ class ActiveRun:
         self.tracker.store.attachments.add_inputs(self.run_id, list(inputs))
 
     def _store_folder(self, folder: Path, prefix: str) -> list[Artifact]:
-        store = self.tracker.settings.home_dir.resolve()
-        # Never upload the store itself (its database and blobs) when a folder containing it is logged.
-        files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.resolve().is_relative_to(store))
+        files = sorted(p for p in folder.rglob("*") if p.is_file() and not self._is_store_file(p))
         return self._store_files([(f, f"{prefix}{f.relative_to(folder).as_posix()}") for f in files])
+
+    def _is_store_file(self, path: Path) -> bool:
+        """The store's own files (database, WAL, blobs) are never uploaded when a folder holding them is logged."""
+        resolved = path.resolve()
+        if resolved.is_relative_to(self.tracker.settings.home_dir.resolve()):
+            return True
+        database = sqlite_path(self.tracker.settings.metadata_url)
+        return database is not None and str(resolved).startswith(database)
 
     def _store_files(self, named: list[tuple[Path, str]]) -> list[Artifact]:
         artifacts = []

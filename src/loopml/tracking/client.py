@@ -80,7 +80,7 @@ class Client:
     def get_metric_history(self, run_id: str, key: str) -> list[Metric]:
         """Every point of a metric, by step."""
         store = self._fresh().store
-        store.get_run(run_id)
+        store.run_exists(run_id)
         return store.metrics.history(run_id, key)
 
     def delete_run(self, run_id: str) -> None:
@@ -114,8 +114,9 @@ class Client:
     ) -> None:
         """Append a metric point to a run, committed at return."""
         check_key("metric", key)
-        point = (metric_value(key, value), metric_step(key, step), timestamp or now_ms())
-        self.tracker.store.get_run(run_id)
+        when = now_ms() if timestamp is None else metric_step(key, timestamp, "timestamp")
+        point = (metric_value(key, value), metric_step(key, step), when)
+        self.tracker.store.run_exists(run_id)
         self.tracker.store.metrics.append({(run_id, key): [point]})
 
     def log_batch(
@@ -126,10 +127,14 @@ class Client:
             self.tracker.store.log_params(run_id, {k: param_forms(k, v) for k, v in params.items()})
         batch: SeriesBatch = {}
         for m in metrics:
-            point = (metric_value(m.key, m.value), metric_step(m.key, m.step), m.timestamp)
+            point = (
+                metric_value(m.key, m.value),
+                metric_step(m.key, m.step),
+                metric_step(m.key, m.timestamp, "timestamp"),
+            )
             batch.setdefault((run_id, check_key("metric", m.key)), []).append(point)
         if batch:
-            self.tracker.store.get_run(run_id)
+            self.tracker.store.run_exists(run_id)
             self.tracker.store.metrics.append(batch)
 
     # -- artifacts ----------------------------------------------------------------------------------------

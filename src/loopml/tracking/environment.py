@@ -15,6 +15,7 @@ import shlex
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -30,7 +31,9 @@ _EMPTY_TREE = {
 _NAME_SEPARATORS = re.compile(r"[-_.]+")  # PEP 503 name normalization
 
 _lock = threading.Lock()
-_git_cache: dict[tuple[str, int], GitState] = {}
+_git_cache: dict[tuple[str, int], tuple[float, GitState]] = {}
+# A run loop reuses the answer; a notebook that commits between runs sees the new commit after this long.
+GIT_CACHE_SECONDS = 2.0
 _python_cache: list[PythonEnvironment] = []
 
 
@@ -82,16 +85,21 @@ def _lines(proc: subprocess.CompletedProcess[bytes]) -> list[str]:
     return proc.stdout.decode("utf-8", errors="replace").splitlines()
 
 
+def _fresh_cached(key: tuple[str, int]) -> GitState | None:
+    with _lock:
+        hit = _git_cache.get(key)
+    return hit[1] if hit is not None and time.monotonic() - hit[0] < GIT_CACHE_SECONDS else None
+
+
 def git_state(path: str | os.PathLike[str] | None = None, *, max_diff_bytes: int = 1_000_000) -> GitState:
     """Commit, branch and uncommitted change of the repository containing `path` (default: cwd), cached."""
     try:
         cwd = str(Path(path if path is not None else os.getcwd()).resolve())
     except OSError:
         return _NO_GIT
-    with _lock:
-        cached = _git_cache.get((cwd, max_diff_bytes))
-    if cached is not None:
-        return cached
+    fresh = _fresh_cached((cwd, max_diff_bytes))
+    if fresh is not None:
+        return fresh
     # One process answers root, hash format, branch and commit in the common case of a repo with commits.
     # --abbrev-ref is sticky (applies to every later argument), so the plain HEAD must come first.
     head = _git(cwd, "rev-parse", "--show-toplevel", "--show-object-format", "HEAD", "--abbrev-ref", "HEAD")
@@ -109,12 +117,16 @@ def git_state(path: str | os.PathLike[str] | None = None, *, max_diff_bytes: int
         ref = _git(cwd, "symbolic-ref", "--short", "-q", "HEAD")
         branch = _lines(ref)[0] if ref is not None and ref.returncode == 0 and ref.stdout else None
         commit, base = None, _EMPTY_TREE.get(object_format)
+    state = _fresh_cached((root, max_diff_bytes)) or _read_changes(root, commit, branch, base, max_diff_bytes)
+    now = time.monotonic()
     with _lock:
-        cached = _git_cache.get((root, max_diff_bytes))
-    state = cached or _read_changes(root, commit, branch, base, max_diff_bytes)
-    with _lock:
-        state = _git_cache.setdefault((root, max_diff_bytes), state)
-        return _git_cache.setdefault((cwd, max_diff_bytes), state)
+        hit = _git_cache.get((root, max_diff_bytes))
+        if hit is not None and now - hit[0] < GIT_CACHE_SECONDS:
+            state = hit[1]  # another thread got there first: everyone shares one answer
+        else:
+            _git_cache[(root, max_diff_bytes)] = (now, state)
+        _git_cache[(cwd, max_diff_bytes)] = _git_cache[(root, max_diff_bytes)]
+        return state
 
 
 def _read_changes(

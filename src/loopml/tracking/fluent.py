@@ -51,7 +51,7 @@ def start_run(
         parent_run_id = stack[-1].run_id
     tracker = tracker or default_tracker()
     settings = tracker.settings
-    exp = tracker.store.get_or_create_experiment(experiment or settings.experiment)
+    exp = tracker.store.experiment_for_run(experiment or settings.experiment)
     git = git_state(max_diff_bytes=settings.max_diff_bytes) if settings.capture_git else None
     env = python_environment() if settings.capture_packages else None
     run = tracker.store.create_run(

@@ -16,6 +16,7 @@ from loopml.tracking.records import Lifecycle, Run
 from loopml.tracking.store import TrackingStore
 
 MAX_RESULTS_LIMIT = 50_000
+MAX_OFFSET = 2**53
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,8 @@ def search_runs(
     offset = _decode_token(page_token)
     condition = compile_filter(parse_filter(filter))
     query = select(t.runs.c.run_id)
+    if isinstance(experiment_ids, str):  # one experiment given bare, not as a list
+        experiment_ids = [experiment_ids]
     if experiment_ids:
         ids = [store.get_experiment(e).experiment_id for e in experiment_ids]
         query = query.where(t.runs.c.experiment_id.in_(ids))
@@ -72,6 +75,6 @@ def _decode_token(token: str | None) -> int:
         raise InvalidInput(
             f"invalid page token {token!r}: pass the next_page_token of an earlier search"
         ) from None
-    if not isinstance(offset, int) or offset < 0:
+    if not isinstance(offset, int) or not 0 <= offset <= MAX_OFFSET:
         raise InvalidInput(f"invalid page token {token!r}: pass the next_page_token of an earlier search")
     return offset

@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 
 from loopml.core.clock import now_ms
 from loopml.core.errors import InvalidInput, NotFound, ParamConflict
-from loopml.core.ids import new_id
+from loopml.core.ids import is_id, new_id
 from loopml.storage.metadata import schema as t
 from loopml.storage.metadata.database import Database
 from loopml.tracking.attachments import RunAttachments
@@ -79,6 +79,22 @@ class TrackingStore:
             if found is None:
                 raise
             return found
+
+    def experiment_for_run(self, id_or_name: str) -> Experiment:
+        """The experiment a new run goes to: by id if one has it, else by name (created if missing)."""
+        if is_id(id_or_name):
+            with self.db.read() as conn:
+                row = conn.execute(
+                    select(t.experiments).where(t.experiments.c.experiment_id == id_or_name)
+                ).first()
+            if row is not None:
+                return experiment_from_row(row)
+        return self.get_or_create_experiment(id_or_name)
+
+    def run_exists(self, run_id: str) -> None:
+        """Raise `NotFound` unless the run exists (one indexed lookup)."""
+        with self.db.read() as conn:
+            require_run(conn, run_id)
 
     def find_experiment(self, name: str) -> Experiment | None:
         """The experiment with this name, or None."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import re
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,12 +31,17 @@ class BlobStore:
         try:
             fs, root = fsspec.core.url_to_fs(url, **storage_options)
         except ImportError as error:
-            raise InvalidInput(f"the blob store {url!r} needs an extra package: {error}") from None
+            raise InvalidInput(f"the blob store needs an extra package: {error}") from None
         except ValueError as error:
-            raise InvalidInput(f"not a storage URL: {url!r} ({error})") from None
+            raise InvalidInput(f"LOOPML_ARTIFACT_URL is not a storage URL ({error})") from None
         self.fs: fsspec.AbstractFileSystem = fs
         self.root = str(root).rstrip("/")
         self._is_local = "file" in _protocols(fs)
+
+    @property
+    def display_url(self) -> str:
+        """The store URL without any user name or password in it (for messages)."""
+        return re.sub(r"(://)[^/@]*@", r"\1", self.url)
 
     def put_file(self, path: str | os.PathLike[str]) -> tuple[str, int]:
         """Store a file's content (streamed); returns (digest, size)."""
@@ -45,7 +51,9 @@ class BlobStore:
     def put_bytes(self, data: bytes) -> str:
         """Store `data`; returns its digest."""
         digest = hash_bytes(data)
-        if not self.exists(digest):
+        if self.exists(digest):
+            self._touch(self.path_of(digest))
+        else:
             self.put_stream(io.BytesIO(data))
         return digest
 
@@ -78,9 +86,9 @@ class BlobStore:
         try:
             data = bytes(self.fs.cat_file(path))
         except FileNotFoundError:
-            raise NotFound(f"object {digest} is not in the blob store {self.url}") from None
+            raise NotFound(f"object {digest} is not in the blob store {self.display_url}") from None
         if verify and hash_bytes(data) != digest:
-            raise StoreCorrupt(f"object {digest} in {self.url} is corrupt (its content hash differs)")
+            raise StoreCorrupt(f"object {digest} in {self.display_url} is corrupt (its content hash differs)")
         return data
 
     @contextlib.contextmanager
@@ -90,7 +98,7 @@ class BlobStore:
             with self.fs.open(self.path_of(digest), "rb") as stream:
                 yield stream
         except FileNotFoundError:
-            raise NotFound(f"object {digest} is not in the blob store {self.url}") from None
+            raise NotFound(f"object {digest} is not in the blob store {self.display_url}") from None
 
     def get_file(self, digest: str, destination: str | os.PathLike[str], *, verify: bool = True) -> Path:
         """Copy an object to a local file (written atomically), checking its hash while copying."""
@@ -104,7 +112,9 @@ class BlobStore:
                     hasher.update(chunk)
                     sink.write(chunk)
             if verify and hasher.hexdigest() != digest:
-                raise StoreCorrupt(f"object {digest} in {self.url} is corrupt (its content hash differs)")
+                raise StoreCorrupt(
+                    f"object {digest} in {self.display_url} is corrupt (its content hash differs)"
+                )
             temp.replace(target)
         finally:
             temp.unlink(missing_ok=True)
@@ -119,14 +129,14 @@ class BlobStore:
         try:
             return int(self.fs.size(self.path_of(digest)))
         except FileNotFoundError:
-            raise NotFound(f"object {digest} is not in the blob store {self.url}") from None
+            raise NotFound(f"object {digest} is not in the blob store {self.display_url}") from None
 
     def modified(self, digest: str) -> float:
         """When an object was written, as a Unix timestamp."""
         try:
             return float(self.fs.modified(self.path_of(digest)).timestamp())
         except FileNotFoundError:
-            raise NotFound(f"object {digest} is not in the blob store {self.url}") from None
+            raise NotFound(f"object {digest} is not in the blob store {self.display_url}") from None
 
     def delete(self, digest: str) -> None:
         """Remove an object (garbage collection only: callers must know nothing refers to it)."""
@@ -161,6 +171,7 @@ class BlobStore:
         final = self.path_of(digest)
         if self.fs.exists(final):
             self.fs.rm_file(temp)
+            self._touch(final)
             return
         self.fs.makedirs(self._parent(final), exist_ok=True)
         if self._is_local:
@@ -169,6 +180,13 @@ class BlobStore:
             )  # atomic on one filesystem; a concurrent writer of the same digest is harmless
         else:
             self.fs.mv(temp, final)
+
+    def _touch(self, path: str) -> None:
+        # Stored again = used again: garbage collection keeps objects modified within its grace period, so
+        # a blob re-used while gc runs must look young. (Remote stores keep their first write time.)
+        if self._is_local:
+            with contextlib.suppress(FileNotFoundError):
+                os.utime(path)
 
 
 def _protocols(fs: fsspec.AbstractFileSystem) -> tuple[str, ...]:

@@ -177,7 +177,8 @@ else:
 def _create_engine(url: str, busy_timeout_s: float) -> Engine:
     try:
         parsed = make_url(url)
-    except ArgumentError:
+        parsed.port  # noqa: B018 - a malformed port only fails when read
+    except (ArgumentError, ValueError):
         raise InvalidInput(
             "LOOPML_DATABASE_URL is not a database URL (expected e.g. sqlite:///path or postgresql+psycopg://...)"
         ) from None
@@ -196,7 +197,12 @@ def _create_sqlite_engine(url: str, database: str | None, busy_timeout_s: float)
     if in_memory:
         engine = create_engine(url, poolclass=StaticPool, connect_args={"check_same_thread": False})
     else:
-        Path(database).parent.mkdir(parents=True, exist_ok=True)  # type: ignore[arg-type]
+        try:
+            Path(database).parent.mkdir(parents=True, exist_ok=True)  # type: ignore[arg-type]
+        except OSError as error:
+            raise StoreError(
+                f"cannot create the folder of the database {database}: {error.strerror}"
+            ) from None
         engine = create_engine(url, connect_args={"timeout": busy_timeout_s, "check_same_thread": False})
 
     @event.listens_for(engine, "connect")
@@ -296,7 +302,10 @@ def _translate_errors(url: str) -> Iterator[None]:
 
 def sqlite_path(url: str) -> str | None:
     """The file path of a SQLite URL, or None for other databases and in-memory SQLite."""
-    parsed = make_url(url)
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        return None  # not a URL at all: opening the database says so
     if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
         return None
     return os.path.abspath(parsed.database)

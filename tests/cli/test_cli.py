@@ -15,6 +15,7 @@ import pytest
 
 import loopml
 from loopml.core.settings import load_settings
+from loopml.storage.metadata.schema import SCHEMA_HEAD
 from loopml.tracking.tracker import Tracker
 
 LOOPML = str(Path(sys.executable).parent / "loopml")
@@ -173,7 +174,7 @@ def test_db_current_and_upgrade(tmp_path: Path) -> None:
     assert cli(tmp_path, "db", "upgrade").returncode == 0
     current = cli(tmp_path, "db", "current")
     assert current.returncode == 0
-    assert "0001" in current.stdout
+    assert f"database: {SCHEMA_HEAD}" in current.stdout
 
 
 def test_unreachable_database_is_one_line_without_password(tmp_path: Path) -> None:
@@ -285,3 +286,34 @@ def test_store_folder_is_ignored_by_git(tmp_path: Path) -> None:
     _git(tmp_path, "add", "loopml.toml")
     _git(tmp_path, "commit", "-qm", "project")
     assert _git(tmp_path, "status", "--porcelain") == ""
+
+
+def test_data_commands_end_to_end(tmp_path: Path) -> None:
+    data = tmp_path / "tx.csv"
+    data.write_text("amount,country\n10.5,DE\n20.0,FR\n30.25,DE\n")
+    added = cli(tmp_path, "data", "add", "tx", "tx.csv", "-m", "first")
+    assert added.returncode == 0, added.stderr
+    assert "Added tx@v1" in added.stdout
+    assert "already tx@v1" in cli(tmp_path, "data", "add", "tx", "tx.csv").stdout
+    data.write_text("amount,country,fraud\n10.5,DE,0\n20.0,FR,1\n")
+    assert "Added tx@v2" in cli(tmp_path, "data", "add", "tx", "tx.csv").stdout
+    shown = json.loads(cli(tmp_path, "data", "show", "tx@v2", "--json").stdout)
+    assert shown["version"]["row_count"] == 2
+    assert [c["name"] for c in shown["version"]["schema"]] == ["amount", "country", "fraud"]
+    assert shown["profile"]["rows"] == 2
+    changed = json.loads(cli(tmp_path, "data", "diff", "tx@v1", "tx@v2", "--json").stdout)
+    assert changed["columns_added"] == ["fraud"]
+    assert changed["rows"] == [3, 2]
+    assert [v["version"] for v in json.loads(cli(tmp_path, "data", "log", "tx", "--json").stdout)] == [2, 1]
+    assert cli(tmp_path, "data", "get", "tx@v1", "-o", "restored").returncode == 0
+    assert (tmp_path / "restored" / "tx.csv").read_text().startswith("amount,country\n10.5")
+    for args, message in (
+        (("data", "show", "tx@v9"), "no version v9"),
+        (("data", "show", "nope"), "no dataset named"),
+        (("data", "add", "tx", "missing.csv"), "no such file"),
+        (("data", "show", "tx@vx"), "not a dataset reference"),
+    ):
+        result = cli(tmp_path, *args)
+        assert result.returncode == 2, (args, result.stderr)
+        assert message in result.stderr
+        assert "Traceback" not in result.stderr

@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from loopml.cli import experiments, runs
+from loopml.cli import data, experiments, runs
 from loopml.cli.output import errors, print_json
 from loopml.core.errors import LoopMLError
 from loopml.core.settings import PROJECT_FILE, load_settings
@@ -27,6 +27,7 @@ app = typer.Typer(
 )
 app.add_typer(experiments.app, name="experiments")
 app.add_typer(runs.app, name="runs")
+app.add_typer(data.app, name="data")
 db_app = typer.Typer(help="Inspect and upgrade the metadata database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 

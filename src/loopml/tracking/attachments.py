@@ -108,6 +108,19 @@ class RunAttachments:
             ).all()
         return [RunInput(*row) for row in rows]
 
+    def runs_with_input(self, dataset: str, version: str) -> list[str]:
+        """Ids of the runs that recorded reading a dataset version, oldest first."""
+        c = t.run_inputs.c
+        with self.db.read() as conn:
+            return list(
+                conn.execute(
+                    select(c.run_id)
+                    .join(t.runs, t.runs.c.run_id == c.run_id)
+                    .where(c.dataset == dataset, c.version == version)
+                    .order_by(t.runs.c.start_time)
+                ).scalars()
+            )
+
     def get_environment(self, environment_hash: str) -> dict[str, Any]:
         """The Python version, platform and packages recorded under an environment hash."""
         with self.db.read() as conn:
@@ -133,11 +146,6 @@ class RunAttachments:
         if row is None:
             raise NotFound(f"no stored diff {diff_hash}")
         return row.diff, bool(row.truncated)
-
-    def referenced_digests(self) -> set[str]:
-        """Every blob digest an artifact record points at (what garbage collection must keep)."""
-        with self.db.read() as conn:
-            return set(conn.execute(select(t.artifacts.c.digest).distinct()).scalars())
 
 
 def _refuse_file_folder_clash(conn: Connection, run_id: str, paths: Sequence[str]) -> None:

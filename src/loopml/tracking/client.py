@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -11,6 +10,7 @@ from typing import Any
 from loopml.core.clock import now_ms
 from loopml.core.errors import InvalidInput, NotFound
 from loopml.core.names import check_key, safe_relative_path
+from loopml.storage.gc import referenced_digests, sweep
 from loopml.tracking.metric_log import SeriesBatch
 from loopml.tracking.records import Artifact, Experiment, Lifecycle, Metric, Run, RunInput, RunStatus
 from loopml.tracking.search import RunPage, search_runs
@@ -177,6 +177,10 @@ class Client:
             raise NotFound(f"run {run_id} has no recorded environment (capture_packages was off)")
         return self.tracker.store.attachments.get_environment(run.environment_hash)
 
+    def runs_with_input(self, dataset: str, version: str) -> list[str]:
+        """Ids of the runs that read a dataset version (lineage, from data to runs)."""
+        return self.tracker.store.attachments.runs_with_input(dataset, version)
+
     def list_inputs(self, run_id: str) -> list[RunInput]:
         """Dataset versions a run read."""
         return self.tracker.store.attachments.list_inputs(run_id)
@@ -184,17 +188,9 @@ class Client:
     # -- housekeeping -------------------------------------------------------------------------------------
 
     def gc(self, *, older_than_ms: int = 0, blob_grace_s: float = 3600.0) -> tuple[list[str], int]:
-        """Purge soft-deleted runs and the blobs nothing refers to; returns (purged run ids, blobs removed).
-
-        Blobs younger than `blob_grace_s` are kept: a writer stores the blob before the record that refers to it.
-        """
-        store, blobs = self.tracker.store, self.tracker.blobs
-        purged = store.purge_deleted(older_than_ms)
-        keep = store.attachments.referenced_digests()
-        cutoff = time.time() - blob_grace_s
-        removed = 0
-        for digest in list(blobs.digests()):
-            if digest not in keep and blobs.modified(digest) <= cutoff:
-                blobs.delete(digest)
-                removed += 1
-        return purged, removed
+        """Purge soft-deleted runs and the blobs nothing refers to; returns (purged run ids, blobs removed)."""
+        tracker = self.tracker
+        purged = tracker.store.purge_deleted(older_than_ms)
+        keep = referenced_digests(tracker.stores.db, tracker.blobs)
+        removed = sweep(tracker.blobs, keep, grace_s=blob_grace_s)
+        return purged, len(removed)

@@ -22,7 +22,7 @@ from sqlalchemy import (
 )
 
 # Bump together with a new migration; `tests/storage/test_database.py` checks it equals Alembic's head.
-SCHEMA_HEAD = "0001"
+SCHEMA_HEAD = "0002"
 APPLICATION_ID = "loopml"
 DEFAULT_WORKSPACE = "default"
 
@@ -172,4 +172,42 @@ run_inputs = Table(
     _workspace(),
     Column("digest", String(64), nullable=True),
     Column("context", String(64), nullable=True),  # e.g. "training", "validation"
+)
+
+# -- data versioning (migration 0002) ---------------------------------------------------------------------
+
+datasets = Table(
+    "datasets",
+    metadata,
+    Column("dataset_id", String(32), primary_key=True),
+    _workspace(),
+    Column("name", String(250), nullable=False),
+    Column("description", Text, nullable=True),
+    Column("created_time", BigInteger, nullable=False),
+    UniqueConstraint("workspace_id", "name"),
+)
+
+# An immutable version: its content is the manifest (a JSON blob listing every file's path, size and digest);
+# `digest` is the hash of that canonical manifest, so identical content is recognised by one lookup.
+dataset_versions = Table(
+    "dataset_versions",
+    metadata,
+    Column("version_id", String(32), primary_key=True),
+    _workspace(),
+    Column("dataset_id", String(32), ForeignKey("datasets.dataset_id"), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("digest", String(64), nullable=False),
+    Column("kind", String(16), nullable=False),  # file | folder | table
+    Column("manifest_digest", String(64), nullable=False),
+    Column("source", Text, nullable=True),
+    Column("message", Text, nullable=True),
+    Column("size", BigInteger, nullable=False),
+    Column("file_count", Integer, nullable=False),
+    Column("row_count", BigInteger, nullable=True),
+    Column("schema_json", Text, nullable=True),
+    Column("profile_digest", String(64), nullable=True),
+    Column("created_time", BigInteger, nullable=False),
+    Column("git_commit", String(64), nullable=True),
+    UniqueConstraint("dataset_id", "version"),
+    UniqueConstraint("dataset_id", "digest"),
 )

@@ -1,0 +1,149 @@
+"""`DataCatalog`: add, look up, restore and compare dataset versions of one project's stores."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from loopml.core.errors import InvalidInput
+from loopml.core.names import check_key
+from loopml.data import files, tables
+from loopml.data.diff import VersionDiff, diff_versions
+from loopml.data.profiling import profile_batches, summary_statistics
+from loopml.data.records import Dataset, DatasetVersion, VersionRef
+from loopml.data.store import DatasetStore
+from loopml.storage.blobs.tree import Tree, get_tree, put_tree
+from loopml.storage.stores import Stores
+
+MAX_MESSAGE = 10_000
+
+
+@dataclass(frozen=True)
+class Added:
+    """The outcome of an add: the version, and whether it is new (identical content adds none)."""
+
+    version: DatasetVersion
+    created: bool
+
+
+class DataCatalog:
+    """Dataset versions in a project's metadata database and blob store."""
+
+    def __init__(self, stores: Stores) -> None:
+        self.stores = stores
+        self.store = DatasetStore(stores.db)
+
+    # -- adding ---------------------------------------------------------------------------------------
+
+    def add(
+        self, name: str, source: Any, *, message: str | None = None, git_commit: str | None = None
+    ) -> Added:
+        """A new version of `name` from a file, folder, glob pattern or DataFrame (identical content: none)."""
+        check_key("dataset", name)
+        if message is not None and (not isinstance(message, str) or len(message) > MAX_MESSAGE):
+            raise InvalidInput(f"a version message must be a string of at most {MAX_MESSAGE} characters")
+        if isinstance(source, str | os.PathLike):
+            fields = self._fields_from_path(source)
+        else:
+            fields = self._fields_from_frame(source)
+        fields.update(message=message, git_commit=git_commit)
+        version, created = self.store.add_version(name, fields)
+        return Added(version, created)
+
+    def _fields_from_path(self, source: str | os.PathLike[str]) -> dict[str, Any]:
+        kind, found = files.collect(source)
+        tree = files.store_files(self.stores.blobs, found)
+        fields = self._tree_fields(tree, os.fspath(source))
+        fields["kind"] = kind
+        if kind == "file" and tables.is_table_file(found[0][0]):
+            fields.update(self._table_fields(found[0][0]), kind="table")
+        return fields
+
+    def _fields_from_frame(self, frame: Any) -> dict[str, Any]:
+        table = tables.from_frame(frame)
+        with tempfile.TemporaryDirectory(prefix="loopml-table-") as folder:
+            path = Path(folder) / "data.parquet"
+            tables.write_parquet(table, path)
+            tree = files.store_files(self.stores.blobs, [(path, "data.parquet")])
+            fields = self._tree_fields(tree, "DataFrame")
+            fields.update(self._table_fields(path), kind="table")
+        # Parquet bytes depend on the writer's version: a DataFrame is recognised by its values instead.
+        fields["digest"] = tables.canonical_digest(table)
+        return fields
+
+    def _tree_fields(self, tree: Tree, source: str) -> dict[str, Any]:
+        digest = put_tree(self.stores.blobs, tree)
+        return {
+            "digest": digest,
+            "manifest_digest": digest,
+            "source": source,
+            "size": tree.size,
+            "file_count": len(tree.entries),
+        }
+
+    def _table_fields(self, path: Path) -> dict[str, Any]:
+        summary = profile_batches(tables.batches(path))
+        profile_digest = self.stores.blobs.put_bytes(json.dumps(summary.profile, sort_keys=True).encode())
+        return {
+            "row_count": summary.rows,
+            "schema_json": json.dumps(summary.schema),
+            "profile_digest": profile_digest,
+        }
+
+    # -- reading --------------------------------------------------------------------------------------
+
+    def get(self, ref: str | VersionRef) -> DatasetVersion:
+        """A version by reference: `NAME` (newest), `NAME@latest` or `NAME@v3`."""
+        return self.store.get_version(ref if isinstance(ref, VersionRef) else VersionRef.parse(ref))
+
+    def versions(self, name: str) -> list[DatasetVersion]:
+        """Every version of a dataset, newest first."""
+        return self.store.versions(check_key("dataset", name))
+
+    def datasets(self) -> list[Dataset]:
+        """Every dataset with its newest version."""
+        return self.store.datasets()
+
+    def tree(self, version: DatasetVersion) -> Tree:
+        """The files of a version."""
+        return get_tree(self.stores.blobs, version.manifest_digest)
+
+    def profile(self, version: DatasetVersion) -> dict[str, Any] | None:
+        """The stored profile of a tabular version (None for files and folders)."""
+        if version.profile_digest is None:
+            return None
+        loaded: dict[str, Any] = json.loads(self.stores.blobs.get_bytes(version.profile_digest, verify=True))
+        return loaded
+
+    def restore(self, ref: str | VersionRef, destination: str | os.PathLike[str]) -> list[Path]:
+        """Write a version's files under `destination` (verified); returns the paths written."""
+        version = self.get(ref)
+        return files.restore(self.stores.blobs, self.tree(version), Path(destination))
+
+    def diff(self, old_ref: str, new_ref: str) -> VersionDiff:
+        """Files added, removed and changed; for tables also rows, schema and per-column statistics."""
+        old, new = self.get(old_ref), self.get(new_ref)
+        return diff_versions(
+            old,
+            new,
+            self.tree(old),
+            self.tree(new),
+            old_stats=summary_statistics(self.profile(old)),
+            new_stats=summary_statistics(self.profile(new)),
+        )
+
+    def table_path(self, version: DatasetVersion, cache: Path) -> Path:
+        """A local copy of a tabular version's file (restored under `cache` once)."""
+        if version.kind != "table":
+            raise InvalidInput(
+                f"{version.ref} is a {version.kind}, not a table: use get() to restore its files"
+            )
+        entry = self.tree(version).entries[0]
+        target = cache / version.digest / entry.path
+        if not target.is_file():
+            self.stores.blobs.get_file(entry.digest, target, verify=True)
+        return target

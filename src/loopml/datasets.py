@@ -1,0 +1,85 @@
+"""`loopml.datasets`: version data, read it back, and record in the active run what it read.
+
+    v = loopml.datasets.add("transactions", "data/transactions.csv")   # or a DataFrame, a folder, a glob
+    with loopml.start_run():
+        frame = loopml.datasets.load("transactions@v3")                # recorded as an input of the run
+
+This module joins two domains (data versioning and tracking), so it sits above both.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from loopml.data.catalog import Added, DataCatalog
+from loopml.data.records import Dataset, DatasetVersion, VersionRef
+from loopml.data.tables import from_frame
+from loopml.tracking.environment import git_state
+from loopml.tracking.fluent import active_run
+from loopml.tracking.tracker import Tracker, default_tracker
+
+__all__ = ["Added", "Dataset", "DatasetVersion", "add", "catalog", "datasets", "get", "load", "versions"]
+
+
+def catalog(tracker: Tracker | None = None) -> DataCatalog:
+    """The data catalog of the project (the working directory's unless a tracker is given)."""
+    return DataCatalog((tracker or default_tracker()).stores)
+
+
+def add(name: str, source: Any, *, message: str | None = None, tracker: Tracker | None = None) -> Added:
+    """A new immutable version of `name` from a file, folder, glob pattern or DataFrame.
+
+    Identical content adds no version: the existing one is returned with `created=False`.
+    """
+    opened = tracker or default_tracker()
+    commit = git_state().commit if opened.settings.capture_git else None
+    return catalog(opened).add(name, source, message=message, git_commit=commit)
+
+
+def get(ref: str, destination: str | os.PathLike[str], *, tracker: Tracker | None = None) -> list[Path]:
+    """Restore the files of `NAME@vN` (default: newest) under `destination`."""
+    return catalog(tracker).restore(ref, destination)
+
+
+def versions(name: str, *, tracker: Tracker | None = None) -> list[DatasetVersion]:
+    """Every version of a dataset, newest first."""
+    return catalog(tracker).versions(name)
+
+
+def datasets(*, tracker: Tracker | None = None) -> list[Dataset]:
+    """Every dataset of the project."""
+    return catalog(tracker).datasets()
+
+
+def load(ref: str, *, context: str = "training", tracker: Tracker | None = None) -> Any:
+    """A version's content: a pandas DataFrame for tables, else the folder its files were restored to.
+
+    Inside a run, the version is recorded as an input of the run (lineage: run -> dataset version).
+    """
+    opened = tracker or default_tracker()
+    data = catalog(opened)
+    version = data.get(VersionRef.parse(ref))
+    cache = opened.settings.home_dir / "cache"
+    if version.kind == "table":
+        content: Any = _read_table(data.table_path(version, cache))
+    else:
+        content = cache / version.digest
+        if not content.is_dir():
+            data.restore(version.ref, content)
+    run = active_run()
+    if run is not None:
+        run.log_input(version.name, f"v{version.version}", digest=version.digest, context=context)
+    return content
+
+
+def _read_table(path: Path) -> Any:
+    import pyarrow as pa
+
+    from loopml.data.tables import batches
+
+    return pa.Table.from_batches(list(batches(path))).to_pandas()
+
+
+_ = from_frame  # re-exported for callers that build tables themselves

@@ -1,0 +1,43 @@
+"""Garbage collection of blobs: everything no record of any domain refers to, past a grace period.
+
+It lives in the storage layer because it must see every table that names a blob; a domain that stores
+blobs adds its columns here (one place, so no domain can be forgotten).
+"""
+
+from __future__ import annotations
+
+import time
+
+from sqlalchemy import select
+
+from loopml.storage.blobs.store import BlobStore
+from loopml.storage.blobs.tree import get_tree
+from loopml.storage.metadata import schema as t
+from loopml.storage.metadata.database import Database
+
+
+def referenced_digests(db: Database, blobs: BlobStore) -> set[str]:
+    """Every blob a record refers to, with the files listed by referenced trees."""
+    with db.read() as conn:
+        keep = set(conn.execute(select(t.artifacts.c.digest).distinct()).scalars())
+        trees = set(conn.execute(select(t.dataset_versions.c.manifest_digest).distinct()).scalars())
+        profiles = conn.execute(select(t.dataset_versions.c.profile_digest).distinct()).scalars()
+        keep.update(p for p in profiles if p)
+    for tree in trees:
+        keep.add(tree)
+        if blobs.exists(tree):
+            keep.update(entry.digest for entry in get_tree(blobs, tree).entries)
+    return keep
+
+
+def sweep(blobs: BlobStore, keep: set[str], *, grace_s: float = 3600.0, dry_run: bool = False) -> list[str]:
+    """Remove (or with `dry_run` only list) blobs not in `keep` and older than `grace_s`.
+
+    Young blobs are kept: a writer stores a blob before the record that refers to it.
+    """
+    cutoff = time.time() - grace_s
+    unreferenced = [d for d in blobs.digests() if d not in keep and blobs.modified(d) <= cutoff]
+    if not dry_run:
+        for digest in unreferenced:
+            blobs.delete(digest)
+    return unreferenced

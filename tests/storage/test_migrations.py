@@ -1,0 +1,39 @@
+"""Upgrading a store made by an earlier LoopML keeps everything it holds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import create_engine, text
+
+from loopml.storage.metadata.database import Database
+from loopml.storage.metadata.schema import SCHEMA_HEAD
+
+
+def test_upgrade_from_the_first_revision_keeps_runs(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    config = Config()
+    config.set_main_option(
+        "script_location",
+        str(Path(__file__).resolve().parents[2] / "src" / "loopml" / "storage" / "metadata" / "migrations"),
+    )
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "0001")
+        conn.execute(text("INSERT INTO loopml_meta (key, value) VALUES ('application', 'loopml')"))
+        conn.execute(
+            text("INSERT INTO experiments (experiment_id, name, created_time) VALUES (:i, 'old', 1)"),
+            {"i": "e" * 32},
+        )
+    engine.dispose()
+    db = Database(url)  # SQLite is migrated on open
+    try:
+        assert db.revision() == SCHEMA_HEAD
+        with db.read() as conn:
+            assert conn.execute(text("SELECT name FROM experiments")).scalar() == "old"
+            assert conn.execute(text("SELECT count(*) FROM dataset_versions")).scalar() == 0
+    finally:
+        db.dispose()

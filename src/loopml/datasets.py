@@ -13,14 +13,30 @@ import os
 from pathlib import Path
 from typing import Any
 
+from loopml.core.errors import InvalidInput
+from loopml.data import worktree
 from loopml.data.catalog import Added, DataCatalog
+from loopml.data.pointers import SUFFIX, find_pointers, read_pointer, write_pointer
 from loopml.data.records import Dataset, DatasetVersion, VersionRef
-from loopml.data.tables import from_frame
+from loopml.data.worktree import WorkStatus
 from loopml.tracking.environment import git_state
 from loopml.tracking.fluent import active_run
 from loopml.tracking.tracker import Tracker, default_tracker
 
-__all__ = ["Added", "Dataset", "DatasetVersion", "add", "catalog", "datasets", "get", "load", "versions"]
+__all__ = [
+    "Added",
+    "Dataset",
+    "DatasetVersion",
+    "WorkStatus",
+    "add",
+    "catalog",
+    "checkout",
+    "datasets",
+    "get",
+    "load",
+    "status",
+    "versions",
+]
 
 
 def catalog(tracker: Tracker | None = None) -> DataCatalog:
@@ -34,8 +50,46 @@ def add(name: str, source: Any, *, message: str | None = None, tracker: Tracker 
     Identical content adds no version: the existing one is returned with `created=False`.
     """
     opened = tracker or default_tracker()
-    commit = git_state().commit if opened.settings.capture_git else None
-    return catalog(opened).add(name, source, message=message, git_commit=commit)
+    git = git_state() if opened.settings.capture_git else None
+    added = catalog(opened).add(name, source, message=message, git_commit=git.commit if git else None)
+    if isinstance(source, str | os.PathLike) and Path(source).exists():
+        data_path = Path(source).resolve()
+        if git_state(data_path.parent).root is not None:  # inside a git repository: a committable pointer
+            write_pointer(added.version, data_path)
+    return added
+
+
+def status(
+    path: str | os.PathLike[str], ref: str | None = None, *, tracker: Tracker | None = None
+) -> WorkStatus:
+    """Whether the file or folder at `path` still matches `ref` (default: the version its pointer names)."""
+    data = catalog(tracker)
+    target = Path(path)
+    if ref is None:
+        pointer_file = _pointer_for(target)
+        ref = read_pointer(pointer_file).ref
+    return worktree.status(data, target, data.get(ref), data.stat_cache)
+
+
+def checkout(
+    root: str | os.PathLike[str] = ".", *, tracker: Tracker | None = None
+) -> list[tuple[str, int, int]]:
+    """Restore the data every pointer file under `root` names: [(ref, files written, files already right)]."""
+    data = catalog(tracker)
+    done = []
+    for pointer_file in find_pointers(Path(root)):
+        pointer = read_pointer(pointer_file)
+        written, kept = worktree.checkout(data, pointer, pointer_file.parent, data.stat_cache)
+        done.append((pointer.ref, written, kept))
+    return done
+
+
+def _pointer_for(path: Path) -> Path:
+    folder = path.resolve().parent
+    for pointer_file in sorted(folder.glob(f"*{SUFFIX}")):
+        if read_pointer(pointer_file).path == path.name:
+            return pointer_file
+    raise InvalidInput(f"no pointer file names {str(path)!r}: give the version (NAME@vN) to compare with")
 
 
 def get(ref: str, destination: str | os.PathLike[str], *, tracker: Tracker | None = None) -> list[Path]:
@@ -80,6 +134,3 @@ def _read_table(path: Path) -> Any:
     from loopml.data.tables import batches
 
     return pa.Table.from_batches(list(batches(path))).to_pandas()
-
-
-_ = from_frame  # re-exported for callers that build tables themselves

@@ -101,6 +101,8 @@ def test_delete_restore_gc(project: tuple[Path, list[str]]) -> None:
     assert cli(folder, "runs", "restore", ids[0]).returncode == 0
     assert len(json.loads(cli(folder, "runs", "list", "--json").stdout)["runs"]) == 3
     cli(folder, "runs", "delete", ids[0])
+    preview = cli(folder, "gc")
+    assert "Would purge 1 deleted run(s)" in preview.stdout
     gc = cli(folder, "gc", "--yes", "--json")
     assert json.loads(gc.stdout)["purged_runs"] == [ids[0]]
     assert cli(folder, "runs", "show", ids[0]).returncode == 2

@@ -134,8 +134,11 @@ def test_gc_keeps_dataset_files_and_removes_only_orphans(tracker: Tracker, tmp_p
     orphan = tracker.blobs.put_bytes(b"nobody refers to me")
     with loopml.start_run() as run:
         run.log_text("artifact", "a.txt")
-    _, removed = loopml.Client().gc(blob_grace_s=0)
-    assert removed == 1
+    preview = loopml.Client().gc(blob_grace_s=0, dry_run=True)
+    assert preview.removed_blobs == 1
+    assert preview.freed_bytes == len(b"nobody refers to me")
+    assert tracker.blobs.exists(orphan)
+    assert loopml.Client().gc(blob_grace_s=0).removed_blobs == 1
     assert not tracker.blobs.exists(orphan)
     datasets.get(version.ref, tmp_path / "out")
     assert (tmp_path / "out" / "b.txt").read_bytes() == b"kept too"

@@ -204,9 +204,13 @@ def test_delete_restore_and_gc(tracker: Tracker, tmp_path: Path) -> None:
     client.restore_run(gone.run_id)
     assert len(client.search_runs().runs) == 2
     client.delete_run(gone.run_id)
-    purged, removed = client.gc(blob_grace_s=0)
-    assert purged == [gone.run_id]
-    assert removed == 1
+    preview = client.gc(blob_grace_s=0, dry_run=True)
+    assert preview.purged_runs == [gone.run_id]
+    assert preview.removed_blobs == 1  # "only mine" goes with the run; "shared" stays
+    assert client.get_run(gone.run_id).run_id == gone.run_id  # a dry run changes nothing
+    report = client.gc(blob_grace_s=0)
+    assert report.purged_runs == [gone.run_id]
+    assert report.removed_blobs == 1
     with pytest.raises(loopml.NotFound):
         client.get_run(gone.run_id)
     out = client.download_artifacts(keep.run_id, "a.txt", tmp_path / "dl")

@@ -61,19 +61,26 @@ def init(force: Annotated[bool, typer.Option(help="Overwrite an existing loopml.
 
 @app.command()
 def gc(
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation")] = False,
+    yes: Annotated[
+        bool, typer.Option("--yes", "-y", help="Delete for real (default: only say what would go)")
+    ] = False,
+    grace_hours: Annotated[float, typer.Option(min=0, help="Keep blobs written this recently")] = 1.0,
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
 ) -> None:
-    """Purge soft-deleted runs and remove blobs that nothing refers to any more."""
+    """Purge soft-deleted runs and blobs no version or run refers to. A dry run unless --yes."""
     from loopml.tracking.client import Client
 
-    if not yes and not typer.confirm("Purge deleted runs and unreferenced blobs for good?"):
-        raise typer.Exit(1)
-    purged, removed = Client().gc()
+    report = Client().gc(blob_grace_s=grace_hours * 3600, dry_run=not yes)
     if json_output:
-        print_json({"purged_runs": purged, "removed_blobs": removed})
+        print_json(report)
+    elif report.dry_run:
+        freed = report.freed_bytes or 0
+        typer.echo(
+            f"Would purge {len(report.purged_runs)} deleted run(s) and remove {report.removed_blobs} "
+            f"unreferenced blob(s), freeing {freed / 2**20:.1f} MiB; run `loopml gc --yes` to do it"
+        )
     else:
-        typer.echo(f"Purged {len(purged)} deleted run(s); removed {removed} unreferenced blob(s)")
+        typer.echo(f"Purged {len(report.purged_runs)} deleted run(s); removed {report.removed_blobs} blob(s)")
 
 
 @db_app.command("upgrade")

@@ -166,3 +166,46 @@ def _size(size: int) -> str:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
     return f"{value:.1f} TiB"
+
+
+@app.command("status")
+def status(
+    path: Annotated[Path, typer.Argument(help="A file or folder that was added")],
+    ref: Annotated[
+        str | None, typer.Option("--ref", help="Version to compare with (default: its pointer's)")
+    ] = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Whether a working file or folder still matches its version (unchanged files are not re-read)."""
+    from loopml import datasets
+
+    result = datasets.status(path, ref)
+    if json_output:
+        print_json({**vars(result), "clean": result.clean})
+    elif result.clean:
+        typer.echo(f"{path}: matches {result.ref}")
+    else:
+        typer.echo(f"{path}: differs from {result.ref}")
+        for label, names in (
+            ("added", result.added),
+            ("removed", result.removed),
+            ("modified", result.modified),
+        ):
+            for name in names:
+                typer.echo(f"  {label}: {name}")
+    if not result.clean:
+        raise typer.Exit(1)
+
+
+@app.command("checkout")
+def checkout(
+    root: Annotated[Path, typer.Argument(help="Folder to look for pointer files in")] = Path("."),
+) -> None:
+    """Restore the data that the pointer files (NAME.loopml.yaml) under ROOT name."""
+    from loopml import datasets
+
+    done = datasets.checkout(root)
+    if not done:
+        typer.echo(f"No pointer files (*.loopml.yaml) under {root}")
+    for ref, written, kept in done:
+        typer.echo(f"{ref}: restored {written} file(s), {kept} already matched")

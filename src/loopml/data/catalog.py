@@ -15,6 +15,7 @@ from loopml.data import files, tables
 from loopml.data.diff import VersionDiff, diff_versions
 from loopml.data.profiling import profile_batches, summary_statistics
 from loopml.data.records import Dataset, DatasetVersion, VersionRef
+from loopml.data.statcache import StatCache
 from loopml.data.store import DatasetStore
 from loopml.storage.blobs.tree import Tree, get_tree, put_tree
 from loopml.storage.stores import Stores
@@ -36,6 +37,7 @@ class DataCatalog:
     def __init__(self, stores: Stores) -> None:
         self.stores = stores
         self.store = DatasetStore(stores.db)
+        self.stat_cache = StatCache(stores.settings.home_dir / "state" / "statcache.sqlite")
 
     # -- adding ---------------------------------------------------------------------------------------
 
@@ -57,6 +59,8 @@ class DataCatalog:
     def _fields_from_path(self, source: str | os.PathLike[str]) -> dict[str, Any]:
         kind, found = files.collect(source)
         tree = files.store_files(self.stores.blobs, found)
+        by_name = {entry.path: entry.digest for entry in tree.entries}
+        self.stat_cache.remember((path, by_name[name]) for path, name in found)
         fields = self._tree_fields(tree, os.fspath(source))
         fields["kind"] = kind
         if kind == "file" and tables.is_table_file(found[0][0]):

@@ -7,6 +7,7 @@ blobs adds its columns here (one place, so no domain can be forgotten).
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
 from sqlalchemy import select
 
@@ -16,10 +17,14 @@ from loopml.storage.metadata import schema as t
 from loopml.storage.metadata.database import Database
 
 
-def referenced_digests(db: Database, blobs: BlobStore) -> set[str]:
-    """Every blob a record refers to, with the files listed by referenced trees."""
+def referenced_digests(db: Database, blobs: BlobStore, *, ignoring_runs: Sequence[str] = ()) -> set[str]:
+    """Every blob a record refers to, with the files listed by referenced trees (`ignoring_runs`: as if
+    those runs were already purged, for a dry run)."""
     with db.read() as conn:
-        keep = set(conn.execute(select(t.artifacts.c.digest).distinct()).scalars())
+        artifacts = select(t.artifacts.c.digest).distinct()
+        if ignoring_runs:
+            artifacts = artifacts.where(t.artifacts.c.run_id.not_in(list(ignoring_runs)))
+        keep = set(conn.execute(artifacts).scalars())
         trees = set(conn.execute(select(t.dataset_versions.c.manifest_digest).distinct()).scalars())
         profiles = conn.execute(select(t.dataset_versions.c.profile_digest).distinct()).scalars()
         keep.update(p for p in profiles if p)

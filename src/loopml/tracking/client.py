@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -187,10 +188,23 @@ class Client:
 
     # -- housekeeping -------------------------------------------------------------------------------------
 
-    def gc(self, *, older_than_ms: int = 0, blob_grace_s: float = 3600.0) -> tuple[list[str], int]:
-        """Purge soft-deleted runs and the blobs nothing refers to; returns (purged run ids, blobs removed)."""
+    def gc(
+        self, *, older_than_ms: int = 0, blob_grace_s: float = 3600.0, dry_run: bool = False
+    ) -> GarbageReport:
+        """Purge soft-deleted runs and the blobs nothing refers to (with `dry_run`, only say what would go)."""
         tracker = self.tracker
-        purged = tracker.store.purge_deleted(older_than_ms)
-        keep = referenced_digests(tracker.stores.db, tracker.blobs)
-        removed = sweep(tracker.blobs, keep, grace_s=blob_grace_s)
-        return purged, len(removed)
+        purged = tracker.store.purge_deleted(older_than_ms, dry_run=dry_run)
+        keep = referenced_digests(tracker.stores.db, tracker.blobs, ignoring_runs=purged if dry_run else ())
+        removed = sweep(tracker.blobs, keep, grace_s=blob_grace_s, dry_run=dry_run)
+        freed = sum(tracker.blobs.size(d) for d in removed) if dry_run else None
+        return GarbageReport(purged, len(removed), freed, dry_run)
+
+
+@dataclass(frozen=True)
+class GarbageReport:
+    """What `gc` removed (or, in a dry run, would remove)."""
+
+    purged_runs: list[str]
+    removed_blobs: int
+    freed_bytes: int | None
+    dry_run: bool

@@ -266,7 +266,7 @@ class TrackingStore:
 
         self.db.transact(change)
 
-    def purge_deleted(self, older_than_ms: int | None = None) -> list[str]:
+    def purge_deleted(self, older_than_ms: int | None = None, *, dry_run: bool = False) -> list[str]:
         """Remove soft-deleted runs for good (with their params, metrics, artifact records); returns their ids."""
         cutoff = now_ms() - (older_than_ms or 0)
 
@@ -278,7 +278,7 @@ class TrackingStore:
                     )
                 ).scalars()
             )
-            if ids:
+            if ids and not dry_run:
                 conn.execute(update(t.runs).where(t.runs.c.parent_run_id.in_(ids)).values(parent_run_id=None))
                 series = select(t.latest_metrics.c.series_id).where(t.latest_metrics.c.run_id.in_(ids))
                 conn.execute(delete(t.metrics).where(t.metrics.c.series_id.in_(series)))

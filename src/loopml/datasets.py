@@ -44,14 +44,18 @@ def catalog(tracker: Tracker | None = None) -> DataCatalog:
     return DataCatalog((tracker or default_tracker()).stores)
 
 
-def add(name: str, source: Any, *, message: str | None = None, tracker: Tracker | None = None) -> Added:
+def add(
+    name: str, source: Any, *, message: str | None = None, force: bool = False, tracker: Tracker | None = None
+) -> Added:
     """A new immutable version of `name` from a file, folder, glob pattern or DataFrame.
 
     Identical content adds no version: the existing one is returned with `created=False`.
     """
     opened = tracker or default_tracker()
     git = git_state() if opened.settings.capture_git else None
-    added = catalog(opened).add(name, source, message=message, git_commit=git.commit if git else None)
+    added = catalog(opened).add(
+        name, source, message=message, git_commit=git.commit if git else None, force=force
+    )
     if isinstance(source, str | os.PathLike) and Path(source).exists():
         data_path = Path(source).resolve()
         if git_state(data_path.parent).root is not None:  # inside a git repository: a committable pointer

@@ -8,7 +8,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import create_engine, text
 
-from loopml.storage.metadata.database import Database
+from loopml.storage.metadata.database import VERSION_TABLE, Database
 from loopml.storage.metadata.schema import SCHEMA_HEAD
 
 
@@ -37,3 +37,19 @@ def test_upgrade_from_the_first_revision_keeps_runs(tmp_path: Path) -> None:
             assert conn.execute(text("SELECT count(*) FROM dataset_versions")).scalar() == 0
     finally:
         db.dispose()
+
+
+def test_migrations_build_exactly_the_declared_schema(tmp_path: Path) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from loopml.storage.metadata.schema import metadata
+
+    db = Database(f"sqlite:///{tmp_path / 'fresh.db'}")
+    try:
+        with db.engine.connect() as conn:
+            differences = compare_metadata(MigrationContext.configure(conn), metadata)
+    finally:
+        db.dispose()
+    differences = [d for d in differences if not (d[0] == "remove_table" and d[1].name == VERSION_TABLE)]
+    assert differences == []  # schema.py changed without a migration (or the reverse)

@@ -18,15 +18,22 @@ def add(
     name: Annotated[str, typer.Argument(help="Dataset name")],
     path: Annotated[str, typer.Argument(help="File, folder or glob pattern (quote it)")],
     message: Annotated[str | None, typer.Option("--message", "-m", help="What changed")] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Store a table that breaks its expectations as rejected")
+    ] = False,
     json_output: JsonOption = False,
 ) -> None:
     """Add a new immutable version (identical content adds none and says so)."""
     from loopml import datasets
 
-    added = datasets.add(name, path, message=message)
+    added = datasets.add(name, path, message=message, force=force)
     version = added.version
     if json_output:
         print_json({"created": added.created, "version": version})
+    elif added.created and version.status == "rejected":
+        typer.echo(
+            f"Stored {version.ref} as REJECTED: it breaks {len(version.validation or [])} expectation(s)"
+        )
     elif added.created:
         rows = f", {version.row_count:,} rows" if version.row_count is not None else ""
         typer.echo(f"Added {version.ref}: {version.file_count} file(s), {_size(version.size)}{rows}")

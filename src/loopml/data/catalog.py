@@ -5,18 +5,20 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from loopml.core.errors import InvalidInput
 from loopml.core.names import check_key
+from loopml.core.settings import PROJECT_FILE, read_project_file
 from loopml.data import files, tables
 from loopml.data.diff import VersionDiff, diff_versions
 from loopml.data.profiling import profile_batches, summary_statistics
 from loopml.data.records import Dataset, DatasetVersion, VersionRef
 from loopml.data.statcache import StatCache
 from loopml.data.store import DatasetStore
+from loopml.data.validation import Expectations, Violation, check, report
 from loopml.storage.blobs.tree import Tree, get_tree, put_tree
 from loopml.storage.stores import Stores
 
@@ -42,21 +44,50 @@ class DataCatalog:
     # -- adding ---------------------------------------------------------------------------------------
 
     def add(
-        self, name: str, source: Any, *, message: str | None = None, git_commit: str | None = None
+        self,
+        name: str,
+        source: Any,
+        *,
+        message: str | None = None,
+        git_commit: str | None = None,
+        force: bool = False,
     ) -> Added:
-        """A new version of `name` from a file, folder, glob pattern or DataFrame (identical content: none)."""
+        """A new version of `name` from a file, folder, glob pattern or DataFrame (identical content: none).
+
+        A table that breaks the dataset's expectations (loopml.toml) is refused with a report naming each
+        broken rule, or with `force` stored as a rejected version (never the newest for `NAME` or `@latest`).
+        """
         check_key("dataset", name)
         if message is not None and (not isinstance(message, str) or len(message) > MAX_MESSAGE):
             raise InvalidInput(f"a version message must be a string of at most {MAX_MESSAGE} characters")
+        rules = self.expectations(name)
         if isinstance(source, str | os.PathLike):
-            fields = self._fields_from_path(source)
+            fields = self._fields_from_path(source, rules)
         else:
-            fields = self._fields_from_frame(source)
+            fields = self._fields_from_frame(source, rules)
+        violations: list[Violation] = fields.pop("violations", [])
+        if violations and not force:
+            raise InvalidInput(
+                f"{name}: the table breaks {len(violations)} expectation(s) of loopml.toml and was not added "
+                f"(--force stores it as rejected):\n{report(violations)}"
+            )
+        if violations:
+            fields.update(
+                status="rejected", validation_json=json.dumps([asdict(v) for v in violations], default=str)
+            )
         fields.update(message=message, git_commit=git_commit)
         version, created = self.store.add_version(name, fields)
         return Added(version, created)
 
-    def _fields_from_path(self, source: str | os.PathLike[str]) -> dict[str, Any]:
+    def expectations(self, name: str) -> Expectations | None:
+        """The `[datasets.NAME.expect]` rules of loopml.toml, if any."""
+        project_file = self.stores.settings.project_dir / PROJECT_FILE
+        if not project_file.is_file():
+            return None
+        section = read_project_file(project_file).get("datasets", {}).get(name, {}).get("expect")
+        return None if section is None else Expectations.from_config(name, section)
+
+    def _fields_from_path(self, source: str | os.PathLike[str], rules: Expectations | None) -> dict[str, Any]:
         kind, found = files.collect(source)
         tree = files.store_files(self.stores.blobs, found)
         by_name = {entry.path: entry.digest for entry in tree.entries}
@@ -64,17 +95,19 @@ class DataCatalog:
         fields = self._tree_fields(tree, os.fspath(source))
         fields["kind"] = kind
         if kind == "file" and tables.is_table_file(found[0][0]):
-            fields.update(self._table_fields(found[0][0]), kind="table")
+            fields.update(self._table_fields(found[0][0], rules), kind="table")
+        elif rules is not None:
+            raise InvalidInput(f"loopml.toml has expectations for {source!s}, but only tables can be checked")
         return fields
 
-    def _fields_from_frame(self, frame: Any) -> dict[str, Any]:
+    def _fields_from_frame(self, frame: Any, rules: Expectations | None) -> dict[str, Any]:
         table = tables.from_frame(frame)
         with tempfile.TemporaryDirectory(prefix="loopml-table-") as folder:
             path = Path(folder) / "data.parquet"
             tables.write_parquet(table, path)
             tree = files.store_files(self.stores.blobs, [(path, "data.parquet")])
             fields = self._tree_fields(tree, "DataFrame")
-            fields.update(self._table_fields(path), kind="table")
+            fields.update(self._table_fields(path, rules), kind="table")
         # Parquet bytes depend on the writer's version: a DataFrame is recognised by its values instead.
         fields["digest"] = tables.canonical_digest(table)
         return fields
@@ -89,14 +122,19 @@ class DataCatalog:
             "file_count": len(tree.entries),
         }
 
-    def _table_fields(self, path: Path) -> dict[str, Any]:
+    def _table_fields(self, path: Path, rules: Expectations | None) -> dict[str, Any]:
         summary = profile_batches(tables.batches(path))
         profile_digest = self.stores.blobs.put_bytes(json.dumps(summary.profile, sort_keys=True).encode())
-        return {
+        fields: dict[str, Any] = {
             "row_count": summary.rows,
             "schema_json": json.dumps(summary.schema),
             "profile_digest": profile_digest,
         }
+        if rules is not None:
+            logical = {column["name"]: column["logical"] for column in summary.schema}
+            fields["violations"] = check(rules, tables.batches(path), logical)
+            fields["validation_json"] = "[]"
+        return fields
 
     # -- reading --------------------------------------------------------------------------------------
 

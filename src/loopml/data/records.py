@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from loopml.core.errors import InvalidInput
@@ -63,7 +63,8 @@ class DatasetVersion:
     schema: list[dict[str, Any]] | None = None
     profile_digest: str | None = None
     git_commit: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    status: str = "accepted"  # or "rejected": stored with --force although it broke its expectations
+    validation: list[dict[str, Any]] | None = None
 
     @property
     def ref(self) -> str:

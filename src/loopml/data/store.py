@@ -65,10 +65,13 @@ class DatasetStore:
             if dataset_id is None:
                 raise NotFound(f"no dataset named {ref.name!r}: `loopml data list` shows the datasets")
             query = select(t.dataset_versions).where(v.dataset_id == dataset_id)
-            if ref.version is None:
-                row = conn.execute(query.order_by(v.version.desc()).limit(1)).first()
+            if ref.version is None:  # the newest accepted version: a rejected one is never "the latest"
+                accepted = query.where(v.status == "accepted")
+                row = conn.execute(accepted.order_by(v.version.desc()).limit(1)).first()
             else:
                 row = conn.execute(query.where(v.version == ref.version)).first()
+            if row is None and ref.version is None:
+                raise NotFound(f"dataset {ref.name!r} has no accepted version (only rejected ones)")
             if row is None:
                 newest = conn.execute(select(func.max(v.version)).where(v.dataset_id == dataset_id)).scalar()
                 raise NotFound(f"dataset {ref.name!r} has no version v{ref.version} (newest: v{newest})")
@@ -115,4 +118,6 @@ def _version(name: str, row: Row[Any]) -> DatasetVersion:
         schema=json.loads(row.schema_json) if row.schema_json else None,
         profile_digest=row.profile_digest,
         git_commit=row.git_commit,
+        status=row.status,
+        validation=json.loads(row.validation_json) if row.validation_json else None,
     )

@@ -208,6 +208,8 @@ dataset_versions = Table(
     Column("profile_digest", String(64), nullable=True),
     Column("created_time", BigInteger, nullable=False),
     Column("git_commit", String(64), nullable=True),
+    Column("status", String(16), nullable=False, server_default="accepted"),  # accepted | rejected
+    Column("validation_json", Text, nullable=True),  # the expectation report, when expectations ran
     UniqueConstraint("dataset_id", "version"),
     UniqueConstraint("dataset_id", "digest"),
 )

@@ -45,6 +45,8 @@ def upgrade() -> None:
         sa.Column("profile_digest", sa.String(length=64), nullable=True),
         sa.Column("created_time", sa.BigInteger(), nullable=False),
         sa.Column("git_commit", sa.String(length=64), nullable=True),
+        sa.Column("status", sa.String(length=16), server_default="accepted", nullable=False),
+        sa.Column("validation_json", sa.Text(), nullable=True),
         sa.ForeignKeyConstraint(
             ["dataset_id"], ["datasets.dataset_id"], name=op.f("fk_dataset_versions_dataset_id_datasets")
         ),

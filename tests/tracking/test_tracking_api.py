@@ -295,3 +295,24 @@ def test_logging_the_project_folder_skips_the_store(tracker: Tracker, tmp_path: 
         loopml.log_artifacts(tmp_path, "code")
     paths = [a.path for a in loopml.Client().list_artifacts(run.run_id)]
     assert paths == ["code/train.py"]
+
+
+def test_config_files_are_kept_logged_as_params_and_diffable(tracker: Tracker, tmp_path: Path) -> None:
+    config = tmp_path / "params.yaml"
+    config.write_text("model:\n  depth: 3\n  kind: rf\nlr: 0.1\n")
+    with loopml.start_run() as first:
+        loopml.log_config(config)
+    config.write_text("model:\n  depth: 5\n  kind: rf\nlr: 0.1\n")
+    with loopml.start_run() as second:
+        loopml.log_config(config)
+    client = loopml.Client()
+    assert client.get_run(first.run_id).params == {"model.depth": "3", "model.kind": "rf", "lr": "0.1"}
+    assert [a.path for a in client.list_artifacts(first.run_id)] == ["configs/params.yaml"]
+    diff = client.config_diff(first.run_id, second.run_id)["params.yaml"]
+    assert "-  depth: 3" in diff
+    assert "+  depth: 5" in diff
+    assert client.config_diff(first.run_id, first.run_id) == {}
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("a: [unclosed\n")
+    with loopml.start_run(), pytest.raises(loopml.InvalidInput, match="does not parse"):
+        loopml.log_config(bad)

@@ -181,6 +181,18 @@ def diff(run_id: str) -> None:
     sys.stdout.write(text if text.endswith("\n") else text + "\n")
 
 
+@app.command("config-diff")
+def config_diff(old_run: str, new_run: str) -> None:
+    """Line-by-line differences of the config files two runs logged with `log_config`."""
+    from loopml.tracking.client import Client
+
+    diffs = Client().config_diff(old_run, new_run)
+    if not diffs:
+        typer.echo("The runs logged identical config files (or none)")
+    for text in diffs.values():
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+
+
 @app.command("env")
 def env(run_id: str, json_output: JsonOption = False) -> None:
     """Print the run's Python environment: `name==version` lines, ready for `pip install -r`."""

@@ -12,6 +12,7 @@ from loopml.core.clock import now_ms
 from loopml.core.errors import InvalidInput
 from loopml.core.names import check_key, safe_relative_path
 from loopml.storage.metadata.database import sqlite_path
+from loopml.tracking.configs import CONFIG_FOLDER, parse_config
 from loopml.tracking.records import Artifact, Run, RunInput, RunStatus
 from loopml.tracking.tracker import Tracker
 from loopml.tracking.values import (
@@ -114,6 +115,18 @@ class ActiveRun:
         if not source.is_dir():
             raise InvalidInput(f"cannot log artifacts from {str(local_dir)!r}: not a folder")
         return self._store_folder(source, safe_relative_path(artifact_path) + "/" if artifact_path else "")
+
+    def log_config(self, path: str | os.PathLike[str], *, as_params: bool = True) -> Artifact:
+        """Keep a YAML/TOML/JSON config file as artifact `configs/<name>` and (by default) log its values as params.
+
+        Nested keys become dotted params (`model.depth`); `loopml runs compare` and `config_diff` compare runs.
+        """
+        source = Path(path)
+        values = parse_config(source)
+        artifact = self.log_bytes(source.read_bytes(), f"{CONFIG_FOLDER}/{source.name}")
+        if as_params:
+            self.log_params(values)
+        return artifact
 
     def log_text(self, text: str, artifact_file: str) -> Artifact:
         """Store a string as a UTF-8 file artifact."""

@@ -12,6 +12,7 @@ from loopml.core.clock import now_ms
 from loopml.core.errors import InvalidInput, NotFound
 from loopml.core.names import check_key, safe_relative_path
 from loopml.storage.gc import referenced_digests, sweep
+from loopml.tracking.configs import CONFIG_FOLDER, config_diff
 from loopml.tracking.metric_log import SeriesBatch
 from loopml.tracking.records import Artifact, Experiment, Lifecycle, Metric, Run, RunInput, RunStatus
 from loopml.tracking.search import RunPage, search_runs
@@ -181,6 +182,26 @@ class Client:
     def runs_with_input(self, dataset: str, version: str) -> list[str]:
         """Ids of the runs that read a dataset version (lineage, from data to runs)."""
         return self.tracker.store.attachments.runs_with_input(dataset, version)
+
+    def config_diff(self, old_run_id: str, new_run_id: str) -> dict[str, str]:
+        """Unified diffs of the config files two runs logged (`log_config`), by file name; equal files omitted."""
+        texts = []
+        for run_id in (old_run_id, new_run_id):
+            found = self.list_artifacts(run_id, CONFIG_FOLDER)
+            texts.append(
+                {
+                    a.path[len(CONFIG_FOLDER) + 1 :]: self.tracker.blobs.get_bytes(a.digest, verify=True)
+                    for a in found
+                }
+            )
+        diffs = {}
+        for name in sorted(set(texts[0]) | set(texts[1])):
+            old = texts[0].get(name, b"").decode("utf-8", errors="replace")
+            new = texts[1].get(name, b"").decode("utf-8", errors="replace")
+            text = config_diff(name, old, new, old_run_id[:8], new_run_id[:8])
+            if text:
+                diffs[name] = text
+        return diffs
 
     def list_inputs(self, run_id: str) -> list[RunInput]:
         """Dataset versions a run read."""

@@ -177,6 +177,11 @@ def log_artifact(local_path: str | os.PathLike[str], artifact_path: str | None =
     return _require_active().log_artifact(local_path, artifact_path)
 
 
+def log_config(path: str | os.PathLike[str], *, as_params: bool = True) -> Artifact:
+    """Keep a YAML/TOML/JSON config file with the active run and log its values as params."""
+    return _require_active().log_config(path, as_params=as_params)
+
+
 def log_artifacts(local_dir: str | os.PathLike[str], artifact_path: str | None = None) -> list[Artifact]:
     """Store a folder's contents as artifacts of the active run."""
     return _require_active().log_artifacts(local_dir, artifact_path)

@@ -45,7 +45,13 @@ def catalog(tracker: Tracker | None = None) -> DataCatalog:
 
 
 def add(
-    name: str, source: Any, *, message: str | None = None, force: bool = False, tracker: Tracker | None = None
+    name: str,
+    source: Any,
+    *,
+    message: str | None = None,
+    force: bool = False,
+    no_copy: bool = False,
+    tracker: Tracker | None = None,
 ) -> Added:
     """A new immutable version of `name` from a file, folder, glob pattern or DataFrame.
 
@@ -54,9 +60,9 @@ def add(
     opened = tracker or default_tracker()
     git = git_state() if opened.settings.capture_git else None
     added = catalog(opened).add(
-        name, source, message=message, git_commit=git.commit if git else None, force=force
+        name, source, message=message, git_commit=git.commit if git else None, force=force, no_copy=no_copy
     )
-    if isinstance(source, str | os.PathLike) and Path(source).exists():
+    if not no_copy and isinstance(source, str | os.PathLike) and Path(source).exists():
         data_path = Path(source).resolve()
         if git_state(data_path.parent).root is not None:  # inside a git repository: a committable pointer
             write_pointer(added.version, data_path)
@@ -120,8 +126,10 @@ def load(ref: str, *, context: str = "training", tracker: Tracker | None = None)
     data = catalog(opened)
     version = data.get(VersionRef.parse(ref))
     cache = opened.settings.home_dir / "cache"
-    if version.kind == "table":
-        content: Any = _read_table(data.table_path(version, cache))
+    if version.kind == "external":  # tracked in place: the data is read where it lives
+        content: Any = version.source
+    elif version.kind == "table":
+        content = _read_table(data.table_path(version, cache))
     else:
         content = cache / version.digest
         if not content.is_dir():

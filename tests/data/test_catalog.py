@@ -142,3 +142,38 @@ def test_gc_keeps_dataset_files_and_removes_only_orphans(tracker: Tracker, tmp_p
     assert not tracker.blobs.exists(orphan)
     datasets.get(version.ref, tmp_path / "out")
     assert (tmp_path / "out" / "b.txt").read_bytes() == b"kept too"
+
+
+def test_no_copy_tracks_in_place_and_detects_changes(tracker: Tracker, tmp_path: Path) -> None:
+    folder = _folder(tmp_path / "lake", {"part-0.parquet": b"0" * 1000, "part-1.parquet": b"1" * 1000})
+    before = set(tracker.blobs.digests())
+    version = datasets.add("lake", folder, no_copy=True).version
+    assert version.kind == "external"
+    assert version.file_count == 2
+    assert len(set(tracker.blobs.digests()) - before) == 1  # only the small tree, no content
+    data = datasets.catalog()
+    assert data.external_changes(version).identical
+    (folder / "part-1.parquet").write_bytes(b"changed")
+    (folder / "part-2.parquet").write_bytes(b"new")
+    change = data.external_changes(version)
+    assert change.changed == ["part-1.parquet"]
+    assert change.added == ["part-2.parquet"]
+    with pytest.raises(loopml.InvalidInput, match="tracked in place"):
+        datasets.get(version.ref, tmp_path / "out")
+    with loopml.start_run() as run:
+        assert datasets.load(version.ref) == str(folder)
+    assert loopml.Client().runs_with_input("lake", "v1") == [run.run_id]
+
+
+def test_no_copy_remote_objects_are_fingerprinted_without_download(tracker: Tracker) -> None:
+    import fsspec
+
+    memory = fsspec.filesystem("memory")
+    memory.pipe("/bucket/prefix/a.csv", b"x,y\n1,2\n")
+    memory.pipe("/bucket/prefix/b.csv", b"x,y\n3,4\n")
+    version = datasets.add("remote", "memory://bucket/prefix", no_copy=True).version
+    assert version.file_count == 2
+    assert datasets.catalog().external_changes(version).identical
+    memory.pipe("/bucket/prefix/b.csv", b"x,y\n3,4\n5,6\n")
+    assert datasets.catalog().external_changes(version).changed == ["b.csv"]
+    memory.rm("/bucket", recursive=True)

@@ -21,12 +21,15 @@ def add(
     force: Annotated[
         bool, typer.Option("--force", help="Store a table that breaks its expectations as rejected")
     ] = False,
+    no_copy: Annotated[
+        bool, typer.Option("--no-copy", help="Track in place (e.g. s3://...): fingerprints only")
+    ] = False,
     json_output: JsonOption = False,
 ) -> None:
     """Add a new immutable version (identical content adds none and says so)."""
     from loopml import datasets
 
-    added = datasets.add(name, path, message=message, force=force)
+    added = datasets.add(name, path, message=message, force=force, no_copy=no_copy)
     version = added.version
     if json_output:
         print_json({"created": added.created, "version": version})
@@ -201,6 +204,34 @@ def status(
             for name in names:
                 typer.echo(f"  {label}: {name}")
     if not result.clean:
+        raise typer.Exit(1)
+
+
+@app.command("changed")
+def changed(
+    ref: Annotated[str, typer.Argument(help="An external version (added with --no-copy)")],
+    json_output: JsonOption = False,
+) -> None:
+    """Whether the data an external version points to changed since it was added (exit 1 if it did)."""
+    from loopml import datasets
+
+    data = datasets.catalog()
+    version = data.get(ref)
+    result = data.external_changes(version)
+    if json_output:
+        print_json(result)
+    elif result.identical:
+        typer.echo(f"{version.source}: unchanged since {version.ref}")
+    else:
+        typer.echo(f"{version.source}: changed since {version.ref}")
+        for label, names in (
+            ("added", result.added),
+            ("removed", result.removed),
+            ("changed", result.changed),
+        ):
+            for name in names:
+                typer.echo(f"  {label}: {name}")
+    if not result.identical:
         raise typer.Exit(1)
 
 

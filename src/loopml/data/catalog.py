@@ -14,6 +14,7 @@ from loopml.core.names import check_key
 from loopml.core.settings import PROJECT_FILE, read_project_file
 from loopml.data import files, tables
 from loopml.data.diff import VersionDiff, diff_versions
+from loopml.data.external import fingerprint_tree
 from loopml.data.profiling import profile_batches, summary_statistics
 from loopml.data.records import Dataset, DatasetVersion, VersionRef
 from loopml.data.statcache import StatCache
@@ -51,6 +52,7 @@ class DataCatalog:
         message: str | None = None,
         git_commit: str | None = None,
         force: bool = False,
+        no_copy: bool = False,
     ) -> Added:
         """A new version of `name` from a file, folder, glob pattern or DataFrame (identical content: none).
 
@@ -61,7 +63,12 @@ class DataCatalog:
         if message is not None and (not isinstance(message, str) or len(message) > MAX_MESSAGE):
             raise InvalidInput(f"a version message must be a string of at most {MAX_MESSAGE} characters")
         rules = self.expectations(name)
-        if isinstance(source, str | os.PathLike):
+        if no_copy:
+            if not isinstance(source, str | os.PathLike):
+                raise InvalidInput("--no-copy tracks files in place: give a path or URL, not a DataFrame")
+            fields = self._tree_fields(fingerprint_tree(os.fspath(source)), os.fspath(source))
+            fields["kind"] = "external"
+        elif isinstance(source, str | os.PathLike):
             fields = self._fields_from_path(source, rules)
         else:
             fields = self._fields_from_frame(source, rules)
@@ -164,6 +171,8 @@ class DataCatalog:
     def restore(self, ref: str | VersionRef, destination: str | os.PathLike[str]) -> list[Path]:
         """Write a version's files under `destination` (verified); returns the paths written."""
         version = self.get(ref)
+        if version.kind == "external":
+            raise InvalidInput(f"{version.ref} was tracked in place (--no-copy): its data stays at {version.source}")
         return files.restore(self.stores.blobs, self.tree(version), Path(destination))
 
     def diff(self, old_ref: str, new_ref: str) -> VersionDiff:
@@ -177,6 +186,15 @@ class DataCatalog:
             old_stats=summary_statistics(self.profile(old)),
             new_stats=summary_statistics(self.profile(new)),
         )
+
+    def external_changes(self, version: DatasetVersion) -> VersionDiff:
+        """What changed at the place an external (`--no-copy`) version points to since it was added."""
+        if version.kind != "external" or version.source is None:
+            raise InvalidInput(
+                f"{version.ref} was copied into the store; compare a folder with `status` instead"
+            )
+        now = fingerprint_tree(version.source)
+        return diff_versions(version, version, self.tree(version), now)
 
     def table_path(self, version: DatasetVersion, cache: Path) -> Path:
         """A local copy of a tabular version's file (restored under `cache` once)."""

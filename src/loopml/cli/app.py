@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
+import loopml.cli.data_remote  # noqa: F401 - registers `data push` and `data pull`
 from loopml.cli import data, experiments, runs
 from loopml.cli.output import errors, print_json
 from loopml.core.errors import LoopMLError
@@ -120,5 +121,5 @@ def main() -> None:
     try:
         app(standalone_mode=True)
     except LoopMLError as error:
-        errors.print(f"[bold red]error:[/] {escape(error.message)}", highlight=False)
+        errors.print(f"[bold red]error:[/] {escape(error.message)}", highlight=False, soft_wrap=True)
         sys.exit(error.exit_code)

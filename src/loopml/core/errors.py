@@ -12,7 +12,8 @@ LoopMLError                      code              HTTP  exit
     ├── StoreCorrupt             store_corrupt     500   3
     ├── ForeignDatabase          foreign_database  500   3
     ├── SchemaMismatch           schema_mismatch   500   3
-    └── StoreBusy                store_busy        503   3
+    ├── StoreBusy                store_busy        503   3
+    └── RemoteError              remote_error      502   3
 ```
 Messages say what was wrong and what to do, in one line, so the CLI can print them as they are.
 """
@@ -114,3 +115,10 @@ class StoreBusy(StoreError):
 
     code = "store_busy"
     http_status = 503
+
+
+class RemoteError(StoreError):
+    """A remote blob store (push/pull) refused the credentials, could not be reached or failed."""
+
+    code = "remote_error"
+    http_status = 502

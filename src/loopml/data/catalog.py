@@ -172,7 +172,9 @@ class DataCatalog:
         """Write a version's files under `destination` (verified); returns the paths written."""
         version = self.get(ref)
         if version.kind == "external":
-            raise InvalidInput(f"{version.ref} was tracked in place (--no-copy): its data stays at {version.source}")
+            raise InvalidInput(
+                f"{version.ref} was tracked in place (--no-copy): its data stays at {version.source}"
+            )
         return files.restore(self.stores.blobs, self.tree(version), Path(destination))
 
     def diff(self, old_ref: str, new_ref: str) -> VersionDiff:

@@ -36,13 +36,18 @@ def referenced_digests(db: Database, blobs: BlobStore, *, ignoring_runs: Sequenc
 
 
 def sweep(blobs: BlobStore, keep: set[str], *, grace_s: float = 3600.0, dry_run: bool = False) -> list[str]:
-    """Remove (or with `dry_run` only list) blobs not in `keep` and older than `grace_s`.
+    """Remove (or with `dry_run` only list) blobs not in `keep` and older than `grace_s`; returns them.
 
-    Young blobs are kept: a writer stores a blob before the record that refers to it.
+    Young blobs are kept: a writer stores a blob before the record that refers to it. A pack goes only when
+    none of its objects is referenced (a pack without an index, left by a crash, has none); a partly used
+    pack is kept whole until a repack exists.
     """
     cutoff = time.time() - grace_s
-    unreferenced = [d for d in blobs.digests() if d not in keep and blobs.modified(d) <= cutoff]
+    loose = [d for d in blobs.loose_digests() if d not in keep and blobs.modified(d) <= cutoff]
+    dead_packs = [p for p in blobs.packs() if p.modified <= cutoff and keep.isdisjoint(p.objects)]
     if not dry_run:
-        for digest in unreferenced:
+        for digest in loose:
             blobs.delete(digest)
-    return unreferenced
+        for pack in dead_packs:
+            blobs.delete_pack(pack.digest)
+    return loose + [d for pack in dead_packs for d in pack.objects]

@@ -3,6 +3,10 @@
 Objects live at `objects/ab/cdef…` named by the BLAKE3 digest of their bytes. A write streams into a temporary
 name inside the store and is renamed into place, so a reader never sees a partial object and an object, once
 written, is never rewritten. Only digests name objects, so no user-given name can reach outside the store.
+
+Small files stored together (`put_files`) go into packs instead (`packs/`, see `packs.py`): one large write
+for thousands of objects. Every read sees loose objects first, then packed ones, and a packed object is read
+(and verified) alone, by its byte range.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import io
 import os
 import re
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -21,6 +25,16 @@ import fsspec
 
 from loopml.core.errors import InvalidInput, NotFound, StoreCorrupt
 from loopml.core.hashing import CHUNK_SIZE, hash_bytes, is_digest, read_chunks
+from loopml.storage.blobs.packs import (
+    PACK_MIN_OBJECTS,
+    PACK_THRESHOLD,
+    Location,
+    PackFolder,
+    PackInfo,
+    PackSet,
+    PackWriter,
+    read_small_file,
+)
 
 
 class BlobStore:
@@ -37,6 +51,7 @@ class BlobStore:
         self.fs: fsspec.AbstractFileSystem = fs
         self.root = str(root).rstrip("/")
         self._is_local = "file" in _protocols(fs)
+        self._packs = PackSet(PackFolder(fs, self.root, is_local=self._is_local))
 
     @property
     def display_url(self) -> str:
@@ -48,11 +63,48 @@ class BlobStore:
         with open(path, "rb") as source:
             return self.put_stream(source)
 
+    def put_files(self, paths: Iterable[str | os.PathLike[str]]) -> list[tuple[str, int]]:
+        """Store many files; returns (digest, size) for each, in order.
+
+        Files under `PACK_THRESHOLD` bytes are packed (objects already stored, and repeats, are written once);
+        larger ones are streamed as loose objects. An `OSError` names the file it is about (`.filename`).
+        """
+        self._packs.refresh()  # one listing now; the checks below look only at what is known
+        is_loose = self._loose_checker()
+        seen: set[str] = set()
+        reused_packs: set[str] = set()
+        results = []
+        with PackWriter(self._packs) as writer:
+            for path in (os.fspath(p) for p in paths):
+                data = read_small_file(path, PACK_THRESHOLD)
+                if data is None:
+                    results.append(self.put_file(path))
+                    continue
+                digest = hash_bytes(data)
+                results.append((digest, len(data)))
+                if digest in seen:
+                    continue
+                seen.add(digest)
+                if is_loose(digest):
+                    self._touch(self.path_of(digest))
+                elif (location := self._packs.find(digest, reload=False)) is not None:
+                    reused_packs.add(location.pack)
+                else:
+                    writer.add(digest, data)
+            if writer.written or len(writer) >= PACK_MIN_OBJECTS:
+                writer.flush()
+            else:
+                for _, data in writer.take():
+                    self.put_stream(io.BytesIO(data))
+        for pack in reused_packs:  # stored again = used again (see `_touch`)
+            self._packs.folder.touch(pack)
+        return results
+
     def put_bytes(self, data: bytes) -> str:
         """Store `data`; returns its digest."""
         digest = hash_bytes(data)
         if self.exists(digest):
-            self._touch(self.path_of(digest))
+            self._touch_object(digest)
         else:
             self.put_stream(io.BytesIO(data))
         return digest
@@ -86,7 +138,7 @@ class BlobStore:
         try:
             data = bytes(self.fs.cat_file(path))
         except FileNotFoundError:
-            raise NotFound(f"object {digest} is not in the blob store {self.display_url}") from None
+            data = self._read_packed(digest)
         if verify and hash_bytes(data) != digest:
             raise StoreCorrupt(f"object {digest} in {self.display_url} is corrupt (its content hash differs)")
         return data
@@ -94,11 +146,13 @@ class BlobStore:
     @contextlib.contextmanager
     def open(self, digest: str) -> Iterator[IO[bytes]]:
         """A binary stream of an object's content (not verified; use `get_file(verify=True)` for that)."""
+        path = self.path_of(digest)
         try:
-            with self.fs.open(self.path_of(digest), "rb") as stream:
-                yield stream
+            stream = self.fs.open(path, "rb")
         except FileNotFoundError:
-            raise NotFound(f"object {digest} is not in the blob store {self.display_url}") from None
+            stream = io.BytesIO(self._read_packed(digest))  # packed objects are small
+        with stream:
+            yield stream
 
     def get_file(self, digest: str, destination: str | os.PathLike[str], *, verify: bool = True) -> Path:
         """Copy an object to a local file (written atomically), checking its hash while copying."""
@@ -122,29 +176,46 @@ class BlobStore:
 
     def exists(self, digest: str) -> bool:
         """True when the object is stored."""
-        return bool(self.fs.exists(self.path_of(digest)))
+        return bool(self.fs.exists(self.path_of(digest))) or self._packs.find(digest) is not None
 
     def size(self, digest: str) -> int:
         """Size of a stored object in bytes."""
         try:
             return int(self.fs.size(self.path_of(digest)))
         except FileNotFoundError:
-            raise NotFound(f"object {digest} is not in the blob store {self.display_url}") from None
+            return self._packed_location(digest).size
 
     def modified(self, digest: str) -> float:
-        """When an object was written, as a Unix timestamp."""
+        """When an object was written (or stored again), as a Unix timestamp; for a packed one, its pack's."""
         try:
             return float(self.fs.modified(self.path_of(digest)).timestamp())
         except FileNotFoundError:
+            pass
+        try:
+            return self._packs.folder.stat(self._packed_location(digest).pack)[1]
+        except FileNotFoundError:  # the pack was removed since it was listed
             raise NotFound(f"object {digest} is not in the blob store {self.display_url}") from None
 
     def delete(self, digest: str) -> None:
-        """Remove an object (garbage collection only: callers must know nothing refers to it)."""
+        """Remove a loose object (garbage collection only: callers must know nothing refers to it).
+
+        A packed object cannot be removed by itself: packs are removed whole (`packs()`, `delete_pack`).
+        """
         with contextlib.suppress(FileNotFoundError):
             self.fs.rm_file(self.path_of(digest))
 
     def digests(self) -> Iterator[str]:
-        """Every stored digest (for garbage collection and checks)."""
+        """Every stored digest, loose and packed, each once (for garbage collection and checks)."""
+        loose = set()
+        for digest in self.loose_digests():
+            loose.add(digest)
+            yield digest
+        for digest in self._packs.digests():
+            if digest not in loose:
+                yield digest
+
+    def loose_digests(self) -> Iterator[str]:
+        """Every digest stored as a loose object (those `delete` removes)."""
         base = f"{self.root}/objects"
         if not self.fs.exists(base):
             return
@@ -154,11 +225,73 @@ class BlobStore:
             if is_digest(digest):
                 yield digest
 
+    def packs(self) -> list[PackInfo]:
+        """Every pack with the digests it holds (a pack a crashed writer left without index holds none)."""
+        return self._packs.packs()
+
+    def delete_pack(self, pack_digest: str) -> None:
+        """Remove a whole pack (garbage collection only: callers must know nothing refers to its objects)."""
+        self._packs.folder.delete(pack_digest)
+        self._packs.forget(pack_digest)
+
     def path_of(self, digest: str) -> str:
         """Where an object lives; refuses anything that is not a digest, so no name can escape the store."""
         if not isinstance(digest, str) or not is_digest(digest):
             raise InvalidInput(f"not an object digest: {digest!r} (expected 64 lowercase hex digits)")
         return f"{self.root}/objects/{digest[:2]}/{digest[2:]}"
+
+    def _read_packed(self, digest: str) -> bytes:
+        try:
+            return self._packs.read(self._packed_location(digest))
+        except FileNotFoundError:  # the pack was removed since it was listed; it may be elsewhere now
+            self._packs.refresh()
+        try:
+            return self._packs.read(self._packed_location(digest))
+        except FileNotFoundError:
+            raise NotFound(f"object {digest} is not in the blob store {self.display_url}") from None
+
+    def _packed_location(self, digest: str) -> Location:
+        location = self._packs.find(digest)
+        if location is None:
+            raise NotFound(f"object {digest} is not in the blob store {self.display_url}")
+        return location
+
+    def _loose_checker(self) -> Callable[[str], bool]:
+        """A test for "stored as a loose object" that costs no request per object on remote stores."""
+        objects = f"{self.root}/objects"
+        if self._is_local:
+            try:
+                prefixes = set(os.listdir(objects))
+            except FileNotFoundError:
+                prefixes = set()
+            return lambda digest: (
+                digest[:2] in prefixes and os.path.exists(f"{objects}/{digest[:2]}/{digest[2:]}")
+            )
+        listed: dict[str, set[str]] = {}
+
+        def is_loose(digest: str) -> bool:
+            names = listed.get(digest[:2])
+            if names is None:
+                folder = f"{objects}/{digest[:2]}"
+                self.fs.invalidate_cache(folder)
+                try:
+                    names = {str(p).rstrip("/").rsplit("/", 1)[-1] for p in self.fs.ls(folder, detail=False)}
+                except FileNotFoundError:
+                    names = set()
+                listed[digest[:2]] = names
+            return digest[2:] in names
+
+        return is_loose
+
+    def _touch_object(self, digest: str) -> None:
+        if not self._is_local:
+            return
+        try:
+            os.utime(self.path_of(digest))
+        except FileNotFoundError:
+            location = self._packs.find(digest, reload=False)
+            if location is not None:
+                self._packs.folder.touch(location.pack)
 
     def _temp_path(self) -> str:
         return f"{self.root}/incoming/{uuid.uuid4().hex}"

@@ -38,7 +38,9 @@ class Tree:
     @classmethod
     def of(cls, entries: Iterable[TreeEntry]) -> Tree:
         """A tree of these entries, sorted, with every path checked to stay inside the tree."""
-        checked = sorted(TreeEntry(safe_relative_path(e.path), e.size, e.digest) for e in entries)
+        checked = sorted(
+            e if _plain(e.path) else TreeEntry(safe_relative_path(e.path), e.size, e.digest) for e in entries
+        )
         for before, after in itertools.pairwise(checked):
             if before.path == after.path:
                 raise StoreCorrupt(f"tree lists {before.path!r} twice")
@@ -67,6 +69,19 @@ class Tree:
         if not all(is_digest(e.digest) for e in entries):
             raise StoreCorrupt("a stored tree names an object that is not a digest")
         return cls.of(entries)
+
+
+def _plain(path: str) -> bool:
+    """A path that is certainly relative, normalised and inside the tree (the common case, checked fast)."""
+    return (
+        bool(path)
+        and "\\" not in path
+        and "//" not in path
+        and "\x00" not in path
+        and not path.startswith("/")
+        and "/." not in f"/{path}"
+        and not path.endswith("/")
+    )
 
 
 def put_tree(blobs: BlobStore, tree: Tree) -> str:

@@ -79,12 +79,9 @@ def _needed(tracker: Tracker) -> set[str]:
 
 
 def _remote_files(root: Path) -> dict[str, bytes]:
-    """Objects stored under a remote's folder, by digest (the S3 server keeps them as plain files)."""
-    return {
-        path.parent.name + path.name: path.read_bytes()
-        for path in (root / "objects").glob("*/*")
-        if path.is_file()
-    }
+    """Objects stored under a remote's folder, loose or packed, by digest (as stored: not verified)."""
+    store = BlobStore(str(root))
+    return {digest: store.get_bytes(digest) for digest in store.digests()}
 
 
 @pytest.fixture
@@ -369,3 +366,24 @@ def test_cli_push_and_pull_end_to_end(s3_server: S3Server, bucket: str, tmp_path
 def test_public_errors_include_remote_error() -> None:
     assert issubclass(RemoteError, loopml.StoreError)
     assert RemoteError.exit_code == 3
+
+
+def test_many_small_files_travel_as_whole_packs(sqlite_tracker: Tracker, tmp_path: Path) -> None:
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for i in range(500):
+        (folder / f"{i:03}.txt").write_bytes(f"small file {i}".encode())
+    version = datasets.add("many", folder).version
+    remote = tmp_path / "remote"
+    report = push(datasets.catalog(), str(remote))
+    assert report.copied == 501  # 500 files and the tree (folders have no profile)
+    remote_files = [p for p in remote.rglob("*") if p.is_file()]
+    assert len(remote_files) < 10  # a pack and its index, plus the few loose objects
+    shutil.rmtree(sqlite_tracker.blobs.root)
+    fresh = Tracker(sqlite_tracker.settings)
+    try:
+        pull(datasets.catalog(fresh), str(remote), [version.ref])
+        datasets.get(version.ref, tmp_path / "out", tracker=fresh)
+    finally:
+        fresh.close()
+    assert (tmp_path / "out" / "042.txt").read_bytes() == b"small file 42"

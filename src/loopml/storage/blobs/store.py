@@ -33,6 +33,7 @@ from loopml.storage.blobs.packs import (
     PackInfo,
     PackSet,
     PackWriter,
+    decode_index,
     read_small_file,
 )
 
@@ -228,6 +229,40 @@ class BlobStore:
     def packs(self) -> list[PackInfo]:
         """Every pack with the digests it holds (a pack a crashed writer left without index holds none)."""
         return self._packs.packs()
+
+    def adopt_pack(self, source: BlobStore, pack_digest: str) -> int:
+        """Copy a whole pack and its index from another store (a handful of writes for thousands of objects).
+
+        The pack's bytes must hash to its name and its index must decode, else `StoreCorrupt` and nothing is
+        published here. Returns the pack's size.
+        """
+        index = source._packs.folder.read_index(pack_digest)
+        entries = decode_index(index, pack_digest)
+        temp = self._packs.folder.temp_path()
+        hasher = blake3.blake3()
+        size = 0
+        try:
+            with (
+                source.fs.open(source._packs.folder.path(pack_digest, ".pack"), "rb") as stream,
+                open(temp, "wb") as sink,
+            ):
+                for chunk in read_chunks(stream):
+                    hasher.update(chunk)
+                    sink.write(chunk)
+                    size += len(chunk)
+                if self._is_local:
+                    sink.flush()
+                    os.fsync(sink.fileno())
+            if hasher.hexdigest() != pack_digest:
+                raise StoreCorrupt(
+                    f"pack {pack_digest} in {source.display_url} is corrupt; it was not copied"
+                )
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.remove(temp)
+            raise
+        self._packs.register(pack_digest, self._packs.folder.publish(temp, pack_digest, size, entries))
+        return size
 
     def delete_pack(self, pack_digest: str) -> None:
         """Remove a whole pack (garbage collection only: callers must know nothing refers to its objects)."""

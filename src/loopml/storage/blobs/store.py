@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import itertools
 import os
 import re
 import uuid
@@ -36,6 +37,8 @@ from loopml.storage.blobs.packs import (
     decode_index,
     read_small_file,
 )
+
+DIRECT_PUT_LIMIT = 8 << 20  # bytes: smaller objects are written to remote stores in one request
 
 
 class BlobStore:
@@ -112,13 +115,23 @@ class BlobStore:
 
     def put_stream(self, source: IO[bytes]) -> tuple[str, int]:
         """Store everything read from `source`, hashing while copying; returns (digest, size)."""
+        head = b""
+        if not self._is_local:
+            # An object store's PUT is atomic: a small object goes straight to its final key in one request,
+            # with no temporary name, no folder to create and no copy (ten requests become one on S3).
+            head = source.read(DIRECT_PUT_LIMIT + 1)
+            if len(head) <= DIRECT_PUT_LIMIT:
+                digest = hash_bytes(head)
+                self.fs.pipe_file(self.path_of(digest), head)
+                return digest, len(head)
         hasher = blake3.blake3()
         size = 0
         temp = self._temp_path()
-        self.fs.makedirs(self._parent(temp), exist_ok=True)
+        if self._is_local:
+            self.fs.makedirs(self._parent(temp), exist_ok=True)
         try:
             with self.fs.open(temp, "wb") as target:
-                for chunk in read_chunks(source, CHUNK_SIZE):
+                for chunk in itertools.chain([head] if head else [], read_chunks(source, CHUNK_SIZE)):
                     hasher.update(chunk)
                     target.write(chunk)
                     size += len(chunk)
@@ -341,13 +354,13 @@ class BlobStore:
             self.fs.rm_file(temp)
             self._touch(final)
             return
-        self.fs.makedirs(self._parent(final), exist_ok=True)
         if self._is_local:
+            self.fs.makedirs(self._parent(final), exist_ok=True)
             os.replace(
                 temp, final
             )  # atomic on one filesystem; a concurrent writer of the same digest is harmless
         else:
-            self.fs.mv(temp, final)
+            self.fs.mv(temp, final)  # object stores have no folders to create
 
     def _touch(self, path: str) -> None:
         # Stored again = used again: garbage collection keeps objects modified within its grace period, so

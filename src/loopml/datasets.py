@@ -18,6 +18,7 @@ from loopml.data import worktree
 from loopml.data.catalog import Added, DataCatalog
 from loopml.data.pointers import SUFFIX, find_pointers, read_pointer, write_pointer
 from loopml.data.records import Dataset, DatasetVersion, VersionRef
+from loopml.data.remote import pull_trees
 from loopml.data.worktree import WorkStatus
 from loopml.tracking.environment import git_state
 from loopml.tracking.fluent import active_run
@@ -82,12 +83,23 @@ def status(
 
 
 def checkout(
-    root: str | os.PathLike[str] = ".", *, tracker: Tracker | None = None
+    root: str | os.PathLike[str] = ".",
+    *,
+    remote: str | None = None,
+    endpoint_url: str | None = None,
+    tracker: Tracker | None = None,
 ) -> list[tuple[str, int, int]]:
-    """Restore the data every pointer file under `root` names: [(ref, files written, files already right)]."""
+    """Restore the data every pointer file under `root` names: [(ref, files written, files already right)].
+
+    With `remote`, first fetch what the pointers need from it (as `dvc pull` does).
+    """
     data = catalog(tracker)
+    pointer_files = find_pointers(Path(root))
+    if remote is not None and pointer_files:
+        trees = [read_pointer(p).manifest for p in pointer_files]
+        pull_trees(data, remote, trees, endpoint_url=endpoint_url)
     done = []
-    for pointer_file in find_pointers(Path(root)):
+    for pointer_file in pointer_files:
         pointer = read_pointer(pointer_file)
         written, kept = worktree.checkout(data, pointer, pointer_file.parent, data.stat_cache)
         done.append((pointer.ref, written, kept))

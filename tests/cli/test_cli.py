@@ -319,3 +319,26 @@ def test_data_commands_end_to_end(tmp_path: Path) -> None:
         assert result.returncode == 2, (args, result.stderr)
         assert message in result.stderr
         assert "Traceback" not in result.stderr
+
+
+def test_fresh_clone_gets_its_data_from_pointers_and_a_remote(tmp_path: Path) -> None:
+    origin = tmp_path / "origin"
+    origin.mkdir()
+    _git(origin, "-c", "init.defaultBranch=main", "init", "-q")
+    (origin / "data").mkdir()
+    for i in range(40):
+        (origin / "data" / f"{i}.txt").write_text(f"row {i}\n")
+    assert cli(origin, "init").returncode == 0
+    assert cli(origin, "data", "add", "corpus", "data").returncode == 0
+    remote = tmp_path / "remote"
+    pushed = cli(origin, "data", "push", "--remote", str(remote))
+    assert pushed.returncode == 0, pushed.stderr
+    _git(origin, "add", ".")
+    _git(origin, "commit", "-qm", "data pointer")
+    clone = tmp_path / "clone"
+    _git(tmp_path, "clone", "-q", str(origin), str(clone))
+    assert not (clone / "data").exists()  # the data itself is not in git
+    restored = cli(clone, "data", "checkout", "--remote", str(remote))
+    assert restored.returncode == 0, restored.stderr
+    assert "corpus@v1: restored 40 file(s)" in restored.stdout
+    assert (clone / "data" / "7.txt").read_text() == "row 7\n"

@@ -238,11 +238,15 @@ def changed(
 @app.command("checkout")
 def checkout(
     root: Annotated[Path, typer.Argument(help="Folder to look for pointer files in")] = Path("."),
+    remote: Annotated[
+        str | None, typer.Option(help="Fetch what the pointers need from this remote first")
+    ] = None,
+    endpoint_url: Annotated[str | None, typer.Option(help="S3 endpoint (or LOOPML_S3_ENDPOINT_URL)")] = None,
 ) -> None:
     """Restore the data that the pointer files (NAME.loopml.yaml) under ROOT name."""
     from loopml import datasets
 
-    done = datasets.checkout(root)
+    done = datasets.checkout(root, remote=remote, endpoint_url=endpoint_url)
     if not done:
         typer.echo(f"No pointer files (*.loopml.yaml) under {root}")
     for ref, written, kept in done:

@@ -76,6 +76,28 @@ def pull(
         return copy_missing(remote, local, needed, workers=workers, progress=progress)
 
 
+def pull_trees(
+    catalog: DataCatalog,
+    remote_url: str,
+    trees: Sequence[str],
+    *,
+    endpoint_url: str | None = None,
+    workers: int = 8,
+    **storage_options: Any,
+) -> TransferReport:
+    """Copy trees (by digest, e.g. from pointer files) and the files they list, without needing the versions
+    in the local metadata database: a fresh clone of a repository can fetch exactly what its pointers name."""
+    local = catalog.stores.blobs
+    remote = remote_store(remote_url, endpoint_url=endpoint_url, workers=workers, **storage_options)
+    with remote_errors(remote.display_url, storage_options):
+        _probe(remote, must_exist=True)
+        needed: set[str] = set(trees)
+        for digest in trees:
+            source = local if local.exists(digest) else remote
+            needed.update(entry.digest for entry in get_tree(source, digest).entries)
+        return copy_missing(remote, local, needed, workers=workers)
+
+
 def remote_store(
     remote_url: str, *, endpoint_url: str | None = None, workers: int = 8, **storage_options: Any
 ) -> BlobStore:

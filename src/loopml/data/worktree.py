@@ -15,6 +15,7 @@ from loopml.data.files import collect
 from loopml.data.pointers import Pointer
 from loopml.data.records import DatasetVersion
 from loopml.data.statcache import StatCache
+from loopml.storage.blobs.tree import get_tree
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,8 @@ def status(catalog: DataCatalog, path: Path, version: DatasetVersion, cache: Sta
 def checkout(catalog: DataCatalog, pointer: Pointer, folder: Path, cache: StatCache) -> tuple[int, int]:
     """Restore the data a pointer names under `folder`; returns (files written, files already right)."""
     target = folder / pointer.path
-    tree = catalog.tree(catalog.get(pointer.ref))
+    # The pointer names the tree itself, so a fresh clone needs only the blobs, not the metadata rows.
+    tree = get_tree(catalog.stores.blobs, pointer.manifest)
     base = target.parent if pointer.kind in ("file", "table") else target
     current = _digests(target, cache) if target.exists() else {}
     written, kept = 0, 0

@@ -387,3 +387,30 @@ def test_many_small_files_travel_as_whole_packs(sqlite_tracker: Tracker, tmp_pat
     finally:
         fresh.close()
     assert (tmp_path / "out" / "042.txt").read_bytes() == b"small file 42"
+
+
+def test_no_copy_on_s3_fingerprints_by_etag(
+    sqlite_tracker: Tracker, s3_server: S3Server, bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import s3fs
+
+    for name, value in s3_server.env().items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("LOOPML_S3_ENDPOINT_URL", s3_server.endpoint_url)
+    fs = s3fs.S3FileSystem(
+        client_kwargs={"endpoint_url": s3_server.endpoint_url},
+        config_kwargs={"s3": {"addressing_style": "path"}},
+        skip_instance_cache=True,
+    )
+    fs.pipe(f"{bucket}/lake/a.csv", b"x\n1\n")
+    fs.pipe(f"{bucket}/lake/b.csv", b"x\n2\n")
+    version = datasets.add("lake", f"s3://{bucket}/lake", no_copy=True).version
+    assert version.kind == "external"
+    assert version.file_count == 2
+    assert datasets.catalog().external_changes(version).identical
+    fs.pipe(f"{bucket}/lake/b.csv", b"x\n3\n")
+    assert datasets.catalog().external_changes(version).changed == ["b.csv"]
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wrong")
+    with pytest.raises(loopml.LoopMLError) as error:
+        datasets.catalog().external_changes(version)
+    assert "wrong" not in str(error.value)

@@ -7,19 +7,24 @@ a change. The content is never copied into the blob store; only the small tree i
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import fsspec
 
-from loopml.core.errors import InvalidInput, NotFound
+from loopml.core.errors import InvalidInput, NotFound, RemoteError
 from loopml.core.hashing import hash_file, hash_text
+from loopml.data.endpoints import storage_options_for
 from loopml.storage.blobs.tree import Tree, TreeEntry
 
 
 def fingerprint_tree(url: str, **storage_options: Any) -> Tree:
     """The fingerprints of the file or of every file under the folder/prefix at `url`."""
+    options = {**storage_options_for(url), "skip_instance_cache": True, **storage_options}
+    if "://" not in url:
+        options.pop("skip_instance_cache")
     try:
-        fs, root = fsspec.core.url_to_fs(url, **storage_options)
+        fs, root = fsspec.core.url_to_fs(url, **options)
     except (ImportError, ValueError) as error:
         raise InvalidInput(f"cannot open {url!r}: {error}") from None
     local = "file" in (fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,))
@@ -31,7 +36,9 @@ def fingerprint_tree(url: str, **storage_options: Any) -> Tree:
             listing = fs.find(root, detail=True)
             base = root.rstrip("/")
     except FileNotFoundError:
-        raise NotFound(f"nothing at {url!r}") from None
+        raise NotFound(f"nothing at {_shown(url)!r}") from None
+    except OSError as error:  # refused credentials, unreachable endpoint: say which, never the secret
+        raise RemoteError(f"cannot list {_shown(url)}: {type(error).__name__}: {str(error)[:200]}") from None
     if not listing:
         raise InvalidInput(f"{url!r} holds no files to track")
     entries = []
@@ -41,6 +48,10 @@ def fingerprint_tree(url: str, **storage_options: Any) -> Tree:
         digest = hash_file(_local_path(path)) if local else hash_text(f"external:{_remote_fingerprint(info)}")
         entries.append(TreeEntry(name, size, digest))
     return Tree.of(entries)
+
+
+def _shown(url: str) -> str:
+    return re.sub(r"(://)[^/@]*@", r"\1", url)
 
 
 def _local_path(path: str) -> Any:

@@ -22,12 +22,12 @@ import fsspec
 
 from loopml.core.errors import InvalidInput, LoopMLError, NotFound, RemoteError
 from loopml.data.catalog import DataCatalog
+from loopml.data.endpoints import ENDPOINT_ENV, s3_options
 from loopml.data.records import DatasetVersion
 from loopml.storage.blobs.store import BlobStore
 from loopml.storage.blobs.transfer import Progress, TransferReport, copy_missing
 from loopml.storage.blobs.tree import Tree, get_tree
 
-ENDPOINT_ENV = "LOOPML_S3_ENDPOINT_URL"
 # Object stores whose first path component is a bucket (or container) that must already exist: a push
 # never creates one, so a typo in the bucket name is an error instead of a new bucket.
 _BUCKETED = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss"})
@@ -112,7 +112,7 @@ def remote_store(
         )
     options: dict[str, Any] = {}
     if protocol in {"s3", "s3a"}:
-        options = _s3_options(endpoint_url or os.environ.get(ENDPOINT_ENV) or None, workers)
+        options = s3_options(endpoint_url or os.environ.get(ENDPOINT_ENV) or None, workers)
     for name, value in storage_options.items():
         both_dicts = isinstance(value, dict) and isinstance(options.get(name), dict)
         options[name] = {**options[name], **value} if both_dicts else value
@@ -120,17 +120,6 @@ def remote_store(
     # credentials from the environment a changed secret would silently reuse the old client and listings.
     options.setdefault("skip_instance_cache", True)
     return BlobStore(remote_url, **options)
-
-
-def _s3_options(endpoint_url: str | None, workers: int) -> dict[str, Any]:
-    # One pooled connection per worker (botocore's default pool of 10 would queue larger transfers).
-    config: dict[str, Any] = {"max_pool_connections": max(10, workers)}
-    options: dict[str, Any] = {"config_kwargs": config}
-    if endpoint_url:
-        # S3-compatible servers rarely resolve bucket subdomains (bucket.127.0.0.1): address by path.
-        config["s3"] = {"addressing_style": "path"}
-        options["client_kwargs"] = {"endpoint_url": endpoint_url}
-    return options
 
 
 @contextlib.contextmanager

@@ -8,7 +8,7 @@ def test_all_is_pinned_and_importable() -> None:
         [
             "ActiveRun", "Artifact", "Client", "Conflict", "Experiment", "InvalidFilter", "InvalidInput",
             "LoopMLError", "Metric", "NotFound", "ParamConflict", "Run", "RunInput", "RunPage", "RunStatus",
-            "Settings", "StoreError", "Tracker", "__version__", "active_run", "autolog", "configure", "end_run",
+            "Settings", "StoreError", "Tracker", "__version__", "active_run", "autolog", "configure", "datasets", "end_run",
             "flush", "load_settings", "log_artifact", "log_artifacts", "log_config", "log_metric", "log_metrics", "log_param",
             "log_params", "set_tag", "set_tags", "start_run",
         ]

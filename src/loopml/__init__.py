@@ -13,38 +13,87 @@ Object model (tracking, the foundation every later part records into):
     loopml.Client().search_runs(filter="metrics.auc > 0.9")
 """
 
+# The names below are imported on first use, so `import loopml` (and every CLI command) starts fast:
+# a command that only reads a pointer file never pays for SQLAlchemy, pandas or scikit-learn.
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from loopml._version import __version__
-from loopml.core.errors import (
-    Conflict,
-    InvalidFilter,
-    InvalidInput,
-    LoopMLError,
-    NotFound,
-    ParamConflict,
-    StoreError,
-)
-from loopml.core.settings import Settings, load_settings
-from loopml.tracking.active_run import ActiveRun
-from loopml.tracking.autolog import autolog
-from loopml.tracking.client import Client
-from loopml.tracking.fluent import (
-    active_run,
-    end_run,
-    flush,
-    log_artifact,
-    log_artifacts,
-    log_config,
-    log_metric,
-    log_metrics,
-    log_param,
-    log_params,
-    set_tag,
-    set_tags,
-    start_run,
-)
-from loopml.tracking.records import Artifact, Experiment, Metric, Run, RunInput, RunStatus
-from loopml.tracking.search import RunPage
-from loopml.tracking.tracker import Tracker, configure
+
+if TYPE_CHECKING:
+    from loopml import datasets
+    from loopml.core.errors import (
+        Conflict,
+        InvalidFilter,
+        InvalidInput,
+        LoopMLError,
+        NotFound,
+        ParamConflict,
+        StoreError,
+    )
+    from loopml.core.settings import Settings, load_settings
+    from loopml.tracking.active_run import ActiveRun
+    from loopml.tracking.autolog import autolog
+    from loopml.tracking.client import Client
+    from loopml.tracking.fluent import (
+        active_run,
+        end_run,
+        flush,
+        log_artifact,
+        log_artifacts,
+        log_config,
+        log_metric,
+        log_metrics,
+        log_param,
+        log_params,
+        set_tag,
+        set_tags,
+        start_run,
+    )
+    from loopml.tracking.records import Artifact, Experiment, Metric, Run, RunInput, RunStatus
+    from loopml.tracking.search import RunPage
+    from loopml.tracking.tracker import Tracker, configure
+
+_EXPORTS: dict[str, str] = {
+    "Conflict": "loopml.core.errors",
+    "InvalidFilter": "loopml.core.errors",
+    "InvalidInput": "loopml.core.errors",
+    "LoopMLError": "loopml.core.errors",
+    "NotFound": "loopml.core.errors",
+    "ParamConflict": "loopml.core.errors",
+    "StoreError": "loopml.core.errors",
+    "Settings": "loopml.core.settings",
+    "load_settings": "loopml.core.settings",
+    "ActiveRun": "loopml.tracking.active_run",
+    "autolog": "loopml.tracking.autolog",
+    "Client": "loopml.tracking.client",
+    "active_run": "loopml.tracking.fluent",
+    "end_run": "loopml.tracking.fluent",
+    "flush": "loopml.tracking.fluent",
+    "log_artifact": "loopml.tracking.fluent",
+    "log_artifacts": "loopml.tracking.fluent",
+    "log_config": "loopml.tracking.fluent",
+    "log_metric": "loopml.tracking.fluent",
+    "log_metrics": "loopml.tracking.fluent",
+    "log_param": "loopml.tracking.fluent",
+    "log_params": "loopml.tracking.fluent",
+    "set_tag": "loopml.tracking.fluent",
+    "set_tags": "loopml.tracking.fluent",
+    "start_run": "loopml.tracking.fluent",
+    "Artifact": "loopml.tracking.records",
+    "Experiment": "loopml.tracking.records",
+    "Metric": "loopml.tracking.records",
+    "Run": "loopml.tracking.records",
+    "RunInput": "loopml.tracking.records",
+    "RunStatus": "loopml.tracking.records",
+    "RunPage": "loopml.tracking.search",
+    "Tracker": "loopml.tracking.tracker",
+    "configure": "loopml.tracking.tracker",
+}
+_SUBMODULES = frozenset({"datasets"})
 
 __all__ = [
     "ActiveRun",
@@ -69,6 +118,7 @@ __all__ = [
     "active_run",
     "autolog",
     "configure",
+    "datasets",
     "end_run",
     "flush",
     "load_settings",
@@ -83,3 +133,18 @@ __all__ = [
     "set_tags",
     "start_run",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        return importlib.import_module(f"loopml.{name}")
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'loopml' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups are plain attribute reads
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

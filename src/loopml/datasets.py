@@ -11,18 +11,22 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from loopml.core.errors import InvalidInput
+from loopml.core.settings import load_settings
 from loopml.data import worktree
-from loopml.data.catalog import Added, DataCatalog
 from loopml.data.pointers import SUFFIX, find_pointers, read_pointer, write_pointer
-from loopml.data.records import Dataset, DatasetVersion, VersionRef
-from loopml.data.remote import pull_trees
+from loopml.data.records import Added, Dataset, DatasetVersion, VersionRef
+from loopml.data.statcache import StatCache
 from loopml.data.worktree import WorkStatus
-from loopml.tracking.environment import git_state
-from loopml.tracking.fluent import active_run
-from loopml.tracking.tracker import Tracker, default_tracker
+
+if TYPE_CHECKING:
+    from loopml.data.catalog import DataCatalog
+    from loopml.tracking.tracker import Tracker
+
+# The catalog and tracking modules (SQLAlchemy, numpy, fsspec) are imported inside the functions that need
+# them: `loopml data status` on an unchanged folder answers from a pointer file and the stat cache alone.
 
 __all__ = [
     "Added",
@@ -42,6 +46,9 @@ __all__ = [
 
 def catalog(tracker: Tracker | None = None) -> DataCatalog:
     """The data catalog of the project (the working directory's unless a tracker is given)."""
+    from loopml.data.catalog import DataCatalog
+    from loopml.tracking.tracker import default_tracker
+
     return DataCatalog((tracker or default_tracker()).stores)
 
 
@@ -58,6 +65,9 @@ def add(
 
     Identical content adds no version: the existing one is returned with `created=False`.
     """
+    from loopml.tracking.environment import git_state
+    from loopml.tracking.tracker import default_tracker
+
     opened = tracker or default_tracker()
     git = git_state() if opened.settings.capture_git else None
     added = catalog(opened).add(
@@ -74,11 +84,16 @@ def status(
     path: str | os.PathLike[str], ref: str | None = None, *, tracker: Tracker | None = None
 ) -> WorkStatus:
     """Whether the file or folder at `path` still matches `ref` (default: the version its pointer names)."""
-    data = catalog(tracker)
     target = Path(path)
     if ref is None:
-        pointer_file = _pointer_for(target)
-        ref = read_pointer(pointer_file).ref
+        pointer = read_pointer(_pointer_for(target))
+        # The pointer names the version's digest: an unchanged folder is confirmed without the database.
+        home = tracker.settings.home_dir if tracker is not None else load_settings().home_dir
+        quick = worktree.quick_status(target, pointer.ref, pointer.digest, StatCache.in_home(home))
+        if quick is not None:
+            return quick
+        ref = pointer.ref
+    data = catalog(tracker)
     return worktree.status(data, target, data.get(ref), data.stat_cache)
 
 
@@ -97,6 +112,8 @@ def checkout(
     pointer_files = find_pointers(Path(root))
     if remote is not None and pointer_files:
         trees = [read_pointer(p).manifest for p in pointer_files]
+        from loopml.data.remote import pull_trees
+
         pull_trees(data, remote, trees, endpoint_url=endpoint_url)
     done = []
     for pointer_file in pointer_files:
@@ -134,6 +151,9 @@ def load(ref: str, *, context: str = "training", tracker: Tracker | None = None)
 
     Inside a run, the version is recorded as an input of the run (lineage: run -> dataset version).
     """
+    from loopml.tracking.fluent import active_run
+    from loopml.tracking.tracker import default_tracker
+
     opened = tracker or default_tracker()
     data = catalog(opened)
     version = data.get(VersionRef.parse(ref))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +15,8 @@ from loopml.core.settings import PROJECT_FILE, read_project_file
 from loopml.data import files, tables
 from loopml.data.diff import VersionDiff, diff_versions
 from loopml.data.external import fingerprint_tree
-from loopml.data.profiling import profile_batches, summary_statistics
-from loopml.data.records import Dataset, DatasetVersion, VersionRef
-from loopml.data.statcache import StatCache
+from loopml.data.records import Added, Dataset, DatasetVersion, VersionRef
+from loopml.data.statcache import StatCache, fingerprint
 from loopml.data.store import DatasetStore
 from loopml.data.validation import Expectations, Violation, check, report
 from loopml.storage.blobs.tree import Tree, get_tree, put_tree
@@ -26,21 +25,14 @@ from loopml.storage.stores import Stores
 MAX_MESSAGE = 10_000
 
 
-@dataclass(frozen=True)
-class Added:
-    """The outcome of an add: the version, and whether it is new (identical content adds none)."""
-
-    version: DatasetVersion
-    created: bool
-
-
 class DataCatalog:
     """Dataset versions in a project's metadata database and blob store."""
 
     def __init__(self, stores: Stores) -> None:
         self.stores = stores
         self.store = DatasetStore(stores.db)
-        self.stat_cache = StatCache(stores.settings.home_dir / "state" / "statcache.sqlite")
+        self.stat_cache = StatCache.in_home(stores.settings.home_dir)
+        self._last_fingerprint: tuple[str, str] | None = None
 
     # -- adding ---------------------------------------------------------------------------------------
 
@@ -84,6 +76,10 @@ class DataCatalog:
             )
         fields.update(message=message, git_commit=git_commit)
         version, created = self.store.add_version(name, fields)
+        if self._last_fingerprint is not None and version.status == "accepted":
+            # The folder matches the version it just became: its first `status` needs no hashing at all.
+            self.stat_cache.remember_folder(*self._last_fingerprint, version.digest)
+        self._last_fingerprint = None
         return Added(version, created)
 
     def expectations(self, name: str) -> Expectations | None:
@@ -98,11 +94,13 @@ class DataCatalog:
         kind, found = files.collect(source)
         tree = files.store_files(self.stores.blobs, found)
         by_name = {entry.path: entry.digest for entry in tree.entries}
-        self.stat_cache.remember((path, by_name[name]) for path, name in found)
+        scanned = [(path, name, os.stat(path)) for path, name in found]
+        self.stat_cache.remember_scanned((path, by_name[name], stat) for path, name, stat in scanned)
+        self._last_fingerprint = (os.path.abspath(source), fingerprint(scanned))
         fields = self._tree_fields(tree, os.fspath(source))
         fields["kind"] = kind
-        if kind == "file" and tables.is_table_file(found[0][0]):
-            fields.update(self._table_fields(found[0][0], rules), kind="table")
+        if kind == "file" and tables.is_table_file(Path(found[0][0])):
+            fields.update(self._table_fields(Path(found[0][0]), rules), kind="table")
         elif rules is not None:
             raise InvalidInput(f"loopml.toml has expectations for {source!s}, but only tables can be checked")
         return fields
@@ -112,7 +110,7 @@ class DataCatalog:
         with tempfile.TemporaryDirectory(prefix="loopml-table-") as folder:
             path = Path(folder) / "data.parquet"
             tables.write_parquet(table, path)
-            tree = files.store_files(self.stores.blobs, [(path, "data.parquet")])
+            tree = files.store_files(self.stores.blobs, [(str(path), "data.parquet")])
             fields = self._tree_fields(tree, "DataFrame")
             fields.update(self._table_fields(path, rules), kind="table")
         # Parquet bytes depend on the writer's version: a DataFrame is recognised by its values instead.
@@ -130,6 +128,8 @@ class DataCatalog:
         }
 
     def _table_fields(self, path: Path, rules: Expectations | None) -> dict[str, Any]:
+        from loopml.data.profiling import profile_batches  # numpy and the stats only for tables
+
         summary = profile_batches(tables.batches(path))
         profile_digest = self.stores.blobs.put_bytes(json.dumps(summary.profile, sort_keys=True).encode())
         fields: dict[str, Any] = {
@@ -179,6 +179,8 @@ class DataCatalog:
 
     def diff(self, old_ref: str, new_ref: str) -> VersionDiff:
         """Files added, removed and changed; for tables also rows, schema and per-column statistics."""
+        from loopml.data.profiling import summary_statistics
+
         old, new = self.get(old_ref), self.get(new_ref)
         return diff_versions(
             old,

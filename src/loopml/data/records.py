@@ -70,3 +70,11 @@ class DatasetVersion:
     def ref(self) -> str:
         """`NAME@vN`."""
         return f"{self.name}@v{self.version}"
+
+
+@dataclass(frozen=True)
+class Added:
+    """The outcome of an add: the version, and whether it is new (identical content adds none)."""
+
+    version: DatasetVersion
+    created: bool

@@ -13,11 +13,14 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from loopml.core.hashing import hash_text
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS stat_cache (
     path TEXT PRIMARY KEY, inode INTEGER NOT NULL, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,
     digest TEXT NOT NULL
-)
+);
+CREATE TABLE IF NOT EXISTS folder_cache (path TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, digest TEXT NOT NULL)
 """
 
 
@@ -28,6 +31,11 @@ class StatCache:
         self.path = path
         self._known: dict[str, tuple[int, int, int, str]] | None = None
 
+    @classmethod
+    def in_home(cls, home: Path) -> StatCache:
+        """The stat cache of the store folder `home`."""
+        return cls(home / "state" / "statcache.sqlite")
+
     def _load(self) -> dict[str, tuple[int, int, int, str]]:
         if self._known is None:
             self._known = {}
@@ -37,28 +45,67 @@ class StatCache:
                         self._known[path] = (inode, size, mtime, digest)
         return self._known
 
-    def lookup(self, file: Path, stat: os.stat_result | None = None) -> str | None:
+    def lookup(self, file: str | os.PathLike[str], stat: os.stat_result | None = None) -> str | None:
         """The cached digest of `file` if it has not changed since it was hashed, else None."""
-        stat = stat or file.stat()
-        hit = self._load().get(str(file.resolve()))
-        if hit is None or hit[:3] != (stat.st_ino, stat.st_size, stat.st_mtime_ns):
-            return None
-        return hit[3]
+        path = os.fspath(file)
+        return self.lookup_many([(path, stat or os.stat(path))])[0]
 
-    def remember(self, entries: Iterable[tuple[Path, str]]) -> None:
+    def lookup_many(self, files: list[tuple[str, os.stat_result]]) -> list[str | None]:
+        """`lookup` for many (file, its stat) pairs at once."""
+        known = self._load()
+        found: list[str | None] = []
+        for file, stat in files:
+            hit = known.get(file if file.startswith("/") else os.path.abspath(file))
+            matches = hit is not None and hit[:3] == (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+            found.append(hit[3] if matches and hit is not None else None)
+        return found
+
+    def folder_matches(self, folder: str, fingerprint: str, version_digest: str) -> bool:
+        """True when `folder` had exactly this stat fingerprint the last time it matched that version."""
+        if not self.path.is_file():
+            return False
+        with _connect(self.path) as conn:
+            row = conn.execute(
+                "SELECT fingerprint, digest FROM folder_cache WHERE path = ?", (folder,)
+            ).fetchone()
+        return bool(row == (fingerprint, version_digest))
+
+    def remember_folder(self, folder: str, fingerprint: str, version_digest: str) -> None:
+        """Record that `folder`, with this stat fingerprint, matches a version."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with _connect(self.path) as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO folder_cache VALUES (?, ?, ?)", (folder, fingerprint, version_digest)
+            )
+
+    def remember(self, entries: Iterable[tuple[str | os.PathLike[str], str]]) -> None:
         """Record the digests of files just hashed (their current stat is taken now)."""
-        rows = []
+        scanned = []
         for file, digest in entries:
-            stat = file.stat()
-            rows.append((str(file.resolve()), stat.st_ino, stat.st_size, stat.st_mtime_ns, digest))
+            path = os.fspath(file)
+            scanned.append((path, digest, os.stat(path)))
+        self.remember_scanned(scanned)
+
+    def remember_scanned(self, entries: Iterable[tuple[str, str, os.stat_result]]) -> None:
+        """Record (file, digest, the stat it had when it was hashed) triples."""
+        rows = [
+            (
+                path if path.startswith("/") else os.path.abspath(path),
+                s.st_ino,
+                s.st_size,
+                s.st_mtime_ns,
+                digest,
+            )
+            for path, digest, s in entries
+        ]
         if not rows:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with _connect(self.path) as conn:
             conn.executemany("INSERT OR REPLACE INTO stat_cache VALUES (?, ?, ?, ?, ?)", rows)
-        known = self._load()
-        for path, inode, size, mtime, digest in rows:
-            known[path] = (inode, size, mtime, digest)
+        if self._known is not None:  # keep a loaded copy current; never load it just to update it
+            for path, inode, size, mtime, digest in rows:
+                self._known[path] = (inode, size, mtime, digest)
 
 
 @contextmanager
@@ -67,7 +114,15 @@ def _connect(path: Path) -> Iterator[sqlite3.Connection]:
     conn = sqlite3.connect(path, timeout=30)
     try:
         with conn:
-            conn.execute(_SCHEMA)
+            conn.executescript(_SCHEMA)
             yield conn
     finally:
         conn.close()
+
+
+Scanned = list[tuple[str, str, os.stat_result]]
+
+
+def fingerprint(scanned: Scanned) -> str:
+    """A digest of every file's name, inode, size and modification time (not of their content)."""
+    return hash_text("\n".join(f"{n}\0{s.st_ino}\0{s.st_size}\0{s.st_mtime_ns}" for _, n, s in scanned))

@@ -6,16 +6,19 @@ clean folder of 20,000 files is checked without reading any of them.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from loopml.core.hashing import hash_file
-from loopml.data.catalog import DataCatalog
 from loopml.data.files import collect
 from loopml.data.pointers import Pointer
 from loopml.data.records import DatasetVersion
-from loopml.data.statcache import StatCache
-from loopml.storage.blobs.tree import get_tree
+from loopml.data.statcache import Scanned, StatCache, fingerprint
+
+if TYPE_CHECKING:
+    from loopml.data.catalog import DataCatalog
 
 
 @dataclass(frozen=True)
@@ -34,28 +37,50 @@ class WorkStatus:
         return not (self.added or self.removed or self.modified)
 
 
+def quick_status(path: Path, ref: str, version_digest: str, cache: StatCache) -> WorkStatus | None:
+    """A clean status from one walk and one stat per file when nothing changed since the folder last
+    matched this version; None when the full comparison is needed."""
+    scanned = _scan(path) if path.exists() else []
+    if cache.folder_matches(os.path.abspath(path), fingerprint(scanned), version_digest):
+        return WorkStatus(path=str(path), ref=ref)
+    return None
+
+
 def status(catalog: DataCatalog, path: Path, version: DatasetVersion, cache: StatCache) -> WorkStatus:
-    """Compare the file or folder at `path` with `version`, hashing only files whose stat changed."""
+    """Compare the file or folder at `path` with `version`, hashing only files whose stat changed.
+
+    When every file's (name, inode, size, mtime) is as it was the last time this folder matched this
+    version, the answer is known from one walk and one stat per file, without loading the version's tree.
+    """
+    scanned = _scan(path) if path.exists() else []
+    key = os.path.abspath(path)
+    if cache.folder_matches(key, fingerprint(scanned), version.digest):
+        return WorkStatus(path=str(path), ref=version.ref)
     expected = {e.path: e.digest for e in catalog.tree(version).entries}
-    actual = _digests(path, cache) if path.exists() else {}
-    return WorkStatus(
+    actual = _digests(scanned, cache)
+    result = WorkStatus(
         path=str(path),
         ref=version.ref,
         added=sorted(set(actual) - set(expected)),
         removed=sorted(set(expected) - set(actual)),
         modified=sorted(p for p in set(actual) & set(expected) if actual[p] != expected[p]),
     )
+    if result.clean:
+        cache.remember_folder(key, fingerprint(_scan(path)), version.digest)
+    return result
 
 
 def checkout(catalog: DataCatalog, pointer: Pointer, folder: Path, cache: StatCache) -> tuple[int, int]:
     """Restore the data a pointer names under `folder`; returns (files written, files already right)."""
     target = folder / pointer.path
+    from loopml.storage.blobs.tree import get_tree
+
     # The pointer names the tree itself, so a fresh clone needs only the blobs, not the metadata rows.
     tree = get_tree(catalog.stores.blobs, pointer.manifest)
     base = target.parent if pointer.kind in ("file", "table") else target
-    current = _digests(target, cache) if target.exists() else {}
+    current = _digests(_scan(target), cache) if target.exists() else {}
     written, kept = 0, 0
-    restored = []
+    restored: list[tuple[str | Path, str]] = []
     for entry in tree.entries:
         if current.get(entry.path) == entry.digest:
             kept += 1
@@ -68,14 +93,19 @@ def checkout(catalog: DataCatalog, pointer: Pointer, folder: Path, cache: StatCa
     return written, kept
 
 
-def _digests(path: Path, cache: StatCache) -> dict[str, str]:
+def _scan(path: Path) -> Scanned:
+    """(path, name, stat) of every file of a file or folder: one walk and one stat per file."""
     _, found = collect(path)
+    return [(file, name, os.stat(file)) for file, name in found]
+
+
+def _digests(scanned: Scanned, cache: StatCache) -> dict[str, str]:
     digests: dict[str, str] = {}
-    fresh: list[tuple[Path, str]] = []
-    for file, name in found:
-        digest = cache.lookup(file)
-        if digest is None:
-            digest = hash_file(file)
+    fresh: list[tuple[str, str]] = []
+    cached = cache.lookup_many([(file, stat) for file, _, stat in scanned])
+    for (file, name, _), known in zip(scanned, cached, strict=True):
+        digest = known if known is not None else hash_file(Path(file))
+        if known is None:
             fresh.append((file, digest))
         digests[name] = digest
     cache.remember(fresh)

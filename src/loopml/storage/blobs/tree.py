@@ -11,11 +11,14 @@ import itertools
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from loopml.core.errors import StoreCorrupt
 from loopml.core.hashing import is_digest
 from loopml.core.names import safe_relative_path
-from loopml.storage.blobs.store import BlobStore
+
+if TYPE_CHECKING:
+    from loopml.storage.blobs.store import BlobStore
 
 TREE_FORMAT = "loopml-tree/1"
 
@@ -38,9 +41,11 @@ class Tree:
     @classmethod
     def of(cls, entries: Iterable[TreeEntry]) -> Tree:
         """A tree of these entries, sorted, with every path checked to stay inside the tree."""
-        checked = sorted(
+        checked = [
             e if _plain(e.path) else TreeEntry(safe_relative_path(e.path), e.size, e.digest) for e in entries
-        )
+        ]
+        if any(a.path > b.path for a, b in itertools.pairwise(checked)):  # stored trees are sorted already
+            checked.sort()
         for before, after in itertools.pairwise(checked):
             if before.path == after.path:
                 raise StoreCorrupt(f"tree lists {before.path!r} twice")

@@ -113,8 +113,8 @@ def _connect(path: Path) -> Iterator[sqlite3.Connection]:
     """A connection in one transaction (committed at the end), always closed."""
     conn = sqlite3.connect(path, timeout=30)
     try:
+        conn.executescript(_SCHEMA)  # idempotent, and safe when two processes create the file at once
         with conn:
-            conn.executescript(_SCHEMA)
             yield conn
     finally:
         conn.close()

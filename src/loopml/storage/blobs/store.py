@@ -26,6 +26,7 @@ import fsspec
 
 from loopml.core.errors import InvalidInput, NotFound, StoreCorrupt
 from loopml.core.hashing import CHUNK_SIZE, hash_bytes, is_digest, read_chunks
+from loopml.storage.blobs.direct import DIRECT_MIN_BYTES, copy_direct
 from loopml.storage.blobs.packs import (
     PACK_MIN_OBJECTS,
     PACK_THRESHOLD,
@@ -64,6 +65,13 @@ class BlobStore:
 
     def put_file(self, path: str | os.PathLike[str]) -> tuple[str, int]:
         """Store a file's content (streamed); returns (digest, size)."""
+        if self._is_local and os.path.getsize(path) >= DIRECT_MIN_BYTES:
+            temp = self._temp_path()
+            self.fs.makedirs(self._parent(temp), exist_ok=True)
+            copied = copy_direct(os.fspath(path), temp)
+            if copied is not None:
+                self._commit(temp, copied[0])
+                return copied
         with open(path, "rb") as source:
             return self.put_stream(source)
 

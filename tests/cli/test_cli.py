@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 import loopml
+from git_repo import git as _git
 from loopml.core.settings import load_settings
 from loopml.storage.metadata.schema import SCHEMA_HEAD
 from loopml.tracking.tracker import Tracker
@@ -189,18 +190,6 @@ def test_unreachable_database_is_one_line_without_password(tmp_path: Path) -> No
     assert "cannot use the database" in result.stderr
     assert "s3cret-pw" not in result.stderr + result.stdout
     assert "Traceback" not in result.stderr
-
-
-def _git(cwd: Path, *args: str) -> str:
-    env = {**os.environ, "GIT_CONFIG_GLOBAL": "/dev/null", "GIT_CONFIG_NOSYSTEM": "1"}
-    return subprocess.run(
-        ["git", "-c", "user.email=t@example.com", "-c", "user.name=t", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
 
 
 def test_run_from_dirty_tree_can_be_reproduced_with_diff_and_env(tmp_path: Path) -> None:

@@ -3,28 +3,16 @@
 from __future__ import annotations
 
 import os
-import subprocess
 from pathlib import Path
 
 import pytest
 
 import loopml
+from git_repo import git as _git
 from loopml import datasets
 from loopml.data import worktree
 from loopml.data.pointers import read_pointer
 from loopml.tracking.tracker import Tracker
-
-
-def _git(cwd: Path, *args: str) -> str:
-    env = {**os.environ, "GIT_CONFIG_GLOBAL": "/dev/null", "GIT_CONFIG_NOSYSTEM": "1"}
-    return subprocess.run(
-        ["git", "-c", "user.email=t@example.com", "-c", "user.name=t", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
 
 
 def test_add_in_git_writes_pointer_and_checkout_restores_each_commit(

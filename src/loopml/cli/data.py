@@ -169,6 +169,13 @@ def diff(
         table("Statistics that moved", ["column", "statistic", old, new], rows)
 
 
+def _print_changes(headline: str, changes: dict[str, list[str]]) -> None:
+    typer.echo(headline)
+    for label, names in changes.items():
+        for name in names:
+            typer.echo(f"  {label}: {name}")
+
+
 def _size(size: int) -> str:
     value = float(size)
     for unit in ("B", "KiB", "MiB", "GiB"):
@@ -192,17 +199,10 @@ def status(
     result = datasets.status(path, ref)
     if json_output:
         print_json({**vars(result), "clean": result.clean})
-    elif result.clean:
-        typer.echo(f"{path}: matches {result.ref}")
     else:
-        typer.echo(f"{path}: differs from {result.ref}")
-        for label, names in (
-            ("added", result.added),
-            ("removed", result.removed),
-            ("modified", result.modified),
-        ):
-            for name in names:
-                typer.echo(f"  {label}: {name}")
+        headline = "matches" if result.clean else "differs from"
+        changes = {"added": result.added, "removed": result.removed, "modified": result.modified}
+        _print_changes(f"{path}: {headline} {result.ref}", changes)
     if not result.clean:
         raise typer.Exit(1)
 
@@ -220,17 +220,10 @@ def changed(
     result = data.external_changes(version)
     if json_output:
         print_json(result)
-    elif result.identical:
-        typer.echo(f"{version.source}: unchanged since {version.ref}")
     else:
-        typer.echo(f"{version.source}: changed since {version.ref}")
-        for label, names in (
-            ("added", result.added),
-            ("removed", result.removed),
-            ("changed", result.changed),
-        ):
-            for name in names:
-                typer.echo(f"  {label}: {name}")
+        headline = "unchanged" if result.identical else "changed"
+        changes = {"added": result.added, "removed": result.removed, "changed": result.changed}
+        _print_changes(f"{version.source}: {headline} since {version.ref}", changes)
     if not result.identical:
         raise typer.Exit(1)
 

@@ -1,8 +1,8 @@
 """The `make demo` walk-through: a small tracked training on built-in data, then where to look.
 
-Trains three scikit-learn models on the bundled breast-cancer data set in a throwaway project folder
-(`demo-project/`), logging params, per-epoch metrics and the model (skops, never pickle) to LoopML, then
-searches and compares the runs. The full closed loop (retrain on drift, gate, roll out) replaces this demo
+Versions the bundled breast-cancer data set (schema and profile included), trains three scikit-learn
+models on it in a throwaway project folder (`demo-project/`), logging params, per-epoch metrics and the model
+(skops, never pickle) to LoopML, then searches and compares the runs and shows which runs read the data. The full closed loop (retrain on drift, gate, roll out) replaces this demo
 once those parts exist.
 """
 
@@ -27,13 +27,16 @@ import loopml
 PROJECT = Path(os.environ.get("LOOPML_DEMO_DIR", "demo-project")).resolve()
 
 
-def train(alpha: float, epochs: int, data: tuple[np.ndarray, ...]) -> str:
-    X_train, y_train, X_test, y_test = data
+def train(alpha: float, epochs: int, dataset: str) -> str:
     with loopml.start_run(experiment="breast-cancer", name=f"sgd-alpha-{alpha:g}") as run:
         run.log_params(
             {"model": {"kind": "SGDClassifier", "loss": "log_loss", "alpha": alpha}, "epochs": epochs}
         )
-        run.log_input("breast_cancer", "sklearn-bundled", context="training")
+        frame = loopml.datasets.load(dataset)  # recorded as this run's input: run -> dataset version
+        X, y = frame.drop(columns="target").to_numpy(), frame["target"].to_numpy()
+        X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.25, random_state=0, stratify=y)
+        scaler = StandardScaler().fit(X_train)
+        X_train, X_test = scaler.transform(X_train), scaler.transform(X_test)
         model = SGDClassifier(loss="log_loss", alpha=alpha, random_state=0)
         classes = np.unique(y_train)
         for epoch in range(epochs):
@@ -53,13 +56,12 @@ def main() -> None:
     PROJECT.mkdir(parents=True)
     os.chdir(PROJECT)
     loopml.configure(project_dir=PROJECT)
-    X, y = load_breast_cancer(return_X_y=True)
-    X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.25, random_state=0, stratify=y)
-    scaler = StandardScaler().fit(X_train)
-    X_train, X_test = scaler.transform(X_train), scaler.transform(X_test)
+    frame = load_breast_cancer(as_frame=True).frame
+    version = loopml.datasets.add("breast_cancer", frame, message="sklearn's bundled copy").version
+    print(f"Versioned {version.ref}: {version.row_count} rows x {len(version.schema or [])} columns\n")
 
     started = time.perf_counter()
-    run_ids = [train(alpha, 30, (X_train, y_train, X_test, y_test)) for alpha in (1e-4, 1e-2, 1.0)]
+    run_ids = [train(alpha, 30, version.ref) for alpha in (1e-4, 1e-2, 1.0)]
     print(f"Trained and tracked {len(run_ids)} runs in {time.perf_counter() - started:.2f} s\n")
 
     best = loopml.Client().search_runs(filter="metrics.val_auc > 0.9", order_by="metrics.val_loss ASC").runs
@@ -78,7 +80,8 @@ Where to look (the store is {PROJECT / ".loopml"}):
   {cli} runs list
   {cli} runs show {best[0].run_id if best else run_ids[0]}
   {cli} runs compare {" ".join(run_ids)}
-  {cli} runs list --filter 'params.model.alpha = "0.01"' --json"""
+  {cli} runs list --filter 'params.model.alpha = "0.01"' --json
+  {cli} data show {version.ref}          # schema, profile, and the three runs that read it"""
     )
 
 

@@ -71,6 +71,7 @@ import loopml.datasets
 from loopml.tracking.tracker import use_tracker
 from peers.common import machine_info, versions
 from peers.noise import machine_busy_s
+from source_state import source_state
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
@@ -614,32 +615,6 @@ def cli_startup(env: Env, repeats: int, with_dvc: bool) -> dict[str, Any]:
 
 
 # -- source state ---------------------------------------------------------------------------------------
-
-
-def source_state() -> dict[str, Any]:
-    """The LoopML commit measured, whether src/ had uncommitted changes, and a digest of src/ as it is."""
-
-    def git(*cmd: str) -> str | None:
-        try:
-            proc = subprocess.run(
-                ["git", *cmd], cwd=REPO, capture_output=True, text=True, check=False, timeout=10
-            )
-        except (OSError, subprocess.TimeoutExpired):
-            return None
-        return proc.stdout.strip() if proc.returncode == 0 else None
-
-    changed = git("status", "--porcelain", "--", "src")
-    hasher = blake3.blake3()
-    for file in sorted((REPO / "src").rglob("*.py")):
-        hasher.update(str(file.relative_to(REPO)).encode() + b"\0" + file.read_bytes() + b"\0")
-    return {
-        "commit": git("rev-parse", "HEAD"),
-        "src_clean": changed == "",
-        "src_changed_files": changed.splitlines() if changed else [],
-        "src_tree_blake3": hasher.hexdigest()[
-            :16
-        ],  # equal at start and end: src/ did not move during the run
-    }
 
 
 # -- report ---------------------------------------------------------------------------------------------

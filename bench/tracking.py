@@ -52,6 +52,7 @@ import loopml
 from loopml.tracking.tracker import use_tracker
 from peers.common import machine_info, summarize_ms, versions
 from peers.noise import machine_busy_s
+from source_state import source_state
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
@@ -425,25 +426,6 @@ def run_mlflow(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
-def _source_state() -> dict[str, Any]:
-    """The LoopML commit measured, and whether src/ had uncommitted changes (read-only git calls)."""
-
-    def git(*cmd: str) -> str | None:
-        try:
-            proc = subprocess.run(
-                ["git", *cmd], cwd=REPO, capture_output=True, text=True, check=False, timeout=10
-            )
-        except (OSError, subprocess.TimeoutExpired):
-            return None
-        return proc.stdout.strip() if proc.returncode == 0 else None
-
-    changed = git("status", "--porcelain", "--", "src")
-    return {
-        "commit": git("rev-parse", "--short", "HEAD"),
-        "src_changed_files": changed.splitlines() if changed else [],
-    }
-
-
 def _quiet_env() -> dict[str, str]:
     return {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"}
 
@@ -778,7 +760,7 @@ def main() -> None:
             **versions("loopml", "sqlalchemy"),
             **({"mlflow": mlflow["versions"].get("mlflow")} if mlflow else {}),
         },
-        "source": _source_state(),
+        "source": source_state(),
         "config": {k: v for k, v in vars(args).items() if k not in ("profile", "profile_top")},
         "ratios": ratios,
         "loopml": lo,

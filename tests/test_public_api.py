@@ -6,11 +6,11 @@ import loopml
 def test_all_is_pinned_and_importable() -> None:
     assert sorted(loopml.__all__) == sorted(
         [
-            "ActiveRun", "Artifact", "Client", "Conflict", "Experiment", "InvalidFilter", "InvalidInput",
-            "LoopMLError", "Metric", "NotFound", "ParamConflict", "Run", "RunInput", "RunPage", "RunStatus",
+            "ActiveRun", "Artifact", "Client", "Conflict", "DatasetRef", "Experiment", "InvalidFilter", "InvalidInput",
+            "LoopMLError", "Metric", "NotFound", "ParamConflict", "PipelineFailed", "PipelineResult", "Run", "RunInput", "RunPage", "RunStatus",
             "Settings", "StoreError", "Tracker", "__version__", "active_run", "autolog", "configure", "datasets", "end_run",
             "flush", "load_settings", "log_artifact", "log_artifacts", "log_config", "log_metric", "log_metrics", "log_param",
-            "log_params", "set_tag", "set_tags", "start_run",
+            "log_params", "pipeline", "set_tag", "set_tags", "start_run", "step",
         ]
     )  # fmt: skip
     for name in loopml.__all__:

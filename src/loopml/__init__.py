@@ -35,6 +35,10 @@ if TYPE_CHECKING:
         StoreError,
     )
     from loopml.core.settings import Settings, load_settings
+    from loopml.pipelines.inputs import DatasetRef
+    from loopml.pipelines.pipeline import PipelineResult, pipeline
+    from loopml.pipelines.runner import PipelineFailed
+    from loopml.pipelines.step import step
     from loopml.tracking.active_run import ActiveRun
     from loopml.tracking.autolog import autolog
     from loopml.tracking.client import Client
@@ -67,6 +71,11 @@ _EXPORTS: dict[str, str] = {
     "StoreError": "loopml.core.errors",
     "Settings": "loopml.core.settings",
     "load_settings": "loopml.core.settings",
+    "DatasetRef": "loopml.pipelines.inputs",
+    "PipelineResult": "loopml.pipelines.pipeline",
+    "pipeline": "loopml.pipelines.pipeline",
+    "PipelineFailed": "loopml.pipelines.runner",
+    "step": "loopml.pipelines.step",
     "ActiveRun": "loopml.tracking.active_run",
     "autolog": "loopml.tracking.autolog",
     "Client": "loopml.tracking.client",
@@ -100,6 +109,7 @@ __all__ = [
     "Artifact",
     "Client",
     "Conflict",
+    "DatasetRef",
     "Experiment",
     "InvalidFilter",
     "InvalidInput",
@@ -107,6 +117,8 @@ __all__ = [
     "Metric",
     "NotFound",
     "ParamConflict",
+    "PipelineFailed",
+    "PipelineResult",
     "Run",
     "RunInput",
     "RunPage",
@@ -129,9 +141,11 @@ __all__ = [
     "log_metrics",
     "log_param",
     "log_params",
+    "pipeline",
     "set_tag",
     "set_tags",
     "start_run",
+    "step",
 ]
 
 

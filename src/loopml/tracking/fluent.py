@@ -7,10 +7,11 @@ one thread is not the active run of another.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import contextvars
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from loopml.core.errors import InvalidInput
@@ -109,6 +110,19 @@ def _pop(run: ActiveRun) -> None:
     stack = _active_runs.get()
     if run in stack:
         _active_runs.set(tuple(r for r in stack if r is not run))
+
+
+@contextlib.contextmanager
+def activated(run: ActiveRun) -> Iterator[ActiveRun]:
+    """Make `run` the active run of this context for the block, without ending it afterwards.
+
+    Pipelines use it so that `loopml.log_metric` inside a step logs into the step's own run.
+    """
+    token = _active_runs.set((*_active_runs.get(), run))
+    try:
+        yield run
+    finally:
+        _active_runs.reset(token)
 
 
 def active_run() -> ActiveRun | None:

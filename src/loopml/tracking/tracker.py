@@ -93,3 +93,15 @@ def configure(settings: Settings | None = None, **overrides: Any) -> Tracker:
     if previous is not None:
         previous.close()
     return tracker
+
+
+_by_settings: dict[str, Tracker] = {}
+
+
+def tracker_for(settings: Settings) -> Tracker:
+    """This process's tracker for the project `settings` describe (how worker processes reach the store)."""
+    key = settings.model_dump_json()
+    with _default_lock:
+        if key not in _by_settings:
+            _by_settings[key] = Tracker(settings)
+        return _by_settings[key]

@@ -22,7 +22,7 @@ from sqlalchemy import (
 )
 
 # Bump together with a new migration; `tests/storage/test_database.py` checks it equals Alembic's head.
-SCHEMA_HEAD = "0002"
+SCHEMA_HEAD = "0003"
 APPLICATION_ID = "loopml"
 DEFAULT_WORKSPACE = "default"
 
@@ -212,4 +212,53 @@ dataset_versions = Table(
     Column("validation_json", Text, nullable=True),  # the expectation report, when expectations ran
     UniqueConstraint("dataset_id", "version"),
     UniqueConstraint("dataset_id", "digest"),
+)
+
+# -- pipelines (migration 0003) ---------------------------------------------------------------------------
+
+# A pipeline run is a tracking run (params, inputs, tags live there); this row adds what only pipelines have.
+pipeline_runs = Table(
+    "pipeline_runs",
+    metadata,
+    Column("run_id", String(32), ForeignKey("runs.run_id", ondelete="CASCADE"), primary_key=True),
+    _workspace(),
+    Column("pipeline", String(500), nullable=False),  # "module:qualname" of the pipeline function
+    Column("params_json", Text, nullable=False),  # the bound params, as the function received them
+    Column("executor", String(64), nullable=False),
+    Column("source_run_id", String(32), nullable=True),  # the run this one resumes or re-runs
+    Column("mode", String(16), nullable=False),  # run | resume | rerun
+    Column("result_json", Text, nullable=True),  # the return value, outputs as references
+    Column("created_time", BigInteger, nullable=False),
+    Index(None, "pipeline", "created_time"),
+)
+
+# One row per step call of a pipeline run. A step that ran or was served from the cache has its own child
+# run (`run_id`: outputs are its artifacts); a step skipped because an upstream step failed has none.
+pipeline_steps = Table(
+    "pipeline_steps",
+    metadata,
+    Column(
+        "pipeline_run_id",
+        String(32),
+        ForeignKey("pipeline_runs.run_id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("node", String(250), primary_key=True),  # "train", or "train#2" for a second call
+    _workspace(),
+    Column("run_id", String(32), ForeignKey("runs.run_id", ondelete="CASCADE"), nullable=True),
+    Column("step", String(500), nullable=False),  # "module:qualname" of the step function
+    Column("status", String(16), nullable=False),  # finished | cached | failed | skipped
+    Column("cache", String(16), nullable=False),  # hit | miss | off (cache=False) | unavailable
+    Column("cache_note", Text, nullable=True),  # why caching was off or unavailable
+    Column("cache_key", String(64), nullable=True),
+    Column("key_json", Text, nullable=True),  # the structured key, so `explain` can say what changed
+    Column("cached_from", String(32), nullable=True),  # the step run whose outputs were reused
+    Column("upstream_json", Text, nullable=False),
+    Column("outputs_json", Text, nullable=True),
+    Column("attempts", Integer, nullable=False),
+    Column("started_time", BigInteger, nullable=True),
+    Column("duration_ms", BigInteger, nullable=True),
+    Column("error", Text, nullable=True),
+    Index(None, "cache_key", "status"),
+    Index(None, "step"),
 )

@@ -1,0 +1,1 @@
+"""Training pipelines: steps, caching and execution."""

@@ -1,0 +1,180 @@
+"""The worker side of a step call: run the function, capture its logs, serialize its outputs.
+
+`execute_step` is what an executor runs, in a thread or in a worker process. It never raises for the
+step's own errors: it returns them (with the traceback text and the captured log), so a failed call keeps
+what it printed. Outputs are serialized here, in the worker, so a process executor sends bytes back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import sys
+import time
+import traceback
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from loopml.core.errors import InvalidInput
+from loopml.core.settings import Settings
+from loopml.pipelines.capture import captured
+from loopml.pipelines.serializers import Stored, Unserializable, serialize
+from loopml.pipelines.step import Step
+from loopml.tracking.active_run import ActiveRun
+from loopml.tracking.fluent import activated
+from loopml.tracking.records import Run
+from loopml.tracking.tracker import Tracker, tracker_for
+
+SINGLE_OUTPUT = "output"
+
+
+class StepError(Exception):
+    """Stands in for a step's exception that could not travel back from a worker process."""
+
+
+@dataclass(frozen=True)
+class StepRun:
+    """Where a step call logs: its tracking run, and how to reach the store from a worker process."""
+
+    run: Run
+    tracker: Tracker | None  # the driver's, when the call runs in the driver's process
+    settings: Settings | None = None  # for a worker process, which opens its own tracker
+
+
+@dataclass
+class CallResult:
+    """What a step call returns to the driver."""
+
+    stored: dict[str, Stored] = field(default_factory=dict)
+    values: dict[str, Any] | None = None  # the live values, when the call ran in the driver's process
+    log: str = ""
+    duration_s: float = 0.0
+    error: BaseException | None = None
+    traceback: str | None = None
+
+
+def execute_step(
+    step: Step, args: tuple[Any, ...], kwargs: dict[str, Any], *, context: StepRun
+) -> CallResult:
+    """Run one attempt of a step call; errors are returned, not raised."""
+    in_process = context.tracker is not None
+    result = CallResult()
+    with captured() as log, _prints_to_stderr(not in_process):
+        started = time.perf_counter()
+        try:
+            with _step_run(context) as run:
+                value = step.fn(*args, **kwargs)
+                run.flush()
+            result.duration_s = time.perf_counter() - started
+            outputs = split_outputs(step, value)
+            result.stored = {name: _serialize(step, name, v) for name, v in outputs.items()}
+            if in_process:
+                result.values = outputs
+        except Exception as error:
+            result.duration_s = time.perf_counter() - started
+            result.traceback = "".join(traceback.format_exception(error))
+            result.error = error if in_process else _portable(error)
+    result.log = log.text()
+    return result
+
+
+@contextlib.contextmanager
+def _prints_to_stderr(active: bool) -> Iterator[None]:
+    # A worker process shares the terminal's stdout, where a CLI writes the pipeline's value: keep it clean.
+    if not active:
+        yield
+        return
+    with contextlib.redirect_stdout(sys.stderr):
+        yield
+
+
+def split_outputs(step: Step, value: Any) -> dict[str, Any]:
+    """The named outputs of a step's return value (one, unless the step declares `outputs=`)."""
+    if not step.outputs:
+        return {SINGLE_OUTPUT: value}
+    if not isinstance(value, tuple | list) or len(value) != len(step.outputs):
+        raise InvalidInput(
+            f"step {step.name!r} declares outputs {step.outputs} but returned "
+            f"{type(value).__name__}{f' of length {len(value)}' if isinstance(value, tuple | list) else ''}"
+        )
+    return dict(zip(step.outputs, value, strict=True))
+
+
+def read_only(value: Any) -> Any:
+    """A view of `value` a step can use without changing what other steps see.
+
+    Arrays become read-only views (writes raise); DataFrames and Series become copy-on-write copies (a
+    step's changes stay its own); other values are deep-copied.
+    """
+    kind = type(value)
+    module = kind.__module__
+    if module == "numpy" and kind.__name__ == "ndarray":
+        view = value.view()
+        view.flags.writeable = False
+        return view
+    if module.startswith("pandas.") and kind.__name__ in ("DataFrame", "Series"):
+        return value.copy(deep=False)
+    if value is None or isinstance(value, str | int | float | bool | bytes):
+        return value
+    try:
+        return copy.deepcopy(value)
+    except Exception:
+        return value
+
+
+def _serialize(step: Step, name: str, value: Any) -> Stored:
+    try:
+        return serialize(value)
+    except Unserializable as error:
+        which = "its return value" if name == SINGLE_OUTPUT else f"output {name!r}"
+        raise Unserializable(f"step {step.name!r}: {which} cannot be stored: {error}") from None
+
+
+@contextlib.contextmanager
+def _step_run(context: StepRun) -> Iterator[ActiveRun]:
+    tracker = context.tracker or _worker_tracker(context.settings)
+    with activated(ActiveRun(tracker, context.run)) as run:
+        yield run
+
+
+def _worker_tracker(settings: Settings | None) -> Tracker:
+    if settings is None:
+        raise InvalidInput("a step call in a worker process needs the project settings")
+    return tracker_for(settings)
+
+
+def _portable(error: BaseException) -> BaseException:
+    """`error` if it survives pickling (it must cross a process boundary), else a StepError saying what it was."""
+    import pickle
+
+    try:
+        pickle.loads(pickle.dumps(error))  # noqa: S301  (our own bytes, just made)
+    except Exception:
+        return StepError(f"{type(error).__module__}.{type(error).__qualname__}: {error}")
+    return error
+
+
+def step_params(arguments: Mapping[str, Any]) -> dict[str, Any]:
+    """The plain (JSON-able) arguments of a step call, logged as the params of its run."""
+    plain: dict[str, Any] = {}
+    for name, value in arguments.items():
+        if (
+            value is None
+            or isinstance(value, str | int | float | bool)
+            or (isinstance(value, list | tuple | dict) and len(repr(value)) <= 1000 and _is_json(value))
+        ):
+            plain[name] = value
+    return plain
+
+
+def _is_json(value: Any, depth: int = 0) -> bool:
+    if depth > 20:
+        return False
+    if value is None or isinstance(value, str | int | float | bool):
+        return True
+    if isinstance(value, list | tuple):
+        return all(_is_json(v, depth + 1) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _is_json(v, depth + 1) for k, v in value.items())
+    return False

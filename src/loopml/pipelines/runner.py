@@ -1,0 +1,381 @@
+"""Running a described pipeline: schedule ready steps on an executor, serve cache hits, retry, time out.
+
+The driver (this module) is the only writer of the metadata store; steps run on the executor and hand
+back serialized outputs. A step call is cached when a finished call with the same cache key exists and its
+outputs are still in the blob store. Outputs reused from the cache are loaded only when a step that runs
+needs them, so a fully cached pipeline reads almost nothing.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from loopml.core.clock import now_ms
+from loopml.core.errors import LoopMLError
+from loopml.core.executors import Executor
+from loopml.pipelines.execution import (
+    SINGLE_OUTPUT,
+    CallResult,
+    StepRun,
+    execute_step,
+    read_only,
+    step_params,
+)
+from loopml.pipelines.graph import Graph, Handle, Node, replace_handles
+from loopml.pipelines.keys import KeyMaker
+from loopml.pipelines.records import CacheState, OutputRef, PipelineRunRecord, StepRecord, StepStatus
+from loopml.pipelines.serializers import deserialize
+from loopml.pipelines.step import StepFailure
+from loopml.pipelines.store import PipelineStore
+from loopml.tracking.records import Run
+from loopml.tracking.tracker import Tracker
+
+Progress = Callable[
+    [str, StepRecord | None], None
+]  # (node, None) when a call starts; its record when it ends
+
+
+class StepTimeout(LoopMLError):
+    """A step call ran longer than its `timeout_s`."""
+
+
+class PipelineFailed(LoopMLError):
+    """A pipeline run ended with failed steps; its record (with tracebacks) is in the store."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, run_id: str, failed: list[str]) -> None:
+        super().__init__(message)
+        self.run_id = run_id
+        self.failed = failed
+
+
+class Output:
+    """A step output during a run: its stored reference, and its value once someone needs it."""
+
+    def __init__(self, ref: OutputRef, tracker: Tracker, value: Any = None, *, loaded: bool = False) -> None:
+        self.ref = ref
+        self._tracker = tracker
+        self._value = value
+        self._loaded = loaded
+
+    def value(self) -> Any:
+        """The output's value, read from the blob store on first use."""
+        if not self._loaded:
+            data = self._tracker.blobs.get_bytes(self.ref.digest)
+            self._value = deserialize(data, self.ref.serializer)
+            self._loaded = True
+        return self._value
+
+
+@dataclass
+class _Call:
+    node: Node
+    run: Run
+    key: Any
+    cache: CacheState
+    cache_note: str | None
+    attempt: int = 1
+    started_ms: int = field(default_factory=now_ms)
+    deadline: float | None = None
+    retry_at: float | None = None
+    future: cf.Future[CallResult] | None = None
+
+
+class Runner:
+    """Runs the nodes of one described pipeline inside an already created pipeline run."""
+
+    def __init__(
+        self,
+        *,
+        tracker: Tracker,
+        executor: Executor,
+        pipeline_run: str,
+        experiment_id: str,
+        keys: KeyMaker,
+        resume_from: PipelineRunRecord | None = None,
+        progress: Progress | None = None,
+    ) -> None:
+        self.tracker = tracker
+        self.store = PipelineStore(tracker.stores.db)
+        self.executor = executor
+        self.pipeline_run = pipeline_run
+        self.experiment_id = experiment_id
+        self.keys = keys
+        self.resume_from = resume_from
+        self.progress = progress
+        self.outputs: dict[str, dict[str, Output]] = {}
+        self.failed: dict[str, str] = {}  # node -> error text
+        self.reused: set[str] = set()
+        self._in_process = executor.name in ("inline", "threads")
+
+    def run(self, graph: Graph) -> None:
+        """Run every node of `graph`; failures are recorded (see `failed`), not raised."""
+        waiting = dict(graph.nodes)
+        running: dict[cf.Future[CallResult], _Call] = {}
+        delayed: list[_Call] = []
+        while waiting or running or delayed:
+            for node_id, node in list(waiting.items()):
+                if any(u in self.failed for u in node.upstream):
+                    del waiting[node_id]
+                    self._skip(node)
+                elif all(u in self.outputs for u in node.upstream):
+                    del waiting[node_id]
+                    call = self._start(node)
+                    if call is not None:
+                        running[self._submit(call)] = call
+            now = time.monotonic()
+            for call in [c for c in delayed if c.retry_at is not None and c.retry_at <= now]:
+                delayed.remove(call)
+                running[self._submit(call)] = call
+            if not running and not delayed:
+                if waiting:  # nothing can start: the remaining nodes wait on nodes that never ran
+                    continue
+                break
+            done, _ = cf.wait(
+                list(running), timeout=self._wait_time(running, delayed), return_when=cf.FIRST_COMPLETED
+            )
+            for future in done:
+                call = running.pop(future)
+                self._finish(call, future, delayed)
+            self._expire(running, delayed)
+
+    # -- starting a call ---------------------------------------------------------------------------------
+
+    def _start(self, node: Node) -> _Call | None:
+        """Serve `node` from the resumed run or the cache, or prepare it to run (returns the call then)."""
+        resolved_args = replace_handles(node.args, self._ref)
+        resolved_kwargs = replace_handles(node.kwargs, self._ref)
+        key, cache, note = self.keys.key_for(node, resolved_args, resolved_kwargs)
+        if self.progress:
+            self.progress(node.id, None)
+        reusable = self._reusable(node, key)
+        run = self._child_run(node)
+        if reusable is not None:
+            self._record_reuse(node, run, key, cache, reusable)
+            return None
+        return _Call(node=node, run=run, key=key, cache=cache, cache_note=note)
+
+    def _reusable(self, node: Node, key: Any) -> StepRecord | None:
+        candidates: list[StepRecord] = []
+        if self.resume_from is not None and all(u in self.reused for u in node.upstream):
+            try:
+                earlier = self.resume_from.step(node.id)
+            except KeyError:
+                earlier = None
+            if earlier is not None and earlier.status in (StepStatus.FINISHED, StepStatus.CACHED):
+                candidates.append(earlier)
+        if key is not None:
+            candidates += self.store.cached(key.digest)
+        for candidate in candidates:
+            if candidate.outputs and all(self.tracker.blobs.exists(o.digest) for o in candidate.outputs):
+                return candidate
+        return None
+
+    def _child_run(self, node: Node) -> Run:
+        return self.tracker.store.create_run(
+            self.experiment_id,
+            name=node.id.replace("#", "-"),
+            parent_run_id=self.pipeline_run,
+            tags={"loopml.step": node.step.qualified_name, "loopml.pipeline_run": self.pipeline_run},
+        )
+
+    def _submit(self, call: _Call) -> cf.Future[CallResult]:
+        args = replace_handles(call.node.args, self._value)
+        kwargs = replace_handles(call.node.kwargs, self._value)
+        context = StepRun(call.run, self.tracker if self._in_process else None, self.tracker.settings)
+        future = self.executor.submit(execute_step, call.node.step, args, kwargs, context=context)
+        call.future = future
+        call.retry_at = None
+        timeout = call.node.step.timeout_s
+        call.deadline = time.monotonic() + timeout if timeout else None
+        return future
+
+    def _ref(self, handle: Handle) -> OutputRef:
+        return self.outputs[handle.node_id][handle.output or SINGLE_OUTPUT].ref
+
+    def _value(self, handle: Handle) -> Any:
+        value = self.outputs[handle.node_id][handle.output or SINGLE_OUTPUT].value()
+        return read_only(value) if self._in_process else value
+
+    # -- ending a call -----------------------------------------------------------------------------------
+
+    def _finish(self, call: _Call, future: cf.Future[CallResult], delayed: list[_Call]) -> None:
+        try:
+            result = future.result()
+        except Exception as error:
+            result = CallResult(error=error, traceback=f"{type(error).__name__}: {error}")
+        if result.error is not None:
+            self._failed_attempt(call, result, delayed)
+            return
+        outputs: dict[str, Output] = {}
+        artifacts: list[tuple[str, str, int]] = []
+        for name, stored in result.stored.items():
+            digest = self.tracker.blobs.put_bytes(stored.data)
+            ref = OutputRef(
+                name, digest, stored.content_hash, stored.serializer, stored.python_type, len(stored.data)
+            )
+            value = result.values.get(name) if result.values is not None else None
+            outputs[name] = Output(ref, self.tracker, value, loaded=result.values is not None)
+            artifacts.append((f"outputs/{name}{_extension(stored.serializer)}", digest, len(stored.data)))
+        artifacts += self._log_artifact(result.log)
+        record = StepRecord(
+            node=call.node.id,
+            step=call.node.step.qualified_name,
+            status=StepStatus.FINISHED,
+            cache=call.cache,
+            run_id=call.run.run_id,
+            cache_note=call.cache_note,
+            cache_key=call.key.digest if call.key is not None else None,
+            key=call.key.record if call.key is not None else None,
+            upstream=call.node.upstream,
+            outputs=tuple(o.ref for o in outputs.values()),
+            attempts=call.attempt,
+            started_time=call.started_ms,
+            duration_ms=round(result.duration_s * 1000),
+        )
+        self.store.record_step(self.pipeline_run, record, params=self._params(call.node), artifacts=artifacts)
+        self.outputs[call.node.id] = outputs
+        if self.progress:
+            self.progress(call.node.id, record)
+
+    def _failed_attempt(self, call: _Call, result: CallResult, delayed: list[_Call]) -> None:
+        step = call.node.step
+        if call.attempt <= step.retries:
+            call.retry_at = time.monotonic() + step.retry_delay_s * step.backoff ** (call.attempt - 1)
+            call.attempt += 1
+            delayed.append(call)
+            return
+        error = result.error or RuntimeError("unknown failure")
+        text = result.traceback or f"{type(error).__name__}: {error}"
+        record = StepRecord(
+            node=call.node.id,
+            step=step.qualified_name,
+            status=StepStatus.FAILED,
+            cache=call.cache,
+            run_id=call.run.run_id,
+            cache_note=call.cache_note,
+            cache_key=call.key.digest if call.key is not None else None,
+            key=call.key.record if call.key is not None else None,
+            upstream=call.node.upstream,
+            attempts=call.attempt,
+            started_time=call.started_ms,
+            duration_ms=round(result.duration_s * 1000),
+            error=text,
+        )
+        self.store.record_step(
+            self.pipeline_run,
+            record,
+            params=self._params(call.node),
+            artifacts=self._log_artifact(result.log),
+        )
+        self.failed[call.node.id] = text
+        if step.on_failure is not None:
+            failure = StepFailure(
+                node=call.node.id, step=step.qualified_name, error=error, attempt=call.attempt, traceback=text
+            )
+            try:
+                step.on_failure(failure)
+            except Exception as hook_error:
+                self.failed[call.node.id] += (
+                    f"\non_failure hook raised {type(hook_error).__name__}: {hook_error}"
+                )
+        if self.progress:
+            self.progress(call.node.id, record)
+
+    def _expire(self, running: dict[cf.Future[CallResult], _Call], delayed: list[_Call]) -> None:
+        now = time.monotonic()
+        for future, call in list(running.items()):
+            if call.deadline is not None and now >= call.deadline and not future.done():
+                del running[future]
+                self.executor.kill(future)  # threads cannot be stopped: their result is ignored
+                timeout = StepTimeout(
+                    f"step {call.node.id!r} ran longer than its timeout_s={call.node.step.timeout_s}"
+                )
+                elapsed = call.node.step.timeout_s or 0.0
+                self._failed_attempt(
+                    call, CallResult(error=timeout, traceback=str(timeout), duration_s=elapsed), delayed
+                )
+
+    @staticmethod
+    def _wait_time(running: dict[cf.Future[CallResult], _Call], delayed: list[_Call]) -> float | None:
+        moments = [c.deadline for c in running.values() if c.deadline is not None]
+        moments += [c.retry_at for c in delayed if c.retry_at is not None]
+        return max(0.0, min(moments) - time.monotonic()) if moments else None
+
+    def _record_reuse(self, node: Node, run: Run, key: Any, cache: CacheState, source: StepRecord) -> None:
+        record = StepRecord(
+            node=node.id,
+            step=node.step.qualified_name,
+            status=StepStatus.CACHED,
+            cache=CacheState.HIT if key is not None and key.digest == source.cache_key else cache,
+            run_id=run.run_id,
+            cache_key=key.digest if key is not None else None,
+            key=key.record if key is not None else None,
+            cached_from=source.cached_from or source.run_id,
+            upstream=node.upstream,
+            outputs=source.outputs,
+            attempts=0,
+            started_time=now_ms(),
+            duration_ms=0,
+        )
+        artifacts = [
+            (f"outputs/{o.name}{_extension(o.serializer)}", o.digest, o.size) for o in source.outputs
+        ]
+        self.store.record_step(self.pipeline_run, record, params=self._params(node), artifacts=artifacts)
+        self.outputs[node.id] = {o.name: Output(o, self.tracker) for o in source.outputs}
+        self.reused.add(node.id)
+        if self.progress:
+            self.progress(node.id, record)
+
+    def _skip(self, node: Node) -> None:
+        record = StepRecord(
+            node=node.id,
+            step=node.step.qualified_name,
+            status=StepStatus.SKIPPED,
+            cache=CacheState.OFF if not node.step.cache else CacheState.MISS,
+            upstream=node.upstream,
+            started_time=now_ms(),
+            error="not run: " + ", ".join(sorted(u for u in node.upstream if u in self.failed)) + " failed",
+        )
+        self.store.record_step(self.pipeline_run, record)
+        self.failed[node.id] = record.error or ""
+        if self.progress:
+            self.progress(node.id, record)
+
+    def _params(self, node: Node) -> dict[str, Any]:
+        import inspect
+
+        bound = inspect.signature(node.step.fn).bind(*node.args, **node.kwargs)
+        bound.apply_defaults()
+        return step_params(bound.arguments)
+
+    def _log_artifact(self, log: str) -> list[tuple[str, str, int]]:
+        if not log:
+            return []
+        data = log.encode()
+        return [("logs/step.log", self.tracker.blobs.put_bytes(data), len(data))]
+
+    def result(self, returned: Any) -> tuple[Any, Any]:
+        """(the value the pipeline function returned with outputs filled in, its JSON form for the record)."""
+        value = replace_handles(
+            returned, lambda h: self.outputs[h.node_id][h.output or SINGLE_OUTPUT].value()
+        )
+        stored = replace_handles(
+            returned, lambda h: {"$output": h.node_id, "name": h.output or SINGLE_OUTPUT}
+        )
+        try:
+            json.dumps(stored)
+        except (TypeError, ValueError):
+            stored = {"$repr": repr(stored)[:10_000]}
+        return value, stored
+
+
+def _extension(serializer: str) -> str:
+    name = serializer.split("@", 1)[0]
+    return {"json": ".json", "parquet": ".parquet", "npy": ".npy", "skops": ".skops"}.get(name, f".{name}")

@@ -1,0 +1,131 @@
+"""End-to-end: `loopml pipeline run/show/explain/list/resume` with the real executable on a real project."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+import pytest
+from test_cli import cli
+
+FLOW = """
+import os
+import loopml
+
+@loopml.step
+def numbers(n: int) -> list:
+    print(f"making {n} numbers")
+    return list(range(n))
+
+@loopml.step
+def scale(values: list, factor: float) -> list:
+    if os.environ.get("BREAK_SCALE"):
+        raise ValueError("scale is broken")
+    return [v * factor for v in values]
+
+@loopml.step
+def total(values: list) -> float:
+    return float(sum(values))
+
+@loopml.pipeline
+def flow(n: int = 3, factor: float = 2.0) -> dict:
+    values = numbers(n)
+    return {"total": total(scale(values, factor)), "count": n}
+"""
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    (tmp_path / "flow.py").write_text(textwrap.dedent(FLOW))
+    assert cli(tmp_path, "init").returncode == 0
+    return tmp_path
+
+
+def steps(project: Path, run_id: str) -> dict[str, str]:
+    shown = cli(project, "pipeline", "show", run_id, "--json")
+    assert shown.returncode == 0, shown.stderr
+    return {s["node"]: s["status"] for s in json.loads(shown.stdout)["steps"]}
+
+
+def test_run_prints_the_value_then_reruns_from_cache_and_explains(project: Path) -> None:
+    first = cli(project, "pipeline", "run", "flow.py:flow", "-p", "n=4")
+    assert first.returncode == 0, first.stderr
+    assert json.loads(first.stdout) == {"count": 4, "total": 12.0}
+    assert "3 finished" in first.stderr
+
+    again = cli(project, "pipeline", "run", "flow.py:flow", "-p", "n=4", "--json")
+    assert again.returncode == 0, again.stderr
+    run_id = json.loads(again.stdout)["run_id"]
+    assert steps(project, run_id) == {"numbers": "cached", "scale": "cached", "total": "cached"}
+
+    changed = cli(project, "pipeline", "run", "flow.py:flow", "-p", "n=4", "-p", "factor=3", "--json")
+    changed_id = json.loads(changed.stdout)["run_id"]
+    assert json.loads(changed.stdout)["value"] == {"count": 4, "total": 18.0}
+    assert steps(project, changed_id) == {"numbers": "cached", "scale": "finished", "total": "finished"}
+    explained = cli(project, "pipeline", "explain", changed_id, "scale")
+    assert explained.returncode == 0, explained.stderr
+    assert "param 'factor' changed: 2.0 -> 3.0" in explained.stdout
+
+    tree = cli(project, "pipeline", "show", first_run(project, -1), "--logs", "numbers")
+    assert tree.returncode == 0, tree.stderr
+    assert "numbers" in tree.stdout
+    assert "ran" in tree.stdout
+    assert "making 4 numbers" in tree.stdout
+
+    listed = cli(project, "pipeline", "list", "--json")
+    assert json.loads(listed.stdout)[0]["run_id"] == changed_id
+
+
+def first_run(project: Path, index: int) -> str:
+    listed = json.loads(cli(project, "pipeline", "list", "--json").stdout)
+    return str(listed[index]["run_id"])
+
+
+def test_processes_executor_gives_the_same_value(project: Path) -> None:
+    result = cli(project, "pipeline", "run", "flow.py:flow", "-p", "n=5", "-x", "processes:2", "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["value"] == {"count": 5, "total": 20.0}
+
+
+def test_a_failing_step_exits_1_and_resume_finishes_the_run(project: Path) -> None:
+    failed = cli(project, "pipeline", "run", "flow.py:flow", env={"BREAK_SCALE": "1"})
+    assert failed.returncode == 1
+    assert "failed in step 'scale'" in failed.stderr
+    assert "ValueError: scale is broken" in failed.stderr
+    run_id = first_run(project, 0)
+    assert steps(project, run_id) == {"numbers": "finished", "scale": "failed", "total": "skipped"}
+
+    resumed = cli(project, "pipeline", "resume", run_id, "--json")
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads(resumed.stdout)["value"] == {"count": 3, "total": 6.0}
+    resumed_id = json.loads(resumed.stdout)["run_id"]
+    assert steps(project, resumed_id) == {"numbers": "cached", "scale": "finished", "total": "finished"}
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["flow.py:flow", "-p", "n=three"], "param 'n'"),
+        (["flow.py:flow", "-p", "bogus=1"], "has no param 'bogus'"),
+        (["flow.py:flow", "-p", "novalue"], "KEY=VALUE"),
+        (["flow.py:nothing"], "is not a @loopml.pipeline"),
+        (["missing.py:flow"], "no file 'missing.py'"),
+        (["flow"], "module:function"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(project: Path, args: list[str], message: str) -> None:
+    result = cli(project, "pipeline", "run", *args)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert cli(project, "pipeline", "list", "--json").stdout.strip() == "[]"  # nothing was recorded
+
+
+def test_unknown_run_and_step_exit_2(project: Path) -> None:
+    assert cli(project, "pipeline", "show", "nope").returncode == 2
+    cli(project, "pipeline", "run", "flow.py:flow")
+    run_id = first_run(project, 0)
+    result = cli(project, "pipeline", "explain", run_id, "nope")
+    assert result.returncode == 2
+    assert "its steps are: numbers, scale, total" in result.stderr

@@ -1,0 +1,470 @@
+"""Code and environment fingerprints: what changes the key, what must not, and the environment table's cache."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import json
+import linecache
+import os
+import platform
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+
+import numpy
+import pytest
+
+from loopml.pipelines import fingerprint
+from loopml.pipelines.fingerprint import CodeFingerprint, code_fingerprint, environment_fingerprint
+
+SRC = str(Path(fingerprint.__file__).parents[2])
+
+
+class Modules:
+    """Small first-party modules in a folder on sys.path, written and (re)imported from fresh source."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.names: set[str] = set()
+
+    def write(self, name: str, source: str) -> Path:
+        path = self.folder / f"{name}.py"
+        path.write_text(textwrap.dedent(source))
+        self.names.add(name)
+        return path
+
+    def load(self, name: str, source: str | None = None, **others: str) -> ModuleType:
+        """Write `others` and `name` (when given) and import `name` anew, with every module written so far."""
+        for other, text in others.items():
+            self.write(other, text)
+        if source is not None:
+            self.write(name, source)
+        self.forget()
+        importlib.invalidate_caches()
+        return importlib.import_module(name)
+
+    def forget(self) -> None:
+        for name in self.names:
+            sys.modules.pop(name, None)
+
+
+@pytest.fixture
+def modules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Modules]:
+    folder = tmp_path / "code"
+    folder.mkdir()
+    monkeypatch.syspath_prepend(str(folder))
+    # No .pyc: a rewrite of the same size within the same second would otherwise import the old bytecode.
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)
+    files = Modules(folder)
+    yield files
+    files.forget()
+
+
+def step_of(modules: Modules, source: str, name: str = "fpt_steps", **others: str) -> CodeFingerprint:
+    result = code_fingerprint(modules.load(name, source, **others).step)
+    assert result.uncacheable is None, result.uncacheable
+    return result
+
+
+def changed(a: CodeFingerprint, b: CodeFingerprint) -> set[str]:
+    return {key for key in a.parts.keys() | b.parts.keys() if a.parts.get(key) != b.parts.get(key)}
+
+
+BASE = '''
+    """Steps."""
+    LIMIT = 10
+
+
+    def retry(**options):
+        return lambda fn: fn
+
+
+    def helper(x):
+        return min(x, LIMIT)
+
+
+    @retry(retries=3)
+    def step(x):
+        """Clip and double."""
+        return helper(x) * 2
+
+
+    def unrelated(x):
+        return x - 1
+'''
+
+
+def test_comments_docstrings_layout_and_decorator_arguments_keep_the_digest(modules: Modules) -> None:
+    before = step_of(modules, BASE)
+    after = step_of(
+        modules,
+        '''
+        def retry(**options):
+            return lambda fn: fn
+        def unrelated(x):
+            return x - 1
+
+
+        @retry(retries=5)  # more retries never change outputs
+        def step(x):
+            """Clip, then double: a new docstring."""
+
+            # a comment
+            return (helper(x)
+                    * 2)
+
+
+        def helper(x):
+            "Clip."
+            return min(x, LIMIT)
+        LIMIT = 10
+        ''',
+    )
+    assert after.digest == before.digest
+    assert dict(after.parts) == dict(before.parts)
+
+
+def test_a_body_change_changes_the_digest(modules: Modules) -> None:
+    before = step_of(modules, BASE)
+    after = step_of(modules, BASE.replace("helper(x) * 2", "helper(x) * 3"))
+    assert after.digest != before.digest
+    assert changed(before, after) == {"fpt_steps:step"}
+
+
+def test_a_helper_change_in_the_same_module_is_named_in_parts(modules: Modules) -> None:
+    before = step_of(modules, BASE)
+    after = step_of(modules, BASE.replace("min(x, LIMIT)", "max(x, LIMIT)"))
+    assert after.digest != before.digest
+    assert changed(before, after) == {"fpt_steps:helper"}
+
+
+def test_an_unrelated_function_changing_keeps_the_digest(modules: Modules) -> None:
+    before = step_of(modules, BASE)
+    after = step_of(modules, BASE.replace("return x - 1", "return x - 2"))
+    assert after.digest == before.digest
+
+
+def test_a_module_constant_the_step_reads_is_part_of_the_digest(modules: Modules) -> None:
+    before = step_of(modules, BASE)
+    after = step_of(modules, BASE.replace("LIMIT = 10", "LIMIT = 11"))
+    assert changed(before, after) == {"fpt_steps:LIMIT"}
+
+
+@pytest.mark.parametrize("other", ["1.0", "'1'", "True", "(1,)", "[1]", "{1: 1}"])
+def test_constants_are_type_tagged(modules: Modules, other: str) -> None:
+    assert step_of(modules, BASE.replace("LIMIT = 10", "LIMIT = 1")).digest != (
+        step_of(modules, BASE.replace("LIMIT = 10", f"LIMIT = {other}")).digest
+    )
+
+
+HELPERS = """
+    SCALE = 2
+
+
+    def double(x):
+        return x * SCALE
+"""
+
+
+@pytest.mark.parametrize(
+    ("imports", "call", "part"),
+    [
+        ("import fpt_helpers", "fpt_helpers.double", "fpt_helpers"),
+        ("from fpt_helpers import double", "double", "fpt_helpers:double"),
+    ],
+)
+def test_a_helper_change_in_another_first_party_module_changes_the_digest(
+    modules: Modules, imports: str, call: str, part: str
+) -> None:
+    steps = f"""
+        {imports}
+
+
+        def step(x):
+            return {call}(x) + 1
+    """
+    before = step_of(modules, steps, fpt_helpers=HELPERS)
+    after = step_of(modules, steps, fpt_helpers=HELPERS.replace("x * SCALE", "x * SCALE + 1"))
+    assert after.digest != before.digest
+    assert part in changed(before, after)
+    again = step_of(modules, steps, fpt_helpers=HELPERS.replace("SCALE = 2", "SCALE = (2)  # scale"))
+    assert again.digest == before.digest
+
+
+@pytest.mark.parametrize(
+    ("imports", "body"),
+    [
+        ("import fpt_helpers", "fpt_helpers.double(x)"),
+        ("from fpt_helpers import double", "double(x)"),
+        ("from fpt_helpers import SCALE", "x * SCALE"),
+    ],
+)
+def test_what_a_whole_first_party_module_imports_is_followed(modules: Modules, imports: str, body: str) -> None:
+    middle = f"{imports}\n\n\ndef twice(x):\n    return 2 * {body}\n"
+    steps = "import fpt_middle\n\n\ndef step(x):\n    return fpt_middle.twice(x)\n"
+    before = step_of(modules, steps, fpt_helpers=HELPERS, fpt_middle=middle)
+    after = step_of(modules, steps, fpt_helpers=HELPERS.replace("SCALE = 2", "SCALE = 3"), fpt_middle=middle)
+    assert "fpt_middle" in before.parts
+    assert after.digest != before.digest
+
+
+def test_third_party_references_land_in_packages_and_stdlib_does_not(modules: Modules) -> None:
+    result = step_of(
+        modules,
+        """
+        import json
+        import os
+
+        import numpy as np
+        import yaml
+        from sklearn.linear_model import Ridge
+
+
+        def step(x):
+            return np.asarray(x), yaml.safe_dump(x), json.dumps(x), os.sep, Ridge
+        """,
+    )
+    assert result.packages == {"numpy", "yaml", "sklearn"}
+
+
+def test_mutual_and_self_recursion_terminate(modules: Modules) -> None:
+    result = step_of(
+        modules,
+        """
+        def step(n):
+            return 0 if n <= 0 else other(n - 1) + step(n - 2)
+
+
+        def other(n):
+            return step(n)
+        """,
+    )
+    assert set(result.parts) == {"fpt_steps:step", "fpt_steps:other"}
+
+
+CLOSURE = """
+    SCALE = 3
+
+
+    def helper(x):
+        return x + 1
+
+
+    def make(factor):
+        def inner(x):
+            return helper(x) * factor
+        return inner
+
+
+    step = make(2)
+    square = lambda v: v * SCALE  # noqa: E731
+"""
+
+
+def test_a_closure_fingerprints_its_cells_and_the_helpers_it_calls(modules: Modules) -> None:
+    before = step_of(modules, CLOSURE)
+    assert "fpt_steps:make.<locals>.inner" in before.parts
+    assert "fpt_steps:helper" in before.parts
+    assert step_of(modules, CLOSURE.replace("make(2)", "make(3)")).digest != before.digest
+    assert changed(before, step_of(modules, CLOSURE.replace("x + 1", "x + 2"))) == {"fpt_steps:helper"}
+
+
+def test_a_lambda_fingerprints_its_body_and_the_constants_it_reads(modules: Modules) -> None:
+    before = code_fingerprint(modules.load("fpt_steps", CLOSURE).square)
+    assert before.uncacheable is None
+    assert code_fingerprint(
+        modules.load("fpt_steps", CLOSURE.replace("v * SCALE", "v + SCALE")).square
+    ).digest != (before.digest)
+    assert changed(
+        before, code_fingerprint(modules.load("fpt_steps", CLOSURE.replace("SCALE = 3", "SCALE = 4")).square)
+    ) == {"fpt_steps:SCALE"}
+
+
+def test_two_lambdas_on_one_line_are_told_apart(modules: Modules) -> None:
+    module = modules.load("fpt_steps", "first, second = (lambda x: x + 1, lambda y: y * 2)\n")
+    assert code_fingerprint(module.first).digest != code_fingerprint(module.second).digest
+
+
+def test_wrapped_helpers_and_built_globals_are_followed(modules: Modules) -> None:
+    source = """
+        import functools
+        import re
+
+        PATTERN = re.compile("a+")
+
+
+        @functools.lru_cache
+        def cached(x):
+            return x * 2
+
+
+        def step(text):
+            return PATTERN.findall(text), cached(len(text))
+    """
+    before = step_of(modules, source)
+    assert changed(before, step_of(modules, source.replace('"a+"', '"b+"'))) == {"fpt_steps:PATTERN"}
+    assert changed(before, step_of(modules, source.replace("x * 2", "x * 3"))) == {"fpt_steps:cached"}
+
+
+def test_instances_of_first_party_classes_include_the_class_and_how_they_were_built(modules: Modules) -> None:
+    source = """
+        from dataclasses import dataclass
+
+
+        @dataclass
+        class Config:
+            lr: float = 0.1
+
+            def scaled(self):
+                return self.lr * 2
+
+
+        CONFIG = Config(lr=0.5)
+
+
+        def step():
+            return CONFIG.scaled()
+    """
+    before = step_of(modules, source)
+    assert changed(before, step_of(modules, source.replace("lr=0.5", "lr=0.6"))) == {"fpt_steps:CONFIG"}
+    assert "fpt_steps:Config.scaled" in changed(before, step_of(modules, source.replace("* 2", "* 3")))
+
+
+def test_the_digest_has_no_absolute_paths(
+    modules: Modules, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before = step_of(modules, BASE)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "fpt_steps.py").write_text(textwrap.dedent(BASE))
+    modules.forget()
+    monkeypatch.syspath_prepend(str(elsewhere))
+    importlib.invalidate_caches()
+    assert code_fingerprint(importlib.import_module("fpt_steps").step).digest == before.digest
+
+
+def test_an_exec_defined_function_is_uncacheable_with_a_reason(modules: Modules) -> None:
+    namespace: dict[str, object] = {"__name__": "fpt_generated"}
+    exec("def made(x):\n    return x + 1\n", namespace)
+    reason = code_fingerprint(namespace["made"]).uncacheable  # type: ignore[arg-type]
+    assert reason is not None
+    assert "fpt_generated:made" in reason
+    assert "exec" in reason
+    source = "helper = None\nexec('def helper(x):\\n    return x')\n\n\ndef step(x):\n    return helper(x)\n"
+    reason = code_fingerprint(modules.load("fpt_steps", source).step).uncacheable
+    assert reason is not None
+    assert "fpt_steps:helper" in reason
+
+
+def test_a_source_file_edited_after_import_is_uncacheable(modules: Modules) -> None:
+    module = modules.load("fpt_steps", BASE)
+    modules.write("fpt_steps", BASE.replace("helper(x) * 2", "helper(x) * 4"))
+    reason = code_fingerprint(module.step).uncacheable
+    assert reason is not None
+    assert "does not match the running code" in reason
+
+
+def test_a_notebook_cell_is_read_through_linecache(monkeypatch: pytest.MonkeyPatch) -> None:
+    def cell(number: int, code: str) -> CodeFingerprint:
+        # As IPython does: the cell's text is registered in linecache under a made-up file name.
+        name = f"/tmp/ipykernel_0/fpt_cell_{number}.py"
+        monkeypatch.setitem(linecache.cache, name, (len(code), None, code.splitlines(True), name))
+        namespace: dict[str, object] = {"__name__": "__main__"}
+        exec(compile(code, name, "exec"), namespace)
+        return code_fingerprint(namespace["step"])  # type: ignore[arg-type]
+
+    first = cell(1, "RATE = 2\n\ndef step(x):\n    return x * RATE\n")
+    assert first.uncacheable is None
+    assert set(first.parts) == {"__main__:step", "__main__:RATE"}
+    assert (
+        cell(2, "RATE = 2\n# tweak\ndef step(x):\n    'Scale.'\n    return x * RATE\n").digest == first.digest
+    )
+    assert cell(3, "RATE = 2\n\ndef step(x):\n    return x * RATE + 1\n").digest != first.digest
+
+
+def _run(code: str, *, path: str, seed: str) -> str:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([path, SRC]), "PYTHONHASHSEED": seed}
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True, timeout=120
+    )
+    return result.stdout.strip()
+
+
+def test_the_digest_is_the_same_in_another_process(modules: Modules) -> None:
+    table = """
+        TABLE = {"b": frozenset({"x", "y", "z"}), "a": [1.5, None, b"raw"], "c": {3, 1, 2}}
+
+
+        def uses_table():
+            return TABLE, step
+    """
+    here = code_fingerprint(
+        modules.load("fpt_steps", textwrap.dedent(BASE) + textwrap.dedent(table)).uses_table
+    )
+    assert here.uncacheable is None
+    code = "import fpt_steps; from loopml.pipelines.fingerprint import code_fingerprint as f; "
+    code += "print(f(fpt_steps.uses_table).digest)"
+    assert {_run(code, path=str(modules.folder), seed=seed) for seed in ("1", "2")} == {here.digest}
+
+
+def test_a_step_in_main_is_stable_across_processes(tmp_path: Path) -> None:
+    script = tmp_path / "pipeline.py"
+    script.write_text(
+        "from loopml.pipelines.fingerprint import code_fingerprint\n\n"
+        "def step(x):\n    return {'a', 'b'} | {x}\n\n"
+        "result = code_fingerprint(step)\nprint(result.uncacheable, result.digest)\n"
+    )
+    code = f"import runpy; runpy.run_path({str(script)!r}, run_name='__main__')"
+    outputs = {_run(code, path=str(tmp_path), seed=seed) for seed in ("1", "2")}
+    assert len(outputs) == 1
+    assert outputs.pop().startswith("None ")
+
+
+@pytest.fixture
+def fresh_memo(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(fingerprint, "_TABLES", {})
+
+
+@pytest.mark.usefixtures("fresh_memo")
+def test_environment_names_installed_distributions_only(tmp_path: Path) -> None:
+    result = environment_fingerprint(["numpy", "yaml", "os", "fpt_not_installed"], cache_dir=tmp_path)
+    assert set(result) == {"python", "numpy", "PyYAML"}
+    assert result["python"].startswith(f"{platform.python_implementation()} {platform.python_version()} ")
+    version, record = result["numpy"].split(":")
+    assert version == numpy.__version__
+    assert len(record) == 64
+
+
+@pytest.mark.usefixtures("fresh_memo")
+def test_environment_table_is_read_back_from_the_cache_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = environment_fingerprint(["numpy"], cache_dir=tmp_path)
+    files = list(tmp_path.glob("environment-*.json"))
+    assert len(files) == 1
+    assert "numpy" in json.loads(files[0].read_text())
+    assert not list(tmp_path.glob(".environment-*"))  # no temporary file left behind
+
+    def slow_path_taken() -> None:
+        raise AssertionError("packages_distributions() ran although the cache file was there")
+
+    monkeypatch.setattr(fingerprint, "_TABLES", {})
+    monkeypatch.setattr(importlib.metadata, "packages_distributions", slow_path_taken)
+    assert environment_fingerprint(["numpy"], cache_dir=tmp_path) == first
+
+
+@pytest.mark.usefixtures("fresh_memo")
+def test_a_changed_lock_file_gives_a_new_cache_file(tmp_path: Path) -> None:
+    lock = tmp_path / "uv.lock"
+    lock.write_text("numpy==2.0\n")
+    cache = tmp_path / "cache"
+    environment_fingerprint(["numpy"], cache_dir=cache, lock_files=[lock, tmp_path / "missing.lock"])
+    environment_fingerprint(["numpy"], cache_dir=cache, lock_files=[lock])
+    assert len(list(cache.glob("environment-*.json"))) == 1
+    lock.write_text("numpy==2.1\n")
+    environment_fingerprint(["numpy"], cache_dir=cache, lock_files=[lock])
+    assert len(list(cache.glob("environment-*.json"))) == 2

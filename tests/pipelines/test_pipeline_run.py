@@ -1,0 +1,327 @@
+"""Running pipelines: the DAG from the data flow, tracking records, failures, retries, timeouts, resume."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from pipeline_modules import ModuleFiles
+
+import loopml
+from loopml.core.errors import InvalidInput
+from loopml.pipelines.graph import GraphError, HandleMisuse, topological_order
+from loopml.pipelines.records import StepStatus
+from loopml.tracking.client import Client
+from loopml.tracking.tracker import Tracker
+
+
+@loopml.step
+def add(a: int, b: int) -> int:
+    print(f"adding {a} and {b}")
+    return a + b
+
+
+@loopml.step(outputs=("low", "high"))
+def split(values: list) -> tuple[list, list]:
+    middle = len(values) // 2
+    return values[:middle], values[middle:]
+
+
+@loopml.step
+def count(values: list) -> int:
+    return len(values)
+
+
+@loopml.step
+def gather(items: dict) -> dict:
+    return items
+
+
+def test_steps_form_a_dag_and_results_flow_through_containers(sqlite_tracker: Tracker) -> None:
+    @loopml.pipeline(executor="inline")
+    def flow(x: int = 1) -> Any:
+        first = add(x, 2)
+        second = add(first, 10)  # a second call of the same step
+        low, high = split([1, 2, 3, 4, 5])
+        return gather({"sum": second, "parts": [count(low), count(high)], "pair": (first, x)})
+
+    result = flow.run({"x": 5})
+    assert result.value == {"sum": 17, "parts": [2, 3], "pair": (7, 5)}
+    nodes = {s.node: s for s in result.record.steps}
+    assert set(nodes) == {"add", "add#2", "split", "count", "count#2", "gather"}
+    assert nodes["add#2"].upstream == ("add",)
+    assert set(nodes["gather"].upstream) == {"add#2", "count", "count#2", "add"}
+    assert flow(x=5) == result.value  # calling the pipeline returns its value
+
+
+def test_each_step_is_a_child_run_with_params_outputs_and_logs(sqlite_tracker: Tracker) -> None:
+    @loopml.pipeline(executor="inline")
+    def flow(x: int = 1) -> Any:
+        return add(x, 2)
+
+    result = flow.run({"x": 3})
+    client = Client(sqlite_tracker)
+    parent = client.get_run(result.run_id)
+    assert parent.params["x"] == "3"
+    assert parent.status.value == "FINISHED"
+    step = result.record.step("add")
+    child = client.get_run(step.run_id or "")
+    assert child.parent_run_id == result.run_id
+    assert child.params == {"a": "3", "b": "2"}
+    assert child.tags["loopml.step"].endswith(":add")
+    paths = {a.path: a for a in client.list_artifacts(child.run_id)}
+    assert set(paths) == {"outputs/output.json", "logs/step.log"}
+    assert sqlite_tracker.blobs.get_bytes(paths["logs/step.log"].digest).decode() == "adding 3 and 2\n"
+    assert step.outputs[0].digest == paths["outputs/output.json"].digest
+
+
+def test_handles_cannot_be_used_as_values(sqlite_tracker: Tracker) -> None:
+    @loopml.pipeline
+    def branching() -> Any:
+        total = add(1, 2)
+        if total:
+            return total
+        return None
+
+    with pytest.raises(HandleMisuse, match="step 'add'"):
+        branching()
+
+    @loopml.pipeline
+    def arithmetic() -> Any:
+        return add(1, 2) + 1
+
+    with pytest.raises(HandleMisuse, match=r"'\+' on the output of step 'add'"):
+        arithmetic()
+
+    @loopml.pipeline
+    def unpacking() -> Any:
+        a, _b = add(1, 2)
+        return a
+
+    with pytest.raises(HandleMisuse, match="outputs="):
+        unpacking()
+    assert Client(sqlite_tracker).search_runs().runs == []  # nothing was recorded
+
+
+def test_wrong_params_are_refused_before_anything_runs(sqlite_tracker: Tracker) -> None:
+    @loopml.pipeline
+    def flow(x: int = 1) -> Any:
+        return add(x, 2)
+
+    with pytest.raises(InvalidInput, match=r"param 'x'.*valid integer"):
+        flow.run({"x": "three"})
+    with pytest.raises(InvalidInput, match="has no param 'y'"):
+        flow.run({"y": 1})
+
+    @loopml.pipeline
+    def bad_call() -> Any:
+        return add(1, "two")
+
+    with pytest.raises(InvalidInput, match="step 'add': argument 'b'"):
+        bad_call()
+
+    @loopml.pipeline
+    def missing_arg() -> Any:
+        return add(1)
+
+    with pytest.raises(GraphError, match=r"step 'add'.*missing a required argument: 'b'"):
+        missing_arg()
+    assert Client(sqlite_tracker).search_runs().runs == []
+
+
+def test_cycles_and_unknown_nodes_are_graph_errors() -> None:
+    with pytest.raises(GraphError, match="cycle: a -> b -> a"):
+        topological_order({"a": ("b",), "b": ("a",)})
+    with pytest.raises(GraphError, match="'c'"):
+        topological_order({"a": ("c",)})
+    assert topological_order({"c": ("a", "b"), "a": (), "b": ("a",)}) == ["a", "b", "c"]
+
+
+FAILING = """
+    import pathlib
+    import loopml
+
+    FLAG = pathlib.Path(r"FLAGPATH")
+    hook_calls = []
+
+    @loopml.step
+    def prepare() -> int:
+        return 1
+
+    @loopml.step(on_failure=hook_calls.append)
+    def fragile(x: int) -> int:
+        if FLAG.exists():
+            raise RuntimeError("the flag is up")
+        return x + 1
+
+    @loopml.step(cache=False)
+    def after(x: int) -> int:
+        return x * 10
+
+    @loopml.step(cache=False)
+    def independent() -> str:
+        return "ok"
+
+    @loopml.pipeline(executor="inline")
+    def flow():
+        return [after(fragile(prepare())), independent()]
+"""
+
+
+def test_a_failing_step_fails_the_run_and_skips_downstream_then_resume_reruns_only_those(
+    modules: ModuleFiles, sqlite_tracker: Tracker, tmp_path: Path
+) -> None:
+    flag = tmp_path / "flag"
+    flag.touch()
+    module = modules.write("failing", FAILING.replace("FLAGPATH", str(flag)))
+    with pytest.raises(loopml.PipelineFailed, match="failed in step 'fragile'") as caught:
+        module.flow.run()
+    failed_run = caught.value.run_id
+    record = loopml.pipelines.store.PipelineStore(sqlite_tracker.stores.db).get_run(failed_run)
+    assert {s.node: s.status for s in record.steps} == {
+        "prepare": StepStatus.FINISHED,
+        "fragile": StepStatus.FAILED,
+        "after": StepStatus.SKIPPED,
+        "independent": StepStatus.FINISHED,
+    }
+    assert "RuntimeError: the flag is up" in (record.step("fragile").error or "")
+    assert 'raise RuntimeError("the flag is up")' in (record.step("fragile").error or "")
+    assert record.status == "FAILED"
+    assert len(module.hook_calls) == 1
+    assert module.hook_calls[0].node == "fragile"
+
+    flag.unlink()
+    resumed = module.flow.run(resume_from=record)
+    assert resumed.value == [20, "ok"]
+    steps = {s.node: s.status for s in resumed.record.steps}
+    # `independent` opted out of caching yet is reused: resume keeps what finished
+    assert steps == {
+        "prepare": StepStatus.CACHED,
+        "fragile": StepStatus.FINISHED,
+        "after": StepStatus.FINISHED,
+        "independent": StepStatus.CACHED,
+    }
+    assert resumed.record.source_run_id == failed_run
+
+
+def test_retries_with_backoff_then_success(
+    modules: ModuleFiles, sqlite_tracker: Tracker, tmp_path: Path
+) -> None:
+    counter = tmp_path / "attempts"
+    module = modules.write(
+        "flaky",
+        f"""
+        import pathlib
+        import loopml
+
+        COUNTER = pathlib.Path(r"{counter}")
+
+        @loopml.step(retries=2, retry_delay_s=0.01, backoff=2.0, cache=False)
+        def flaky() -> int:
+            n = int(COUNTER.read_text()) + 1 if COUNTER.exists() else 1
+            COUNTER.write_text(str(n))
+            if n < 3:
+                raise ConnectionError(f"attempt {{n}} failed")
+            return n
+
+        @loopml.pipeline(executor="threads")
+        def flow():
+            return flaky()
+        """,
+    )
+    result = module.flow.run()
+    assert result.value == 3
+    assert result.record.step("flaky").attempts == 3
+
+
+@loopml.step(timeout_s=0.3, cache=False)
+def slow() -> int:
+    threading.Event().wait(5)
+    return 1
+
+
+def test_a_step_past_its_timeout_fails(sqlite_tracker: Tracker) -> None:
+    @loopml.pipeline(executor="threads")
+    def flow() -> Any:
+        return slow()
+
+    with pytest.raises(loopml.PipelineFailed, match=r"timeout_s=0\.3"):
+        flow.run()
+
+
+@loopml.step
+def left(barrier: Any) -> str:
+    barrier.wait(timeout=10)
+    return "left"
+
+
+@loopml.step
+def right(barrier: Any) -> str:
+    barrier.wait(timeout=10)
+    return "right"
+
+
+def test_independent_steps_run_in_parallel(sqlite_tracker: Tracker) -> None:
+    barrier = threading.Barrier(2)  # both must be running at once, or each waits 10 s and breaks it
+
+    @loopml.pipeline(executor="threads:2")
+    def flow() -> Any:
+        return [left(barrier), right(barrier)]
+
+    assert flow() == ["left", "right"]
+
+
+@loopml.step
+def make_array() -> Any:
+    return np.arange(4)
+
+
+@loopml.step
+def mutate(values: Any) -> Any:
+    values[0] = 100
+    return values
+
+
+def test_inputs_are_read_only(sqlite_tracker: Tracker) -> None:
+    @loopml.pipeline(executor="inline")
+    def flow() -> Any:
+        return mutate(make_array())
+
+    with pytest.raises(loopml.PipelineFailed, match="read-only"):
+        flow.run()
+
+
+class Opaque:
+    pass
+
+
+@loopml.step
+def opaque() -> Any:
+    return Opaque()
+
+
+def test_an_unserializable_output_fails_its_step_naming_the_type(sqlite_tracker: Tracker) -> None:
+    @loopml.pipeline(executor="inline")
+    def flow() -> Any:
+        return opaque()
+
+    with pytest.raises(loopml.PipelineFailed, match=r"step 'opaque'.*Opaque"):
+        flow.run()
+
+
+def test_logging_inside_a_step_goes_to_its_run(sqlite_tracker: Tracker) -> None:
+    @loopml.step
+    def measured() -> int:
+        loopml.log_metric("quality", 0.75)
+        return 1
+
+    @loopml.pipeline(executor="threads")
+    def flow() -> Any:
+        return measured()
+
+    result = flow.run()
+    child = Client(sqlite_tracker).get_run(result.record.step("measured").run_id or "")
+    assert child.metrics == {"quality": 0.75}

@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 from test_cli import cli
 
+from git_repo import git
+
 FLOW = """
 import os
 import loopml
@@ -129,3 +131,37 @@ def test_unknown_run_and_step_exit_2(project: Path) -> None:
     result = cli(project, "pipeline", "explain", run_id, "nope")
     assert result.returncode == 2
     assert "its steps are: numbers, scale, total" in result.stderr
+
+
+def test_rerun_reproduces_from_the_recorded_commit_and_diff(project: Path) -> None:
+    git(project, "init", "-q")
+    (project / ".gitignore").write_text(".loopml/\n")
+    git(project, "add", "flow.py", ".gitignore", "loopml.toml")
+    git(project, "commit", "-q", "-m", "flow")
+    source = (project / "flow.py").read_text()
+    # Uncommitted at run time: the stored diff must bring it back.
+    (project / "flow.py").write_text(
+        source.replace("return float(sum(values))", "return float(sum(values)) + 0.5")
+    )
+    first = cli(project, "pipeline", "run", "flow.py:flow", "--json")
+    assert json.loads(first.stdout)["value"]["total"] == 6.5
+    run_id = json.loads(first.stdout)["run_id"]
+    # The working tree moves on; the re-run must not see it.
+    (project / "flow.py").write_text(source.replace("return float(sum(values))", "return 0.0"))
+
+    result = cli(project, "pipeline", "rerun", run_id, "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["reproduced"] is True
+    assert report["applied_diff"] is True
+    assert [s["node"] for s in report["steps"]] == ["numbers", "scale", "total"]
+    again = steps(project, report["rerun_run_id"])
+    assert again == {"numbers": "finished", "scale": "finished", "total": "finished"}  # cache off
+    assert len(git(project, "worktree", "list").strip().splitlines()) == 1  # the temporary worktree is gone
+
+
+def test_rerun_outside_git_is_a_clear_error(project: Path) -> None:
+    cli(project, "pipeline", "run", "flow.py:flow")
+    result = cli(project, "pipeline", "rerun", first_run(project, 0))
+    assert result.returncode == 2
+    assert "git repository" in result.stderr

@@ -24,7 +24,7 @@ from loopml.pipelines.fingerprint import CodeFingerprint, code_fingerprint, envi
 SRC = str(Path(fingerprint.__file__).parents[2])
 
 
-class Modules:
+class FirstParty:
     """Small first-party modules in a folder on sys.path, written and (re)imported from fresh source."""
 
     def __init__(self, folder: Path) -> None:
@@ -53,19 +53,19 @@ class Modules:
 
 
 @pytest.fixture
-def modules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Modules]:
+def first_party(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FirstParty]:
     folder = tmp_path / "code"
     folder.mkdir()
     monkeypatch.syspath_prepend(str(folder))
     # No .pyc: a rewrite of the same size within the same second would otherwise import the old bytecode.
     monkeypatch.setattr(sys, "dont_write_bytecode", True)
-    files = Modules(folder)
+    files = FirstParty(folder)
     yield files
     files.forget()
 
 
-def step_of(modules: Modules, source: str, name: str = "fpt_steps", **others: str) -> CodeFingerprint:
-    result = code_fingerprint(modules.load(name, source, **others).step)
+def step_of(first_party: FirstParty, source: str, name: str = "fpt_steps", **others: str) -> CodeFingerprint:
+    result = code_fingerprint(first_party.load(name, source, **others).step)
     assert result.uncacheable is None, result.uncacheable
     return result
 
@@ -98,10 +98,10 @@ BASE = '''
 '''
 
 
-def test_comments_docstrings_layout_and_decorator_arguments_keep_the_digest(modules: Modules) -> None:
-    before = step_of(modules, BASE)
+def test_comments_docstrings_layout_and_decorator_arguments_keep_the_digest(first_party: FirstParty) -> None:
+    before = step_of(first_party, BASE)
     after = step_of(
-        modules,
+        first_party,
         '''
         def retry(**options):
             return lambda fn: fn
@@ -128,36 +128,36 @@ def test_comments_docstrings_layout_and_decorator_arguments_keep_the_digest(modu
     assert dict(after.parts) == dict(before.parts)
 
 
-def test_a_body_change_changes_the_digest(modules: Modules) -> None:
-    before = step_of(modules, BASE)
-    after = step_of(modules, BASE.replace("helper(x) * 2", "helper(x) * 3"))
+def test_a_body_change_changes_the_digest(first_party: FirstParty) -> None:
+    before = step_of(first_party, BASE)
+    after = step_of(first_party, BASE.replace("helper(x) * 2", "helper(x) * 3"))
     assert after.digest != before.digest
     assert changed(before, after) == {"fpt_steps:step"}
 
 
-def test_a_helper_change_in_the_same_module_is_named_in_parts(modules: Modules) -> None:
-    before = step_of(modules, BASE)
-    after = step_of(modules, BASE.replace("min(x, LIMIT)", "max(x, LIMIT)"))
+def test_a_helper_change_in_the_same_module_is_named_in_parts(first_party: FirstParty) -> None:
+    before = step_of(first_party, BASE)
+    after = step_of(first_party, BASE.replace("min(x, LIMIT)", "max(x, LIMIT)"))
     assert after.digest != before.digest
     assert changed(before, after) == {"fpt_steps:helper"}
 
 
-def test_an_unrelated_function_changing_keeps_the_digest(modules: Modules) -> None:
-    before = step_of(modules, BASE)
-    after = step_of(modules, BASE.replace("return x - 1", "return x - 2"))
+def test_an_unrelated_function_changing_keeps_the_digest(first_party: FirstParty) -> None:
+    before = step_of(first_party, BASE)
+    after = step_of(first_party, BASE.replace("return x - 1", "return x - 2"))
     assert after.digest == before.digest
 
 
-def test_a_module_constant_the_step_reads_is_part_of_the_digest(modules: Modules) -> None:
-    before = step_of(modules, BASE)
-    after = step_of(modules, BASE.replace("LIMIT = 10", "LIMIT = 11"))
+def test_a_module_constant_the_step_reads_is_part_of_the_digest(first_party: FirstParty) -> None:
+    before = step_of(first_party, BASE)
+    after = step_of(first_party, BASE.replace("LIMIT = 10", "LIMIT = 11"))
     assert changed(before, after) == {"fpt_steps:LIMIT"}
 
 
 @pytest.mark.parametrize("other", ["1.0", "'1'", "True", "(1,)", "[1]", "{1: 1}"])
-def test_constants_are_type_tagged(modules: Modules, other: str) -> None:
-    assert step_of(modules, BASE.replace("LIMIT = 10", "LIMIT = 1")).digest != (
-        step_of(modules, BASE.replace("LIMIT = 10", f"LIMIT = {other}")).digest
+def test_constants_are_type_tagged(first_party: FirstParty, other: str) -> None:
+    assert step_of(first_party, BASE.replace("LIMIT = 10", "LIMIT = 1")).digest != (
+        step_of(first_party, BASE.replace("LIMIT = 10", f"LIMIT = {other}")).digest
     )
 
 
@@ -178,7 +178,7 @@ HELPERS = """
     ],
 )
 def test_a_helper_change_in_another_first_party_module_changes_the_digest(
-    modules: Modules, imports: str, call: str, part: str
+    first_party: FirstParty, imports: str, call: str, part: str
 ) -> None:
     steps = f"""
         {imports}
@@ -187,11 +187,11 @@ def test_a_helper_change_in_another_first_party_module_changes_the_digest(
         def step(x):
             return {call}(x) + 1
     """
-    before = step_of(modules, steps, fpt_helpers=HELPERS)
-    after = step_of(modules, steps, fpt_helpers=HELPERS.replace("x * SCALE", "x * SCALE + 1"))
+    before = step_of(first_party, steps, fpt_helpers=HELPERS)
+    after = step_of(first_party, steps, fpt_helpers=HELPERS.replace("x * SCALE", "x * SCALE + 1"))
     assert after.digest != before.digest
     assert part in changed(before, after)
-    again = step_of(modules, steps, fpt_helpers=HELPERS.replace("SCALE = 2", "SCALE = (2)  # scale"))
+    again = step_of(first_party, steps, fpt_helpers=HELPERS.replace("SCALE = 2", "SCALE = (2)  # scale"))
     assert again.digest == before.digest
 
 
@@ -203,37 +203,44 @@ def test_a_helper_change_in_another_first_party_module_changes_the_digest(
         ("from fpt_helpers import SCALE", "x * SCALE"),
     ],
 )
-def test_what_a_whole_first_party_module_imports_is_followed(modules: Modules, imports: str, body: str) -> None:
+def test_what_a_whole_first_party_module_imports_is_followed(
+    first_party: FirstParty, imports: str, body: str
+) -> None:
     middle = f"{imports}\n\n\ndef twice(x):\n    return 2 * {body}\n"
     steps = "import fpt_middle\n\n\ndef step(x):\n    return fpt_middle.twice(x)\n"
-    before = step_of(modules, steps, fpt_helpers=HELPERS, fpt_middle=middle)
-    after = step_of(modules, steps, fpt_helpers=HELPERS.replace("SCALE = 2", "SCALE = 3"), fpt_middle=middle)
+    before = step_of(first_party, steps, fpt_helpers=HELPERS, fpt_middle=middle)
+    after = step_of(
+        first_party, steps, fpt_helpers=HELPERS.replace("SCALE = 2", "SCALE = 3"), fpt_middle=middle
+    )
     assert "fpt_middle" in before.parts
     assert after.digest != before.digest
 
 
-def test_third_party_references_land_in_packages_and_stdlib_does_not(modules: Modules) -> None:
+def test_third_party_references_land_in_packages_and_stdlib_does_not(first_party: FirstParty) -> None:
     result = step_of(
-        modules,
+        first_party,
         """
         import json
         import os
 
         import numpy as np
-        import yaml
-        from sklearn.linear_model import Ridge
+        from numpy.linalg import norm
+        from yaml import SafeDumper
 
 
         def step(x):
-            return np.asarray(x), yaml.safe_dump(x), json.dumps(x), os.sep, Ridge
+            return np.asarray(x), norm(x), SafeDumper, json.dumps(x), os.sep
         """,
     )
-    assert result.packages == {"numpy", "yaml", "sklearn"}
+    assert result.packages == {"numpy", "yaml"}
+    assert step_of(
+        first_party, "from numpy.linalg import norm\n\n\ndef step(x):\n    return norm(x)\n"
+    ).packages == {"numpy"}
 
 
-def test_mutual_and_self_recursion_terminate(modules: Modules) -> None:
+def test_mutual_and_self_recursion_terminate(first_party: FirstParty) -> None:
     result = step_of(
-        modules,
+        first_party,
         """
         def step(n):
             return 0 if n <= 0 else other(n - 1) + step(n - 2)
@@ -265,31 +272,30 @@ CLOSURE = """
 """
 
 
-def test_a_closure_fingerprints_its_cells_and_the_helpers_it_calls(modules: Modules) -> None:
-    before = step_of(modules, CLOSURE)
+def test_a_closure_fingerprints_its_cells_and_the_helpers_it_calls(first_party: FirstParty) -> None:
+    before = step_of(first_party, CLOSURE)
     assert "fpt_steps:make.<locals>.inner" in before.parts
     assert "fpt_steps:helper" in before.parts
-    assert step_of(modules, CLOSURE.replace("make(2)", "make(3)")).digest != before.digest
-    assert changed(before, step_of(modules, CLOSURE.replace("x + 1", "x + 2"))) == {"fpt_steps:helper"}
+    assert step_of(first_party, CLOSURE.replace("make(2)", "make(3)")).digest != before.digest
+    assert changed(before, step_of(first_party, CLOSURE.replace("x + 1", "x + 2"))) == {"fpt_steps:helper"}
 
 
-def test_a_lambda_fingerprints_its_body_and_the_constants_it_reads(modules: Modules) -> None:
-    before = code_fingerprint(modules.load("fpt_steps", CLOSURE).square)
+def test_a_lambda_fingerprints_its_body_and_the_constants_it_reads(first_party: FirstParty) -> None:
+    def square(source: str) -> CodeFingerprint:
+        return code_fingerprint(first_party.load("fpt_steps", source).square)
+
+    before = square(CLOSURE)
     assert before.uncacheable is None
-    assert code_fingerprint(
-        modules.load("fpt_steps", CLOSURE.replace("v * SCALE", "v + SCALE")).square
-    ).digest != (before.digest)
-    assert changed(
-        before, code_fingerprint(modules.load("fpt_steps", CLOSURE.replace("SCALE = 3", "SCALE = 4")).square)
-    ) == {"fpt_steps:SCALE"}
+    assert square(CLOSURE.replace("v * SCALE", "v + SCALE")).digest != before.digest
+    assert changed(before, square(CLOSURE.replace("SCALE = 3", "SCALE = 4"))) == {"fpt_steps:SCALE"}
 
 
-def test_two_lambdas_on_one_line_are_told_apart(modules: Modules) -> None:
-    module = modules.load("fpt_steps", "first, second = (lambda x: x + 1, lambda y: y * 2)\n")
+def test_two_lambdas_on_one_line_are_told_apart(first_party: FirstParty) -> None:
+    module = first_party.load("fpt_steps", "first, second = (lambda x: x + 1, lambda y: y * 2)\n")
     assert code_fingerprint(module.first).digest != code_fingerprint(module.second).digest
 
 
-def test_wrapped_helpers_and_built_globals_are_followed(modules: Modules) -> None:
+def test_wrapped_helpers_and_built_globals_are_followed(first_party: FirstParty) -> None:
     source = """
         import functools
         import re
@@ -305,12 +311,14 @@ def test_wrapped_helpers_and_built_globals_are_followed(modules: Modules) -> Non
         def step(text):
             return PATTERN.findall(text), cached(len(text))
     """
-    before = step_of(modules, source)
-    assert changed(before, step_of(modules, source.replace('"a+"', '"b+"'))) == {"fpt_steps:PATTERN"}
-    assert changed(before, step_of(modules, source.replace("x * 2", "x * 3"))) == {"fpt_steps:cached"}
+    before = step_of(first_party, source)
+    assert changed(before, step_of(first_party, source.replace('"a+"', '"b+"'))) == {"fpt_steps:PATTERN"}
+    assert changed(before, step_of(first_party, source.replace("x * 2", "x * 3"))) == {"fpt_steps:cached"}
 
 
-def test_instances_of_first_party_classes_include_the_class_and_how_they_were_built(modules: Modules) -> None:
+def test_instances_of_first_party_classes_include_the_class_and_how_they_were_built(
+    first_party: FirstParty,
+) -> None:
     source = """
         from dataclasses import dataclass
 
@@ -329,25 +337,25 @@ def test_instances_of_first_party_classes_include_the_class_and_how_they_were_bu
         def step():
             return CONFIG.scaled()
     """
-    before = step_of(modules, source)
-    assert changed(before, step_of(modules, source.replace("lr=0.5", "lr=0.6"))) == {"fpt_steps:CONFIG"}
-    assert "fpt_steps:Config.scaled" in changed(before, step_of(modules, source.replace("* 2", "* 3")))
+    before = step_of(first_party, source)
+    assert changed(before, step_of(first_party, source.replace("lr=0.5", "lr=0.6"))) == {"fpt_steps:CONFIG"}
+    assert "fpt_steps:Config.scaled" in changed(before, step_of(first_party, source.replace("* 2", "* 3")))
 
 
 def test_the_digest_has_no_absolute_paths(
-    modules: Modules, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    first_party: FirstParty, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    before = step_of(modules, BASE)
+    before = step_of(first_party, BASE)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     (elsewhere / "fpt_steps.py").write_text(textwrap.dedent(BASE))
-    modules.forget()
+    first_party.forget()
     monkeypatch.syspath_prepend(str(elsewhere))
     importlib.invalidate_caches()
     assert code_fingerprint(importlib.import_module("fpt_steps").step).digest == before.digest
 
 
-def test_an_exec_defined_function_is_uncacheable_with_a_reason(modules: Modules) -> None:
+def test_an_exec_defined_function_is_uncacheable_with_a_reason(first_party: FirstParty) -> None:
     namespace: dict[str, object] = {"__name__": "fpt_generated"}
     exec("def made(x):\n    return x + 1\n", namespace)
     reason = code_fingerprint(namespace["made"]).uncacheable  # type: ignore[arg-type]
@@ -355,14 +363,14 @@ def test_an_exec_defined_function_is_uncacheable_with_a_reason(modules: Modules)
     assert "fpt_generated:made" in reason
     assert "exec" in reason
     source = "helper = None\nexec('def helper(x):\\n    return x')\n\n\ndef step(x):\n    return helper(x)\n"
-    reason = code_fingerprint(modules.load("fpt_steps", source).step).uncacheable
+    reason = code_fingerprint(first_party.load("fpt_steps", source).step).uncacheable
     assert reason is not None
     assert "fpt_steps:helper" in reason
 
 
-def test_a_source_file_edited_after_import_is_uncacheable(modules: Modules) -> None:
-    module = modules.load("fpt_steps", BASE)
-    modules.write("fpt_steps", BASE.replace("helper(x) * 2", "helper(x) * 4"))
+def test_a_source_file_edited_after_import_is_uncacheable(first_party: FirstParty) -> None:
+    module = first_party.load("fpt_steps", BASE)
+    first_party.write("fpt_steps", BASE.replace("helper(x) * 2", "helper(x) * 4"))
     reason = code_fingerprint(module.step).uncacheable
     assert reason is not None
     assert "does not match the running code" in reason
@@ -394,7 +402,7 @@ def _run(code: str, *, path: str, seed: str) -> str:
     return result.stdout.strip()
 
 
-def test_the_digest_is_the_same_in_another_process(modules: Modules) -> None:
+def test_the_digest_is_the_same_in_another_process(first_party: FirstParty) -> None:
     table = """
         TABLE = {"b": frozenset({"x", "y", "z"}), "a": [1.5, None, b"raw"], "c": {3, 1, 2}}
 
@@ -403,12 +411,12 @@ def test_the_digest_is_the_same_in_another_process(modules: Modules) -> None:
             return TABLE, step
     """
     here = code_fingerprint(
-        modules.load("fpt_steps", textwrap.dedent(BASE) + textwrap.dedent(table)).uses_table
+        first_party.load("fpt_steps", textwrap.dedent(BASE) + textwrap.dedent(table)).uses_table
     )
     assert here.uncacheable is None
     code = "import fpt_steps; from loopml.pipelines.fingerprint import code_fingerprint as f; "
     code += "print(f(fpt_steps.uses_table).digest)"
-    assert {_run(code, path=str(modules.folder), seed=seed) for seed in ("1", "2")} == {here.digest}
+    assert {_run(code, path=str(first_party.folder), seed=seed) for seed in ("1", "2")} == {here.digest}
 
 
 def test_a_step_in_main_is_stable_across_processes(tmp_path: Path) -> None:

@@ -41,6 +41,10 @@ def run(
         str | None, typer.Option("--executor", "-x", help="threads (default), inline, processes, threads:4")
     ] = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Live step display")] = True,
+    cache: Annotated[
+        bool, typer.Option("--cache/--no-cache", help="Reuse outputs of identical step calls")
+    ] = True,
+    rerun_of: Annotated[str | None, typer.Option(hidden=True)] = None,
     json_output: JsonOption = False,
 ) -> None:
     """Run a pipeline and print what it returns."""
@@ -53,9 +57,11 @@ def run(
         if progress and not json_output and errors.is_terminal:
             live_tree = _LiveSteps(found.name)
             with Live(live_tree.tree, console=errors, refresh_per_second=8, transient=False):
-                result = found.run(params, executor=executor, from_text=True, progress=live_tree.update)
+                result = found.run(
+                    params, executor=executor, from_text=True, progress=live_tree.update, use_cache=cache
+                )
         else:
-            result = found.run(params, executor=executor, from_text=True)
+            result = found.run(params, executor=executor, from_text=True, use_cache=cache, rerun_of=rerun_of)
     if json_output:
         print_json({"run_id": result.run_id, "value": _jsonable(result.value)})
         return
@@ -148,6 +154,30 @@ def resume(
         f"pipeline run {result.run_id} (resumes {run_id}): {_summary(result.record)}", highlight=False
     )
     _print_value(result.value)
+
+
+@app.command("rerun")
+def rerun_run(
+    run_id: Annotated[str, typer.Argument(help="The pipeline run to reproduce")],
+    executor: Annotated[str | None, typer.Option("--executor", "-x")] = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Reproduce a run from its commit, stored diff, params and data; exit 1 if any output differs."""
+    from loopml.pipelines.rerun import rerun
+    from loopml.tracking.tracker import default_tracker
+
+    report = rerun(run_id, tracker=default_tracker(), executor=executor)
+    if json_output:
+        print_json({**to_plain(report), "reproduced": report.reproduced})
+    else:
+        diff = " + stored diff" if report.applied_diff else ""
+        console.print(f"re-ran {run_id} at {report.commit[:12]}{diff} as run {report.rerun_run_id}")
+        for step in report.steps:
+            mark = "[green]same outputs[/]" if step.same else "[red]outputs differ[/]"
+            console.print(f"  {escape(step.node)}  {mark}")
+        console.print("reproduced" if report.reproduced else "[red]not reproduced[/]")
+    if not report.reproduced:
+        raise typer.Exit(1)
 
 
 class _LiveSteps:

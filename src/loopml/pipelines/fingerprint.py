@@ -77,8 +77,10 @@ def code_fingerprint(fn: Callable[..., Any]) -> CodeFingerprint:
     """
     walker = _Walker()
     root: object = fn
-    while not _is_first_party_function(root) and (inner := _wrapped(root)) is not None:
-        root = inner  # a third-party decorator's wrapper says nothing about the step's code
+    for _ in range(100):  # a third-party decorator's wrapper says nothing about the step's code
+        if _is_first_party_function(root) or (inner := _wrapped(root)) is None:
+            break
+        root = inner
     try:
         if isinstance(root, MethodType) and not isinstance(root.__self__, type):
             walker.problems.append(f"{root.__qualname__} is a bound method: its instance has no fingerprint")
@@ -183,8 +185,12 @@ class _Walker:
         for statement in source.bindings.get(name, []) if source else []:
             dumps.append(ast.dump(statement))
             for node in ast.walk(statement):  # `from config import CONFIG`: how config builds it counts
-                aliases = {a.asname or a.name: a.name for a in getattr(node, "names", [])}
-                if isinstance(node, ast.ImportFrom) and name in aliases:
+                aliases = (
+                    {a.asname or a.name: a.name for a in node.names}
+                    if isinstance(node, ast.ImportFrom)
+                    else {}
+                )
+                if name in aliases:
                     module = sys.modules.get(_resolve(node, namespace) or "")
                     if module is not None and _module_origin(module.__name__) == FIRST:
                         refs[f"from {module.__name__}"] = self.global_(vars(module), aliases[name]) or ""
@@ -351,8 +357,9 @@ def _index_defs(tree: ast.Module) -> dict[str, list[ast.AST]]:
         node, prefix = stack.pop()
         if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef) and node.body:
             first = node.body[0]
-            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant):
-                node.body = node.body[1:] or [ast.Pass()] if isinstance(first.value.value, str) else node.body
+            value = first.value if isinstance(first, ast.Expr) else None
+            if isinstance(value, ast.Constant) and isinstance(value.value, str):
+                node.body = node.body[1:] or [ast.Pass()]  # a docstring: documentation, not behaviour
         # Decorators, defaults, bases and a comprehension's first iterable run in the enclosing scope.
         children = [(child, prefix) for child in ast.iter_child_nodes(node)]
         if isinstance(node, _DEFS):

@@ -139,8 +139,14 @@ class Pipeline:
         resume_from: PipelineRunRecord | None = None,
         from_text: bool = False,
         parent_run_id: str | None = None,
+        use_cache: bool = True,
+        rerun_of: str | None = None,
     ) -> PipelineResult:
-        """Run the pipeline with `params`; raises `PipelineFailed` (the run is recorded) when a step failed."""
+        """Run the pipeline with `params`; raises `PipelineFailed` (the run is recorded) when a step failed.
+
+        `use_cache=False` runs every step (keys are still recorded); `rerun_of` marks the run as a
+        reproduction of an earlier one (see `loopml pipeline rerun`).
+        """
         tracker = tracker or default_tracker()
         checked = self.check_params(dict(params or {}), from_text=from_text)
         resolved = {
@@ -157,7 +163,11 @@ class Pipeline:
             nested=active_run() is not None and parent_run_id is None,
             parent_run_id=parent_run_id,
             tracker=tracker,
-            tags={"loopml.pipeline": self.qualified_name, "loopml.executor": chosen.name},
+            tags={
+                "loopml.pipeline": self.qualified_name,
+                "loopml.executor": chosen.name,
+                **_source_tag(self.fn),
+            },
         ) as run:
             run.log_params({k: _param_form(v) for k, v in resolved.items() if _param_form(v) is not None})
             for value in resolved.values():
@@ -170,8 +180,8 @@ class Pipeline:
                 pipeline=self.qualified_name,
                 params={k: _param_form(v) for k, v in resolved.items()},
                 executor=chosen.name,
-                mode="resume" if resume_from else "run",
-                source_run_id=resume_from.run_id if resume_from else None,
+                mode="resume" if resume_from else "rerun" if rerun_of else "run",
+                source_run_id=resume_from.run_id if resume_from else rerun_of,
             )
             runner = Runner(
                 tracker=tracker,
@@ -183,6 +193,7 @@ class Pipeline:
                 ),
                 resume_from=resume_from,
                 progress=progress,
+                use_cache=use_cache,
             )
             try:
                 runner.run(graph)
@@ -245,6 +256,20 @@ def load_pipeline(target: str) -> Pipeline:
     if not isinstance(found, Pipeline):
         raise InvalidInput(f"{target} is not a @loopml.pipeline")
     return found
+
+
+def _source_tag(fn: Callable[..., Any]) -> dict[str, str]:
+    """The pipeline's file relative to its git root, so `rerun` finds it in a worktree of the commit."""
+    from loopml.tracking.environment import git_state
+
+    try:
+        path = Path(inspect.getsourcefile(fn) or "").resolve()
+    except TypeError:
+        return {}
+    root = git_state(path.parent).root if path.is_file() else None
+    if root is None or not path.is_relative_to(root):
+        return {}
+    return {"loopml.pipeline.source": path.relative_to(root).as_posix()}
 
 
 def _hints(fn: Callable[..., Any]) -> dict[str, Any]:

@@ -100,6 +100,7 @@ class Runner:
         keys: KeyMaker,
         resume_from: PipelineRunRecord | None = None,
         progress: Progress | None = None,
+        use_cache: bool = True,
     ) -> None:
         self.tracker = tracker
         self.store = PipelineStore(tracker.stores.db)
@@ -109,6 +110,7 @@ class Runner:
         self.keys = keys
         self.resume_from = resume_from
         self.progress = progress
+        self.use_cache = use_cache
         self.outputs: dict[str, dict[str, Output]] = {}
         self.failed: dict[str, str] = {}  # node -> error text
         self.reused: set[str] = set()
@@ -170,7 +172,7 @@ class Runner:
                 earlier = None
             if earlier is not None and earlier.status in (StepStatus.FINISHED, StepStatus.CACHED):
                 candidates.append(earlier)
-        if key is not None:
+        if key is not None and self.use_cache:
             candidates += self.store.cached(key.digest)
         for candidate in candidates:
             if candidate.outputs and all(self.tracker.blobs.exists(o.digest) for o in candidate.outputs):

@@ -66,9 +66,7 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("pipeline_run_id", "node", name=op.f("pk_pipeline_steps")),
     )
-    op.create_index(
-        op.f("ix_pipeline_steps_cache_key_status"), "pipeline_steps", ["cache_key", "status"]
-    )
+    op.create_index(op.f("ix_pipeline_steps_cache_key_status"), "pipeline_steps", ["cache_key", "status"])
     op.create_index(op.f("ix_pipeline_steps_step"), "pipeline_steps", ["step"])
 
 

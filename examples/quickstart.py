@@ -8,6 +8,7 @@ once those parts exist.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -23,6 +24,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 
 import loopml
+from loopml.pipelines.store import PipelineStore
 
 PROJECT = Path(os.environ.get("LOOPML_DEMO_DIR", "demo-project")).resolve()
 
@@ -73,6 +75,7 @@ def main() -> None:
     cli = f"{Path(sys.executable).parent / 'loopml'}"
     print("\n$ loopml runs compare " + " ".join(run_ids))
     subprocess.run([cli, "runs", "compare", *run_ids], check=True)
+    pipeline_run = run_pipeline(cli)
     print(
         f"""
 Where to look (the store is {PROJECT / ".loopml"}):
@@ -81,8 +84,43 @@ Where to look (the store is {PROJECT / ".loopml"}):
   {cli} runs show {best[0].run_id if best else run_ids[0]}
   {cli} runs compare {" ".join(run_ids)}
   {cli} runs list --filter 'params.model.alpha = "0.01"' --json
-  {cli} data show {version.ref}          # schema, profile, and the three runs that read it"""
+  {cli} data show {version.ref}          # schema, profile, and the three runs that read it
+  {cli} pipeline show {pipeline_run}     # the pipeline's steps: ran or cached, with durations
+  {cli} pipeline explain {pipeline_run} train_model   # which part of its cache key changed"""
     )
+
+
+def run_pipeline(cli: str) -> str:
+    """The same training as a cached pipeline: run it, re-run it (all cached), change one param, sweep."""
+    shutil.copy(Path(__file__).with_name("train_pipeline.py"), PROJECT / "train_pipeline.py")
+    target = "train_pipeline.py:breast_cancer"
+    for params in (["-p", "C=1.0"], ["-p", "C=1.0"], ["-p", "C=0.1"]):
+        print(f"\n$ loopml pipeline run {target} {' '.join(params)} --no-progress")
+        started = time.perf_counter()
+        done = subprocess.run(
+            [cli, "pipeline", "run", target, *params, "--json", "--no-progress"],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        result = json.loads(done.stdout)
+        record = PipelineStore(loopml.Client().tracker.stores.db).get_run(result["run_id"])
+        steps = ", ".join(f"{s.node}={s.status.value}" for s in record.steps)
+        auc = result["value"]["metrics"]["roc_auc"]
+        print(f"  roc_auc={auc:.4f} in {time.perf_counter() - started:.1f} s; steps: {steps}")
+    print("\n$ loopml pipeline explain <run> train_model")
+    subprocess.run([cli, "pipeline", "explain", result["run_id"], "train_model"], check=True)
+    sys.path.insert(0, str(PROJECT))
+    import train_pipeline
+
+    print("\nA parallel sweep over C (trials share the cached load/clean/split steps):")
+    swept = train_pipeline.sweep(
+        train_pipeline.breast_cancer, {"C": [0.01, 0.1, 1.0, 10.0]}, metric="metrics.roc_auc"
+    )
+    for trial in swept.trials:
+        print(f"  C={trial.params['C']:<5} roc_auc={trial.value:.4f}")
+    print(f"  best: C={swept.best.params['C']}")
+    return str(result["run_id"])
 
 
 if __name__ == "__main__":

@@ -51,12 +51,12 @@ def why(tracker: Tracker, run_id: str, node: str) -> list[str]:
 
 
 @pytest.fixture
-def flow(modules: ModuleFiles, sqlite_tracker: Tracker) -> Any:
+def flow(modules: ModuleFiles, tracker: Tracker) -> Any:
     modules.write("helpers", HELPERS)
     return modules.write("flow", SOURCE)
 
 
-def test_rerun_is_fully_cached_and_gives_the_same_value(flow: Any, sqlite_tracker: Tracker) -> None:
+def test_rerun_is_fully_cached_and_gives_the_same_value(flow: Any, tracker: Tracker) -> None:
     first = flow.flow.run()
     assert first.value == 20.0
     assert statuses(first) == {"load": "finished", "scale": "finished", "total": "finished"}
@@ -65,16 +65,16 @@ def test_rerun_is_fully_cached_and_gives_the_same_value(flow: Any, sqlite_tracke
     assert statuses(second) == {"load": "cached", "scale": "cached", "total": "cached"}
     assert all(s.cache is CacheState.HIT for s in second.record.steps)
     assert second.record.step("total").cached_from == first.record.step("total").run_id
-    assert why(sqlite_tracker, second.run_id, "scale")[0].startswith("cached")
+    assert why(tracker, second.run_id, "scale")[0].startswith("cached")
 
 
-def test_a_param_change_reruns_only_the_steps_that_read_it(flow: Any, sqlite_tracker: Tracker) -> None:
+def test_a_param_change_reruns_only_the_steps_that_read_it(flow: Any, tracker: Tracker) -> None:
     flow.flow.run()
     second = flow.flow.run({"factor": 3.0})
     assert statuses(second) == {"load": "cached", "scale": "finished", "total": "finished"}
     assert second.value == 30.0
-    assert why(sqlite_tracker, second.run_id, "scale") == ["ran: param 'factor' changed: 2.0 -> 3.0"]
-    assert why(sqlite_tracker, second.run_id, "total")[0].startswith("ran: input 'values' changed")
+    assert why(tracker, second.run_id, "scale") == ["ran: param 'factor' changed: 2.0 -> 3.0"]
+    assert why(tracker, second.run_id, "total")[0].startswith("ran: input 'values' changed")
 
 
 def test_params_are_type_tagged_so_equal_looking_values_differ() -> None:
@@ -94,7 +94,7 @@ def test_comment_and_docstring_edits_keep_the_cache(flow: Any, modules: ModuleFi
 
 
 def test_a_code_change_reruns_that_step_and_says_so(
-    flow: Any, modules: ModuleFiles, sqlite_tracker: Tracker
+    flow: Any, modules: ModuleFiles, tracker: Tracker
 ) -> None:
     flow.flow.run()
     edited = modules.write(
@@ -103,19 +103,19 @@ def test_a_code_change_reruns_that_step_and_says_so(
     second = edited.flow.run()
     assert statuses(second) == {"load": "cached", "scale": "cached", "total": "finished"}
     assert second.value == 21.0
-    reasons = why(sqlite_tracker, second.run_id, "total")
+    reasons = why(tracker, second.run_id, "total")
     assert reasons == [f"ran: code changed: {modules.prefix}flow:total"]
 
 
 def test_a_change_in_a_called_helper_module_reruns_the_caller(
-    flow: Any, modules: ModuleFiles, sqlite_tracker: Tracker
+    flow: Any, modules: ModuleFiles, tracker: Tracker
 ) -> None:
     flow.flow.run()
     modules.write("helpers", HELPERS.replace("v + 1", "v + 2"))
     edited = modules.reimport("flow")
     second = edited.flow.run()
     assert statuses(second) == {"load": "cached", "scale": "finished", "total": "finished"}
-    assert any(f"{modules.prefix}helpers" in line for line in why(sqlite_tracker, second.run_id, "scale"))
+    assert any(f"{modules.prefix}helpers" in line for line in why(tracker, second.run_id, "scale"))
 
 
 def test_same_output_from_a_rerun_step_keeps_downstream_cached(flow: Any, modules: ModuleFiles) -> None:
@@ -126,7 +126,7 @@ def test_same_output_from_a_rerun_step_keeps_downstream_cached(flow: Any, module
 
 
 def test_environment_change_reruns(
-    flow: Any, monkeypatch: pytest.MonkeyPatch, sqlite_tracker: Tracker
+    flow: Any, monkeypatch: pytest.MonkeyPatch, tracker: Tracker
 ) -> None:
     flow.flow.run()
     import loopml.pipelines.keys as keys
@@ -139,10 +139,10 @@ def test_environment_change_reruns(
     monkeypatch.setattr(keys, "environment_fingerprint", upgraded)
     second = flow.flow.run()
     assert set(statuses(second).values()) == {"finished"}
-    assert any("environment 'python' changed" in line for line in why(sqlite_tracker, second.run_id, "load"))
+    assert any("environment 'python' changed" in line for line in why(tracker, second.run_id, "load"))
 
 
-def test_salt_and_opt_out(modules: ModuleFiles, sqlite_tracker: Tracker) -> None:
+def test_salt_and_opt_out(modules: ModuleFiles, tracker: Tracker) -> None:
     source = """
         import loopml
 
@@ -162,17 +162,17 @@ def test_salt_and_opt_out(modules: ModuleFiles, sqlite_tracker: Tracker) -> None
     assert module.flow.run().value == [1, 2]
     again = module.flow.run()
     assert statuses(again) == {"salted": "cached", "never_cached": "finished"}
-    assert why(sqlite_tracker, again.run_id, "never_cached") == [
+    assert why(tracker, again.run_id, "never_cached") == [
         "not cached: the step opted out (cache=False)"
     ]
     resalted = modules.write("salty", source.replace("SALT", "v2"))
     third = resalted.flow.run()
     assert statuses(third)["salted"] == "finished"
-    assert why(sqlite_tracker, third.run_id, "salted") == ["ran: cache salt changed: 'v1' -> 'v2'"]
+    assert why(tracker, third.run_id, "salted") == ["ran: cache salt changed: 'v1' -> 'v2'"]
 
 
 def test_an_argument_without_a_content_hash_disables_caching_and_says_why(
-    modules: ModuleFiles, sqlite_tracker: Tracker
+    modules: ModuleFiles, tracker: Tracker
 ) -> None:
     module = modules.write(
         "opaque",
@@ -197,10 +197,10 @@ def test_an_argument_without_a_content_hash_disables_caching_and_says_why(
     assert module.flow.run().record.step("use").status is StepStatus.FINISHED
 
 
-def test_deleted_outputs_are_not_served_from_the_cache(flow: Any, sqlite_tracker: Tracker) -> None:
+def test_deleted_outputs_are_not_served_from_the_cache(flow: Any, tracker: Tracker) -> None:
     first = flow.flow.run()
     for output in first.record.step("total").outputs:
-        sqlite_tracker.blobs.delete(output.digest)
+        tracker.blobs.delete(output.digest)
     assert statuses(flow.flow.run())["total"] == "finished"
 
 
@@ -211,3 +211,33 @@ def test_a_new_serializer_changes_keys(flow: Any, monkeypatch: pytest.MonkeyPatc
     names = keys.default_registry.names()
     monkeypatch.setattr(keys.default_registry, "names", lambda: [*names, "custom@1"])
     assert set(statuses(flow.flow.run()).values()) == {"finished"}
+
+
+def test_a_retrained_identical_model_keeps_downstream_cached(modules: ModuleFiles, tracker: Tracker) -> None:
+    module = modules.write(
+        "models",
+        """
+        import loopml
+        import numpy as np
+        from sklearn.linear_model import LogisticRegression
+
+        @loopml.step(cache=False)  # re-fits every time; skops bytes differ, the canonical hash does not
+        def fit(seed: int):
+            rng = np.random.default_rng(seed)
+            x = rng.normal(size=(60, 3))
+            return LogisticRegression().fit(x, (x[:, 0] > 0).astype(int))
+
+        @loopml.step
+        def coefficients(model) -> list:
+            return [round(float(c), 6) for c in model.coef_[0]]
+
+        @loopml.pipeline(executor="inline")
+        def flow(seed: int = 0):
+            return coefficients(fit(seed))
+        """,
+    )
+    first = module.flow.run()
+    again = module.flow.run()
+    assert statuses(again) == {"fit": "finished", "coefficients": "cached"}
+    assert again.value == first.value
+    assert statuses(module.flow.run({"seed": 1})) == {"fit": "finished", "coefficients": "finished"}

@@ -40,7 +40,7 @@ def gather(items: dict) -> dict:
     return items
 
 
-def test_steps_form_a_dag_and_results_flow_through_containers(sqlite_tracker: Tracker) -> None:
+def test_steps_form_a_dag_and_results_flow_through_containers(tracker: Tracker) -> None:
     @loopml.pipeline(executor="inline")
     def flow(x: int = 1) -> Any:
         first = add(x, 2)
@@ -57,13 +57,13 @@ def test_steps_form_a_dag_and_results_flow_through_containers(sqlite_tracker: Tr
     assert flow(x=5) == result.value  # calling the pipeline returns its value
 
 
-def test_each_step_is_a_child_run_with_params_outputs_and_logs(sqlite_tracker: Tracker) -> None:
+def test_each_step_is_a_child_run_with_params_outputs_and_logs(tracker: Tracker) -> None:
     @loopml.pipeline(executor="inline")
     def flow(x: int = 1) -> Any:
         return add(x, 2)
 
     result = flow.run({"x": 3})
-    client = Client(sqlite_tracker)
+    client = Client(tracker)
     parent = client.get_run(result.run_id)
     assert parent.params["x"] == "3"
     assert parent.status.value == "FINISHED"
@@ -74,11 +74,11 @@ def test_each_step_is_a_child_run_with_params_outputs_and_logs(sqlite_tracker: T
     assert child.tags["loopml.step"].endswith(":add")
     paths = {a.path: a for a in client.list_artifacts(child.run_id)}
     assert set(paths) == {"outputs/output.json", "logs/step.log"}
-    assert sqlite_tracker.blobs.get_bytes(paths["logs/step.log"].digest).decode() == "adding 3 and 2\n"
+    assert tracker.blobs.get_bytes(paths["logs/step.log"].digest).decode() == "adding 3 and 2\n"
     assert step.outputs[0].digest == paths["outputs/output.json"].digest
 
 
-def test_handles_cannot_be_used_as_values(sqlite_tracker: Tracker) -> None:
+def test_handles_cannot_be_used_as_values(tracker: Tracker) -> None:
     @loopml.pipeline
     def branching() -> Any:
         total = add(1, 2)
@@ -103,10 +103,10 @@ def test_handles_cannot_be_used_as_values(sqlite_tracker: Tracker) -> None:
 
     with pytest.raises(HandleMisuse, match="outputs="):
         unpacking()
-    assert Client(sqlite_tracker).search_runs().runs == []  # nothing was recorded
+    assert Client(tracker).search_runs().runs == []  # nothing was recorded
 
 
-def test_wrong_params_are_refused_before_anything_runs(sqlite_tracker: Tracker) -> None:
+def test_wrong_params_are_refused_before_anything_runs(tracker: Tracker) -> None:
     @loopml.pipeline
     def flow(x: int = 1) -> Any:
         return add(x, 2)
@@ -129,7 +129,7 @@ def test_wrong_params_are_refused_before_anything_runs(sqlite_tracker: Tracker) 
 
     with pytest.raises(GraphError, match=r"step 'add'.*missing a required argument: 'b'"):
         missing_arg()
-    assert Client(sqlite_tracker).search_runs().runs == []
+    assert Client(tracker).search_runs().runs == []
 
 
 def test_cycles_and_unknown_nodes_are_graph_errors() -> None:
@@ -172,7 +172,7 @@ FAILING = """
 
 
 def test_a_failing_step_fails_the_run_and_skips_downstream_then_resume_reruns_only_those(
-    modules: ModuleFiles, sqlite_tracker: Tracker, tmp_path: Path
+    modules: ModuleFiles, tracker: Tracker, tmp_path: Path
 ) -> None:
     flag = tmp_path / "flag"
     flag.touch()
@@ -180,7 +180,7 @@ def test_a_failing_step_fails_the_run_and_skips_downstream_then_resume_reruns_on
     with pytest.raises(loopml.PipelineFailed, match="failed in step 'fragile'") as caught:
         module.flow.run()
     failed_run = caught.value.run_id
-    record = loopml.pipelines.store.PipelineStore(sqlite_tracker.stores.db).get_run(failed_run)
+    record = loopml.pipelines.store.PipelineStore(tracker.stores.db).get_run(failed_run)
     assert {s.node: s.status for s in record.steps} == {
         "prepare": StepStatus.FINISHED,
         "fragile": StepStatus.FAILED,
@@ -208,7 +208,7 @@ def test_a_failing_step_fails_the_run_and_skips_downstream_then_resume_reruns_on
 
 
 def test_retries_with_backoff_then_success(
-    modules: ModuleFiles, sqlite_tracker: Tracker, tmp_path: Path
+    modules: ModuleFiles, tracker: Tracker, tmp_path: Path
 ) -> None:
     counter = tmp_path / "attempts"
     module = modules.write(
@@ -243,7 +243,7 @@ def slow() -> int:
     return 1
 
 
-def test_a_step_past_its_timeout_fails(sqlite_tracker: Tracker) -> None:
+def test_a_step_past_its_timeout_fails(tracker: Tracker) -> None:
     @loopml.pipeline(executor="threads")
     def flow() -> Any:
         return slow()
@@ -264,7 +264,7 @@ def right(barrier: Any) -> str:
     return "right"
 
 
-def test_independent_steps_run_in_parallel(sqlite_tracker: Tracker) -> None:
+def test_independent_steps_run_in_parallel(tracker: Tracker) -> None:
     barrier = threading.Barrier(2)  # both must be running at once, or each waits 10 s and breaks it
 
     @loopml.pipeline(executor="threads:2")
@@ -285,7 +285,7 @@ def mutate(values: Any) -> Any:
     return values
 
 
-def test_inputs_are_read_only(sqlite_tracker: Tracker) -> None:
+def test_inputs_are_read_only(tracker: Tracker) -> None:
     @loopml.pipeline(executor="inline")
     def flow() -> Any:
         return mutate(make_array())
@@ -303,7 +303,7 @@ def opaque() -> Any:
     return Opaque()
 
 
-def test_an_unserializable_output_fails_its_step_naming_the_type(sqlite_tracker: Tracker) -> None:
+def test_an_unserializable_output_fails_its_step_naming_the_type(tracker: Tracker) -> None:
     @loopml.pipeline(executor="inline")
     def flow() -> Any:
         return opaque()
@@ -312,7 +312,7 @@ def test_an_unserializable_output_fails_its_step_naming_the_type(sqlite_tracker:
         flow.run()
 
 
-def test_logging_inside_a_step_goes_to_its_run(sqlite_tracker: Tracker) -> None:
+def test_logging_inside_a_step_goes_to_its_run(tracker: Tracker) -> None:
     @loopml.step
     def measured() -> int:
         loopml.log_metric("quality", 0.75)
@@ -323,5 +323,41 @@ def test_logging_inside_a_step_goes_to_its_run(sqlite_tracker: Tracker) -> None:
         return measured()
 
     result = flow.run()
-    child = Client(sqlite_tracker).get_run(result.record.step("measured").run_id or "")
+    child = Client(tracker).get_run(result.record.step("measured").run_id or "")
     assert child.metrics == {"quality": 0.75}
+
+
+@loopml.step(timeout_s=0.5, cache=False)
+def stuck() -> int:
+    import time
+
+    time.sleep(60)
+    return 1
+
+
+@loopml.step
+def quick(x: int) -> int:
+    print(f"quick {x}")
+    return x * 2
+
+
+def test_processes_run_steps_kill_timeouts_and_keep_logs(tracker: Tracker) -> None:
+    import time
+
+    @loopml.pipeline(executor="processes:2")
+    def flow() -> Any:
+        return [quick(1), quick(2)]
+
+    result = flow.run()
+    assert result.value == [2, 4]
+    log = Client(tracker).list_artifacts(result.record.step("quick#2").run_id or "")
+    assert "logs/step.log" in {a.path for a in log}
+
+    @loopml.pipeline(executor="processes:1")
+    def hanging() -> Any:
+        return [stuck(), quick(3)]
+
+    started = time.monotonic()
+    with pytest.raises(loopml.PipelineFailed, match="timeout_s=0.5"):
+        hanging.run()
+    assert time.monotonic() - started < 20  # the worker was killed, not waited for

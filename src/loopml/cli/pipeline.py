@@ -82,7 +82,7 @@ def list_runs(
         print_json(runs)
         return
     rows = [
-        (r.run_id, r.pipeline, r.status, r.mode, when(r.created_time), _elapsed(r), json.dumps(r.params)[:80])
+        (r.run_id, r.pipeline.rpartition(":")[2], r.status, r.mode, when(r.created_time), _elapsed(r), _params(r))
         for r in runs
     ]
     table("Pipeline runs", ["run", "pipeline", "status", "mode", "started", "took", "params"], rows)
@@ -221,6 +221,11 @@ def _summary(record: PipelineRunRecord) -> str:
     for step in record.steps:
         counts[step.status.value] = counts.get(step.status.value, 0) + 1
     return ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "no steps"
+
+
+def _params(record: PipelineRunRecord) -> str:
+    text = " ".join(f"{k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in record.params.items())
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _elapsed(record: PipelineRunRecord) -> str:

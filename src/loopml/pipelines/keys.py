@@ -30,10 +30,8 @@ class KeyMaker:
     def key_for(
         self, node: Node, args: Sequence[Any], kwargs: dict[str, Any]
     ) -> tuple[CacheKey | None, CacheState, str | None]:
-        """(key, cache state, note): the key is None when the step opted out or cannot be fingerprinted."""
+        """(key, cache state, note): the key is None when the call cannot be fingerprinted."""
         step = node.step
-        if not step.cache:
-            return None, CacheState.OFF, "the step opted out (cache=False)"
         code = self._code.get(id(step.fn))
         if code is None:
             code = self._code[id(step.fn)] = code_fingerprint(step.fn)
@@ -66,6 +64,8 @@ class KeyMaker:
             serializers=default_registry.names(),
             salt=step.cache_salt,
         )
+        if not step.cache:  # the key is still recorded: `explain` and lineage use its input hashes
+            return key, CacheState.OFF, "the step opted out (cache=False)"
         return key, CacheState.MISS, None
 
 

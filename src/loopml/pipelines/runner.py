@@ -156,7 +156,7 @@ class Runner:
         key, cache, note = self.keys.key_for(node, resolved_args, resolved_kwargs)
         if self.progress:
             self.progress(node.id, None)
-        reusable = self._reusable(node, key)
+        reusable = self._reusable(node, key if cache is CacheState.MISS else None)
         run = self._child_run(node)
         if reusable is not None:
             self._record_reuse(node, run, key, cache, reusable)
@@ -233,7 +233,7 @@ class Runner:
             cache=call.cache,
             run_id=call.run.run_id,
             cache_note=call.cache_note,
-            cache_key=call.key.digest if call.key is not None else None,
+            cache_key=call.key.digest if call.key is not None and call.cache is CacheState.MISS else None,
             key=call.key.record if call.key is not None else None,
             upstream=call.node.upstream,
             outputs=tuple(o.ref for o in outputs.values()),
@@ -262,7 +262,7 @@ class Runner:
             cache=call.cache,
             run_id=call.run.run_id,
             cache_note=call.cache_note,
-            cache_key=call.key.digest if call.key is not None else None,
+            cache_key=call.key.digest if call.key is not None and call.cache is CacheState.MISS else None,
             key=call.key.record if call.key is not None else None,
             upstream=call.node.upstream,
             attempts=call.attempt,
@@ -317,7 +317,7 @@ class Runner:
             status=StepStatus.CACHED,
             cache=CacheState.HIT if key is not None and key.digest == source.cache_key else cache,
             run_id=run.run_id,
-            cache_key=key.digest if key is not None else None,
+            cache_key=key.digest if key is not None and cache is CacheState.MISS else None,
             key=key.record if key is not None else None,
             cached_from=source.cached_from or source.run_id,
             upstream=node.upstream,

@@ -18,7 +18,7 @@ from types import ModuleType
 import numpy
 import pytest
 
-from loopml.pipelines import fingerprint
+from loopml.pipelines import environment, fingerprint
 from loopml.pipelines.fingerprint import CodeFingerprint, code_fingerprint, environment_fingerprint
 
 SRC = str(Path(fingerprint.__file__).parents[2])
@@ -434,7 +434,7 @@ def test_a_step_in_main_is_stable_across_processes(tmp_path: Path) -> None:
 
 @pytest.fixture
 def fresh_memo(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(fingerprint, "_TABLES", {})
+    monkeypatch.setattr(environment, "_TABLES", {})
 
 
 @pytest.mark.usefixtures("fresh_memo")
@@ -460,7 +460,7 @@ def test_environment_table_is_read_back_from_the_cache_file(
     def slow_path_taken() -> None:
         raise AssertionError("packages_distributions() ran although the cache file was there")
 
-    monkeypatch.setattr(fingerprint, "_TABLES", {})
+    monkeypatch.setattr(environment, "_TABLES", {})
     monkeypatch.setattr(importlib.metadata, "packages_distributions", slow_path_taken)
     assert environment_fingerprint(["numpy"], cache_dir=tmp_path) == first
 

@@ -125,9 +125,7 @@ def test_same_output_from_a_rerun_step_keeps_downstream_cached(flow: Any, module
     assert statuses(edited.flow.run()) == {"load": "finished", "scale": "cached", "total": "cached"}
 
 
-def test_environment_change_reruns(
-    flow: Any, monkeypatch: pytest.MonkeyPatch, tracker: Tracker
-) -> None:
+def test_environment_change_reruns(flow: Any, monkeypatch: pytest.MonkeyPatch, tracker: Tracker) -> None:
     flow.flow.run()
     import loopml.pipelines.keys as keys
 
@@ -162,9 +160,7 @@ def test_salt_and_opt_out(modules: ModuleFiles, tracker: Tracker) -> None:
     assert module.flow.run().value == [1, 2]
     again = module.flow.run()
     assert statuses(again) == {"salted": "cached", "never_cached": "finished"}
-    assert why(tracker, again.run_id, "never_cached") == [
-        "not cached: the step opted out (cache=False)"
-    ]
+    assert why(tracker, again.run_id, "never_cached") == ["not cached: the step opted out (cache=False)"]
     resalted = modules.write("salty", source.replace("SALT", "v2"))
     third = resalted.flow.run()
     assert statuses(third)["salted"] == "finished"

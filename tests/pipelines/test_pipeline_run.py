@@ -207,9 +207,7 @@ def test_a_failing_step_fails_the_run_and_skips_downstream_then_resume_reruns_on
     assert resumed.record.source_run_id == failed_run
 
 
-def test_retries_with_backoff_then_success(
-    modules: ModuleFiles, tracker: Tracker, tmp_path: Path
-) -> None:
+def test_retries_with_backoff_then_success(modules: ModuleFiles, tracker: Tracker, tmp_path: Path) -> None:
     counter = tmp_path / "attempts"
     module = modules.write(
         "flaky",
@@ -358,6 +356,6 @@ def test_processes_run_steps_kill_timeouts_and_keep_logs(tracker: Tracker) -> No
         return [stuck(), quick(3)]
 
     started = time.monotonic()
-    with pytest.raises(loopml.PipelineFailed, match="timeout_s=0.5"):
+    with pytest.raises(loopml.PipelineFailed, match=r"timeout_s=0\.5"):
         hanging.run()
     assert time.monotonic() - started < 20  # the worker was killed, not waited for

@@ -82,7 +82,15 @@ def list_runs(
         print_json(runs)
         return
     rows = [
-        (r.run_id, r.pipeline.rpartition(":")[2], r.status, r.mode, when(r.created_time), _elapsed(r), _params(r))
+        (
+            r.run_id,
+            r.pipeline.rpartition(":")[2],
+            r.status,
+            r.mode,
+            when(r.created_time),
+            _elapsed(r),
+            _params(r),
+        )
         for r in runs
     ]
     table("Pipeline runs", ["run", "pipeline", "status", "mode", "started", "took", "params"], rows)

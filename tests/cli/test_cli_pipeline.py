@@ -114,9 +114,11 @@ def test_a_failing_step_exits_1_and_resume_finishes_the_run(project: Path) -> No
         (["flow.py:nothing"], "is not a @loopml.pipeline"),
         (["missing.py:flow"], "no file 'missing.py'"),
         (["flow"], "module:function"),
+        (["broken.py:flow"], "broken.py:2: SyntaxError"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(project: Path, args: list[str], message: str) -> None:
+    (project / "broken.py").write_text("import loopml\ndef flow(:\n")
     result = cli(project, "pipeline", "run", *args)
     assert result.returncode == 2, result.stderr
     assert message in result.stderr
@@ -165,3 +167,36 @@ def test_rerun_outside_git_is_a_clear_error(project: Path) -> None:
     result = cli(project, "pipeline", "rerun", first_run(project, 0))
     assert result.returncode == 2
     assert "git repository" in result.stderr
+
+
+PACKAGE_FLOW = """
+import loopml
+from .helpers import OFFSET
+
+@loopml.step
+def shift(values: tuple, label, offset: int) -> list:
+    return [f"{label}-{v + offset}" for v in values]
+
+@loopml.pipeline
+def flow(values: tuple[int, ...] = (1, 2), label="3"):
+    return shift(values, label, OFFSET)
+"""
+
+
+def test_rerun_of_a_package_module_keeps_param_types_and_relative_imports(tmp_path: Path) -> None:
+    package = tmp_path / "pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "helpers.py").write_text("OFFSET = 10\n")
+    (package / "flows.py").write_text(textwrap.dedent(PACKAGE_FLOW))
+    assert cli(tmp_path, "init").returncode == 0
+    git(tmp_path, "init", "-q")
+    (tmp_path / ".gitignore").write_text(".loopml/\n")
+    git(tmp_path, "add", ".")
+    git(tmp_path, "commit", "-q", "-m", "package")
+    first = cli(tmp_path, "pipeline", "run", "pkg.flows:flow", "-p", "values=[4, 5]", "--json")
+    assert first.returncode == 0, first.stderr
+    assert json.loads(first.stdout)["value"] == ["3-14", "3-15"]
+    rerun = cli(tmp_path, "pipeline", "rerun", json.loads(first.stdout)["run_id"], "--json")
+    assert rerun.returncode == 0, rerun.stderr
+    assert json.loads(rerun.stdout)["reproduced"] is True

@@ -237,3 +237,39 @@ def test_a_retrained_identical_model_keeps_downstream_cached(modules: ModuleFile
     assert statuses(again) == {"fit": "finished", "coefficients": "cached"}
     assert again.value == first.value
     assert statuses(module.flow.run({"seed": 1})) == {"fit": "finished", "coefficients": "finished"}
+
+
+def test_changing_declared_outputs_never_serves_the_old_ones(modules: ModuleFiles, tracker: Tracker) -> None:
+    source = """
+        import loopml
+
+        @loopml.step(OUTPUTS)
+        def split() -> tuple:
+            return (1, 10)
+
+        @loopml.step
+        def first(x: int) -> int:
+            return x
+
+        @loopml.pipeline(executor="inline")
+        def flow():
+            FLOW
+    """
+    single = modules.write("outs", source.replace("OUTPUTS", "").replace("FLOW", "return split()"))
+    assert single.flow.run().value == (1, 10)
+    named = modules.write(
+        "outs",
+        source.replace("OUTPUTS", 'outputs=("small", "big")').replace(
+            "FLOW", "s, b = split(); return first(b)"
+        ),
+    )
+    assert named.flow.run().value == 10
+    swapped = modules.write(
+        "outs",
+        source.replace("OUTPUTS", 'outputs=("big", "small")').replace(
+            "FLOW", "b, s = split(); return first(s)"
+        ),
+    )
+    result = swapped.flow.run()
+    assert result.value == 10  # "small" is now the second item: 10
+    assert result.record.step("split").status.value == "finished"

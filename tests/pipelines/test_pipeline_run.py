@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -359,3 +362,176 @@ def test_processes_run_steps_kill_timeouts_and_keep_logs(tracker: Tracker) -> No
     with pytest.raises(loopml.PipelineFailed, match=r"timeout_s=0\.5"):
         hanging.run()
     assert time.monotonic() - started < 20  # the worker was killed, not waited for
+
+
+# -- found in review: each of these once went wrong ------------------------------------------------------
+
+
+@loopml.step
+def echo(items: list) -> list:
+    return items
+
+
+def test_arguments_are_snapshotted_when_the_step_is_called(tracker: Tracker) -> None:
+    @loopml.pipeline(executor="inline")
+    def flow() -> Any:
+        columns = ["a"]
+        first = echo(columns)
+        columns.append("b")
+        return [first, echo(columns)]
+
+    assert flow() == [["a"], ["a", "b"]]
+
+
+@dataclasses.dataclass
+class Box:
+    content: Any
+
+
+def test_handles_hidden_in_objects_keys_or_strings_are_refused(tracker: Tracker) -> None:
+    @loopml.pipeline
+    def in_object() -> Any:
+        return echo(Box(add(1, 2)))
+
+    with pytest.raises(GraphError, match="inside an attribute of a Box"):
+        in_object()
+
+    @loopml.pipeline
+    def as_key() -> Any:
+        return echo({add(1, 2): 1})
+
+    with pytest.raises(GraphError, match="a dict key"):
+        as_key()
+
+    @loopml.pipeline
+    def formatted() -> Any:
+        return echo([f"file-{add(1, 2)}.csv"])
+
+    with pytest.raises(HandleMisuse, match="cannot format"):
+        formatted()
+
+
+def test_an_error_in_the_pipeline_body_is_a_clear_input_error(tracker: Tracker) -> None:
+    @loopml.pipeline
+    def broken() -> Any:
+        return {}["missing"]
+
+    with pytest.raises(InvalidInput, match=r"raised while describing its steps.*KeyError"):
+        broken()
+
+
+@loopml.step(timeout_s=0.6, cache=False)
+def nap(seconds: float) -> float:
+    threading.Event().wait(seconds)
+    return seconds
+
+
+def test_a_timeout_counts_from_the_start_not_from_the_queue(tracker: Tracker) -> None:
+    @loopml.pipeline(executor="threads:1")
+    def flow() -> Any:
+        return [nap(0.3), nap(0.3), nap(0.3)]  # 0.9 s in total on one worker, each well within 0.6 s
+
+    assert flow() == [0.3, 0.3, 0.3]
+
+
+def test_a_timed_out_thread_does_not_hold_the_pipeline(tracker: Tracker) -> None:
+    @loopml.pipeline(executor="threads")
+    def flow() -> Any:
+        return slow()
+
+    started = time.monotonic()
+    with pytest.raises(loopml.PipelineFailed):
+        flow.run()
+    assert time.monotonic() - started < 3.0  # `slow` sleeps 5 s
+
+
+def test_inline_calls_past_their_timeout_fail_afterwards(tracker: Tracker) -> None:
+    @loopml.pipeline(executor="inline")
+    def flow() -> Any:
+        return nap(0.8)
+
+    with pytest.raises(loopml.PipelineFailed, match=r"timeout_s=0\.6"):
+        flow.run()
+
+
+@loopml.step(retries=1, retry_delay_s=1.0, cache=False)
+def always_fails() -> int:
+    raise ConnectionError("down")
+
+
+def test_waiting_for_a_retry_does_not_spin(tracker: Tracker) -> None:
+    @loopml.pipeline(executor="threads")
+    def flow() -> Any:
+        return always_fails()
+
+    cpu = time.process_time()
+    with pytest.raises(loopml.PipelineFailed, match="ConnectionError: down"):
+        flow.run()
+    assert time.process_time() - cpu < 0.6  # the 1 s backoff was slept, not busy-waited
+
+
+@loopml.step
+def interrupted() -> int:
+    raise KeyboardInterrupt
+
+
+def test_an_interrupt_stops_the_run_and_records_the_step(tracker: Tracker) -> None:
+    @loopml.pipeline(executor="inline")
+    def flow() -> Any:
+        return interrupted()
+
+    with pytest.raises(KeyboardInterrupt):
+        flow.run()
+    run = Client(tracker).search_runs(filter="tags.`loopml.pipeline` LIKE '%flow%'").runs
+    record = loopml.pipelines.store.PipelineStore(tracker.stores.db).get_run(run[0].run_id)
+    assert record.status == "KILLED"
+    assert record.step("interrupted").error == "interrupted: KeyboardInterrupt"
+
+
+def test_log_capture_leaves_the_root_logger_as_it_was(tracker: Tracker) -> None:
+    before = list(logging.getLogger().handlers)
+
+    @loopml.pipeline(executor="threads")
+    def flow() -> Any:
+        return add(1, 2)
+
+    flow()
+    assert logging.getLogger().handlers == before
+
+
+RESUMABLE = """
+    import pathlib
+    import loopml
+
+    FLAG = pathlib.Path(r"FLAGPATH")
+
+    @loopml.step
+    def source(name: str) -> str:
+        return name.upper()
+
+    @loopml.step
+    def gate(text: str) -> str:
+        if FLAG.exists():
+            raise RuntimeError("not yet")
+        return text
+
+    @loopml.pipeline(executor="inline")
+    def flow():
+        return gate(source("NAME"))
+"""
+
+
+def test_resume_runs_again_a_finished_step_whose_call_changed(
+    modules: ModuleFiles, tracker: Tracker, tmp_path: Path
+) -> None:
+    flag = tmp_path / "flag"
+    flag.touch()
+    module = modules.write("resumable", RESUMABLE.replace("FLAGPATH", str(flag)))
+    with pytest.raises(loopml.PipelineFailed) as caught:
+        module.flow.run()
+    record = loopml.pipelines.store.PipelineStore(tracker.stores.db).get_run(caught.value.run_id)
+    flag.unlink()
+    edited = modules.write("resumable", RESUMABLE.replace("FLAGPATH", str(flag)).replace('"NAME"', '"other"'))
+    resumed = edited.flow.run(resume_from=record)
+    assert resumed.value == "OTHER"
+    assert resumed.record.step("source").status is StepStatus.FINISHED

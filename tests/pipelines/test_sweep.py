@@ -82,3 +82,29 @@ def test_bad_sweeps_are_refused_before_any_trial(
     with pytest.raises(InvalidInput, match=message):
         sweep(objective, space, metric="metrics.score", **kwargs)
     assert Client(sqlite_tracker).search_runs().runs == []
+
+
+@loopml.step
+def shared_base() -> int:
+    return 7
+
+
+@loopml.step
+def offset(base: int, k: int) -> dict[str, Any]:
+    return {"value": base + k}
+
+
+@loopml.pipeline
+def shared(k: int = 0) -> Any:
+    return offset(shared_base(), k)
+
+
+def test_trials_share_the_steps_they_have_in_common(sqlite_tracker: Tracker) -> None:
+    from loopml.pipelines.store import PipelineStore
+
+    result = sweep(shared, {"k": [1, 2, 3, 4]}, metric="value", executor="threads:4")
+    assert result.best.value == 11
+    store = PipelineStore(sqlite_tracker.stores.db)
+    statuses = [store.get_run(t.run_id or "").step("shared_base").status.value for t in result.trials]
+    assert statuses.count("finished") == 1
+    assert statuses.count("cached") == 3

@@ -16,6 +16,7 @@ from loopml.cli.output import console, duration, errors, print_json, table, to_p
 from loopml.core.errors import InvalidInput
 
 if TYPE_CHECKING:
+    from loopml.pipelines.params import Source
     from loopml.pipelines.records import PipelineRunRecord, StepRecord
 
 app = typer.Typer(help="Run pipelines and inspect their runs.", no_args_is_help=True)
@@ -44,6 +45,9 @@ def run(
     cache: Annotated[
         bool, typer.Option("--cache/--no-cache", help="Reuse outputs of identical step calls")
     ] = True,
+    params_json: Annotated[
+        str | None, typer.Option("--params-json", help='All params as one JSON object: {"C": 0.5}')
+    ] = None,
     rerun_of: Annotated[str | None, typer.Option(hidden=True)] = None,
     json_output: JsonOption = False,
 ) -> None:
@@ -51,17 +55,29 @@ def run(
     from loopml.pipelines.pipeline import load_pipeline
 
     found = load_pipeline(target)
-    params = _parse_params(param or [])
+    params: dict[str, Any] = _parse_params(param or [])
+    source: Source = "text"
+    if params_json is not None:
+        if params:
+            raise InvalidInput("give params with -p or --params-json, not both")
+        params, source = _json_params(params_json), "stored"
     # What steps print goes to stderr: stdout carries only the pipeline's value, so it can be piped.
     with contextlib.redirect_stdout(sys.stderr):
         if progress and not json_output and errors.is_terminal:
             live_tree = _LiveSteps(found.name)
             with Live(live_tree.tree, console=errors, refresh_per_second=8, transient=False):
                 result = found.run(
-                    params, executor=executor, from_text=True, progress=live_tree.update, use_cache=cache
+                    params,
+                    executor=executor,
+                    params_from=source,
+                    progress=live_tree.update,
+                    use_cache=cache,
+                    rerun_of=rerun_of,
                 )
         else:
-            result = found.run(params, executor=executor, from_text=True, use_cache=cache, rerun_of=rerun_of)
+            result = found.run(
+                params, executor=executor, params_from=source, use_cache=cache, rerun_of=rerun_of
+            )
     if json_output:
         print_json({"run_id": result.run_id, "value": _jsonable(result.value)})
         return
@@ -154,7 +170,7 @@ def resume(
     record = _store().get_run(run_id)
     found = load_pipeline(record.pipeline)
     with contextlib.redirect_stdout(sys.stderr):
-        result = found.run(record.params, executor=executor, resume_from=record)
+        result = found.run(record.params, executor=executor, resume_from=record, params_from="stored")
     if json_output:
         print_json({"run_id": result.run_id, "value": _jsonable(result.value)})
         return
@@ -267,6 +283,16 @@ def _parse_params(pairs: list[str]) -> dict[str, str]:
         if not sep or not key.strip():
             raise InvalidInput(f"a param is KEY=VALUE, got {pair!r}")
         params[key.strip()] = value
+    return params
+
+
+def _json_params(text: str) -> dict[str, Any]:
+    try:
+        params = json.loads(text)
+    except ValueError as error:
+        raise InvalidInput(f"--params-json is not valid JSON: {error}") from None
+    if not isinstance(params, dict):
+        raise InvalidInput("--params-json must be a JSON object of param names to values")
     return params
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from loopml.core.hashing import hash_text
 
-KEY_VERSION = 1
+KEY_VERSION = 2
 _MAX_DEPTH = 50
 
 
@@ -35,9 +35,10 @@ def canonical(value: Any, content_hash: Callable[[Any], str | None], depth: int 
         raise NotFingerprintable(f"a value nested deeper than {_MAX_DEPTH} levels")
     if value is None or isinstance(value, str):
         return value
-    digest = getattr(value, "content_digest", None)  # step outputs and dataset versions: content only
-    if isinstance(digest, str):
-        return {"content": digest}
+    # Step outputs and dataset versions enter by content only (looked up on the type first: a stray
+    # object with a permissive __getattr__ must not be asked).
+    if hasattr(type(value), "content_digest") and isinstance(value.content_digest, str):
+        return {"content": value.content_digest}
     if isinstance(value, bool):
         return {"bool": value}
     if isinstance(value, int):
@@ -84,6 +85,7 @@ class CacheKey:
         inputs: Mapping[str, Any],
         environment: Mapping[str, str],
         serializers: list[str],
+        outputs: list[str],
         salt: str | None,
     ) -> CacheKey:
         """The key of one step call from its already canonical parts."""
@@ -96,6 +98,7 @@ class CacheKey:
             "inputs": dict(sorted(inputs.items())),
             "environment": dict(sorted(environment.items())),
             "serializers": list(serializers),
+            "outputs": list(outputs),
             "salt": salt,
         }
         return cls(record, hash_text(json.dumps(record, sort_keys=True, separators=(",", ":"))))
@@ -115,6 +118,8 @@ def explain_change(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
     lines.extend(_dict_changes("environment", old.get("environment", {}), new.get("environment", {})))
     if old.get("serializers") != new.get("serializers"):
         lines.append(f"output serializers changed: {old.get('serializers')} -> {new.get('serializers')}")
+    if old.get("outputs") != new.get("outputs"):
+        lines.append(f"declared outputs changed: {old.get('outputs')} -> {new.get('outputs')}")
     if old.get("salt") != new.get("salt"):
         lines.append(f"cache salt changed: {old.get('salt')!r} -> {new.get('salt')!r}")
     return lines

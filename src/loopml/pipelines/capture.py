@@ -21,6 +21,7 @@ MAX_LOG_CHARS = 1_000_000  # per step call; the tail beyond it is dropped and th
 _buffer: contextvars.ContextVar[_StepLog | None] = contextvars.ContextVar("loopml_step_log", default=None)
 _install_lock = threading.Lock()
 _handler: logging.Handler | None = None
+_captures = 0  # step calls capturing right now, in any thread
 
 
 class _StepLog:
@@ -86,17 +87,28 @@ class _RoutingHandler(logging.Handler):
 
 def _install() -> None:
     # Checked on every capture, not once: test runners and notebooks swap sys.stdout back and forth.
-    global _handler  # noqa: PLW0603  (the routing is process-wide by nature)
+    global _handler, _captures  # noqa: PLW0603  (the routing is process-wide by nature)
     with _install_lock:
         if not isinstance(sys.stdout, _RoutingStream):
             sys.stdout = _RoutingStream(sys.stdout)
         if not isinstance(sys.stderr, _RoutingStream):
             sys.stderr = _RoutingStream(sys.stderr)
-        root = logging.getLogger()
-        if _handler is None or _handler not in root.handlers:
+        _captures += 1
+        if _handler is None:
             _handler = _RoutingHandler(level=logging.INFO)
             _handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-            root.addHandler(_handler)
+            logging.getLogger().addHandler(_handler)
+
+
+def _uninstall() -> None:
+    # The root handler is there only while a step runs: a root logger without handlers of its own must
+    # keep Python's defaults (the last-resort stderr output, `logging.basicConfig` taking effect).
+    global _handler, _captures  # noqa: PLW0603
+    with _install_lock:
+        _captures -= 1
+        if _captures == 0 and _handler is not None:
+            logging.getLogger().removeHandler(_handler)
+            _handler = None
 
 
 @contextlib.contextmanager
@@ -109,3 +121,4 @@ def captured() -> Iterator[_StepLog]:
         yield log
     finally:
         _buffer.reset(token)
+        _uninstall()

@@ -19,14 +19,13 @@ from typing import Any
 from loopml.core.errors import InvalidInput
 from loopml.core.settings import Settings
 from loopml.pipelines.capture import captured
+from loopml.pipelines.records import SINGLE_OUTPUT
 from loopml.pipelines.serializers import Stored, Unserializable, serialize
 from loopml.pipelines.step import Step
 from loopml.tracking.active_run import ActiveRun
 from loopml.tracking.fluent import activated
 from loopml.tracking.records import Run
 from loopml.tracking.tracker import Tracker, tracker_for
-
-SINGLE_OUTPUT = "output"
 
 
 class StepError(Exception):
@@ -114,13 +113,22 @@ def read_only(value: Any) -> Any:
         view.flags.writeable = False
         return view
     if module.startswith("pandas.") and kind.__name__ in ("DataFrame", "Series"):
-        return value.copy(deep=False)
+        # With copy-on-write (pandas 3, or opted in on 2.x) a shallow copy isolates; without it, only a deep one.
+        return value.copy(deep=not _pandas_copy_on_write())
     if value is None or isinstance(value, str | int | float | bool | bytes):
         return value
     try:
         return copy.deepcopy(value)
     except Exception:
         return value
+
+
+def _pandas_copy_on_write() -> bool:
+    import pandas as pd
+
+    if int(pd.__version__.split(".")[0]) >= 3:
+        return True
+    return bool(pd.options.mode.copy_on_write is True)
 
 
 def _serialize(step: Step, name: str, value: Any) -> Stored:

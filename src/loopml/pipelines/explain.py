@@ -29,35 +29,40 @@ def explain(store: PipelineStore, run_id: str, node: str) -> Explanation:
     except KeyError:
         known = ", ".join(s.node for s in record.steps) or "(none)"
         raise NotFound(f"pipeline run {run_id} has no step {node!r}; its steps are: {known}") from None
-    return Explanation(
-        call.node, call.status, call.cache, tuple(_reasons(store, call)), _earlier_id(store, call)
-    )
+    reasons = _reasons(store, call, record.pipeline)
+    if record.mode == "rerun" and call.status is StepStatus.FINISHED:
+        reasons = [f"ran: this run re-runs {record.source_run_id} with caching off"]
+    earlier = _earlier_id(store, call, record.pipeline)
+    return Explanation(call.node, call.status, call.cache, tuple(reasons), earlier)
 
 
-def _reasons(store: PipelineStore, call: StepRecord) -> list[str]:
+def _reasons(store: PipelineStore, call: StepRecord, pipeline: str) -> list[str]:
     if call.status is StepStatus.SKIPPED:
         return [call.error or "not run: a step it depends on failed"]
     if call.cache in (CacheState.OFF, CacheState.UNAVAILABLE):
         return [f"not cached: {call.cache_note}"]
     if call.status is StepStatus.CACHED:
         return [f"cached: its key matches step run {call.cached_from}, whose outputs were reused"]
-    earlier = _earlier(store, call)
+    earlier = _earlier(store, call, pipeline)
     if earlier is None or earlier.key is None or call.key is None:
         return ["ran: no earlier call of this step has a cache key (first run)"]
     changes = explain_change(earlier.key, call.key)
     if not changes:
-        return ["ran: the earlier call with the same key left no outputs (deleted or garbage collected)"]
+        return [
+            "ran: an earlier call had the same key, but its outputs were gone (deleted or garbage collected) "
+            "or the run had caching off (--no-cache)"
+        ]
     return [f"ran: {line}" for line in changes]
 
 
-def _earlier(store: PipelineStore, call: StepRecord) -> StepRecord | None:
+def _earlier(store: PipelineStore, call: StepRecord, pipeline: str) -> StepRecord | None:
     if call.started_time is None:
         return None
-    return store.previous_call(call.step, call.node, call.started_time)
+    return store.previous_call(call.step, call.node, call.started_time, pipeline=pipeline)
 
 
-def _earlier_id(store: PipelineStore, call: StepRecord) -> str | None:
+def _earlier_id(store: PipelineStore, call: StepRecord, pipeline: str) -> str | None:
     if call.status is StepStatus.CACHED:
         return call.cached_from
-    earlier = _earlier(store, call) if call.status is StepStatus.FINISHED else None
+    earlier = _earlier(store, call, pipeline) if call.status is StepStatus.FINISHED else None
     return earlier.run_id if earlier is not None else None

@@ -8,6 +8,7 @@ arithmetic, comparisons, attributes, iteration of a single output) raises `Handl
 from __future__ import annotations
 
 import contextvars
+import copy
 import inspect
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -51,6 +52,12 @@ class Handle:
             f"{what} the output of step {self.node_id!r} while the pipeline is being described: it has no value "
             "until the pipeline runs. Pass it to another step and do the work there (branch, compute, compare)"
         )
+
+    def __str__(self) -> str:  # noqa: PLE0307  (it never returns: it raises)
+        self._misuse("cannot format")
+
+    def __format__(self, spec: str) -> str:
+        self._misuse("cannot format (in an f-string or str.format)")
 
     def __bool__(self) -> bool:  # noqa: PLE0304  (it never returns: it raises)
         self._misuse("cannot test the truth of")
@@ -156,8 +163,18 @@ class Graph:
                 )
             if handle.node_id not in upstream:
                 upstream.append(handle.node_id)
+        for name, value in bound.arguments.items():
+            hidden = _hidden_handle(value)
+            if hidden:
+                raise GraphError(
+                    f"step {node_id!r}: argument {name!r} holds a step output inside {hidden}; pass outputs "
+                    "directly or inside lists, tuples and dicts (with string keys) so the step can depend on them"
+                )
         step.check_literals(node_id, bound.arguments)
-        self.nodes[node_id] = Node(node_id, step, tuple(args), dict(kwargs), tuple(upstream))
+        # A snapshot: the pipeline body may change a list after passing it, and this call must not see that.
+        frozen_args = tuple(snapshot(a) for a in args)
+        frozen_kwargs = {k: snapshot(v) for k, v in kwargs.items()}
+        self.nodes[node_id] = Node(node_id, step, frozen_args, frozen_kwargs, tuple(upstream))
         if step.outputs:
             return tuple(Handle(self, node_id, name) for name in step.outputs)
         return Handle(self, node_id, None)
@@ -195,20 +212,65 @@ def iter_handles(value: Any, depth: int = 0) -> Iterator[Handle]:
             yield from iter_handles(item, depth + 1)
 
 
-def replace_handles(value: Any, resolve: Callable[[Handle], Any]) -> Any:
-    """`value` with every handle replaced by `resolve(handle)`; containers are rebuilt, not mutated."""
+def snapshot(value: Any) -> Any:
+    """A copy of `value` that later changes to the original cannot reach (handles are kept as they are)."""
+    if isinstance(value, Handle):
+        return value
+    if isinstance(value, list | tuple | set | frozenset | dict):
+        return replace_handles(value, lambda handle: handle, leaf=_copied)
+    return _copied(value)
+
+
+def _copied(value: Any) -> Any:
+    if value is None or isinstance(value, str | int | float | bool | bytes):
+        return value
+    try:
+        return copy.deepcopy(value)
+    except Exception:
+        return value
+
+
+def _hidden_handle(value: Any, depth: int = 0) -> str | None:
+    """Where a handle sits that `iter_handles` would not find: a dict key, an object's attribute."""
+    if depth > 20 or isinstance(value, Handle | str | bytes | int | float | bool) or value is None:
+        return None
+    if isinstance(value, Mapping):
+        if any(isinstance(key, Handle) for key in value):
+            return "a dict key"
+        items: Any = value.values()
+    elif isinstance(value, list | tuple | set | frozenset):
+        items = value
+    else:
+        attributes = getattr(value, "__dict__", None)
+        if not isinstance(attributes, dict):
+            return None
+        if any(isinstance(v, Handle) for v in attributes.values()):
+            return f"an attribute of a {type(value).__qualname__}"
+        items = attributes.values()
+    for item in items:
+        found = _hidden_handle(item, depth + 1)
+        if found:
+            return found
+    return None
+
+
+def replace_handles(
+    value: Any, resolve: Callable[[Handle], Any], *, leaf: Callable[[Any], Any] | None = None
+) -> Any:
+    """`value` with every handle replaced by `resolve(handle)` (and other values by `leaf(value)`, if given);
+    containers are rebuilt, not mutated."""
     if isinstance(value, Handle):
         return resolve(value)
     if isinstance(value, list):
-        return [replace_handles(v, resolve) for v in value]
+        return [replace_handles(v, resolve, leaf=leaf) for v in value]
     if isinstance(value, tuple):
-        items = [replace_handles(v, resolve) for v in value]
+        items = [replace_handles(v, resolve, leaf=leaf) for v in value]
         return type(value)(*items) if hasattr(value, "_fields") else tuple(items)
     if isinstance(value, set | frozenset):
-        return type(value)(replace_handles(v, resolve) for v in value)
+        return type(value)(replace_handles(v, resolve, leaf=leaf) for v in value)
     if isinstance(value, dict):
-        return {k: replace_handles(v, resolve) for k, v in value.items()}
-    return value
+        return {k: replace_handles(v, resolve, leaf=leaf) for k, v in value.items()}
+    return leaf(value) if leaf is not None else value
 
 
 def topological_order(upstream: Mapping[str, tuple[str, ...]]) -> list[str]:

@@ -11,7 +11,7 @@ from typing import Any
 from loopml.pipelines.cache_key import CacheKey, NotFingerprintable, canonical
 from loopml.pipelines.fingerprint import CodeFingerprint, code_fingerprint, environment_fingerprint
 from loopml.pipelines.graph import Node
-from loopml.pipelines.records import CacheState
+from loopml.pipelines.records import SINGLE_OUTPUT, CacheState
 from loopml.pipelines.serializers import Unserializable, default_registry, serialize
 
 LOCK_FILES = ("uv.lock", "poetry.lock", "pdm.lock", "Pipfile.lock", "requirements.lock", "requirements.txt")
@@ -62,6 +62,7 @@ class KeyMaker:
             inputs=inputs,
             environment=environment,
             serializers=default_registry.names(),
+            outputs=list(step.outputs or (SINGLE_OUTPUT,)),
             salt=step.cache_salt,
         )
         if not step.cache:  # the key is still recorded: `explain` and lineage use its input hashes

@@ -17,24 +17,26 @@ dataset inputs, git commit and environment) with one child run per step call.
 
 from __future__ import annotations
 
+import enum
 import functools
 import importlib
 import inspect
 import sys
+import traceback
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any, overload
 
-from loopml.core.errors import InvalidInput, NotFound
+from loopml.core.errors import InvalidInput, LoopMLError, NotFound
 from loopml.core.executors import Executor, executor_for
 from loopml.pipelines.graph import Graph, describing, done_describing, iter_handles
 from loopml.pipelines.inputs import DatasetRef
 from loopml.pipelines.keys import KeyMaker
+from loopml.pipelines.params import Source, conformed, untyped_text
 from loopml.pipelines.records import PipelineRunRecord
 from loopml.pipelines.runner import PipelineFailed, Progress, Runner
-from loopml.pipelines.step import conformed
 from loopml.pipelines.store import PipelineStore
 from loopml.tracking.fluent import active_run, start_run
 from loopml.tracking.records import RunStatus
@@ -91,8 +93,9 @@ class Pipeline:
         bound.apply_defaults()
         return dict(bound.arguments)
 
-    def check_params(self, params: Mapping[str, Any], *, from_text: bool = False) -> dict[str, Any]:
-        """`params` checked against the signature (and, `from_text`, converted from CLI strings)."""
+    def check_params(self, params: Mapping[str, Any], *, source: Source = "python") -> dict[str, Any]:
+        """`params` checked against the signature, defaults filled in; `source` says how to read them
+        ("python": as given, "text": CLI strings, "stored": JSON recorded with an earlier run)."""
         signature = inspect.signature(self.fn)
         unknown = sorted(set(params) - set(signature.parameters))
         if unknown:
@@ -103,17 +106,17 @@ class Pipeline:
         merged = self.bind(**params)
         hints = _hints(self.fn)
         checked: dict[str, Any] = {}
-        for name, given in merged.items():
+        for name, value in merged.items():
             annotation = hints.get(name)
-            value = given
-            if from_text and name in params and isinstance(given, str) and annotation is not DatasetRef:
-                value = _from_text(annotation, given)
-            checked[name] = value
-            if annotation is None or annotation is Any or annotation is DatasetRef:
-                continue
-            checked[name], problem = conformed(annotation, value)
-            if problem:
-                raise InvalidInput(f"pipeline {self.name!r}: param {name!r} {problem}")
+            given = source if name in params else "python"
+            if _is_dataset_annotation(annotation):
+                checked[name] = value
+            elif annotation is None or annotation is Any:
+                checked[name] = untyped_text(value) if given == "text" and isinstance(value, str) else value
+            else:
+                checked[name], problem = conformed(annotation, value, source=given)
+                if problem:
+                    raise InvalidInput(f"pipeline {self.name!r}: param {name!r} {problem}")
         return checked
 
     def describe(self, params: Mapping[str, Any]) -> tuple[Graph, Any]:
@@ -122,6 +125,13 @@ class Pipeline:
         token = describing(graph)
         try:
             returned = self.fn(**params)
+        except LoopMLError:
+            raise
+        except Exception as error:
+            raise InvalidInput(
+                f"pipeline {self.name!r} raised while describing its steps (before any ran), "
+                f"at {_where(error)}: {type(error).__name__}: {error}"
+            ) from error
         finally:
             done_describing(token)
         for handle in iter_handles(returned):
@@ -137,7 +147,7 @@ class Pipeline:
         tracker: Tracker | None = None,
         progress: Progress | None = None,
         resume_from: PipelineRunRecord | None = None,
-        from_text: bool = False,
+        params_from: Source = "python",
         parent_run_id: str | None = None,
         use_cache: bool = True,
         rerun_of: str | None = None,
@@ -148,7 +158,7 @@ class Pipeline:
         reproduction of an earlier one (see `loopml pipeline rerun`).
         """
         tracker = tracker or default_tracker()
-        checked = self.check_params(dict(params or {}), from_text=from_text)
+        checked = self.check_params(dict(params or {}), source=params_from)
         resolved = {
             k: _resolve_dataset(self.name, k, v, tracker) if _is_dataset(self.fn, k) else v
             for k, v in checked.items()
@@ -195,11 +205,13 @@ class Pipeline:
                 progress=progress,
                 use_cache=use_cache,
             )
+            finished = False
             try:
                 runner.run(graph)
+                finished = True
             finally:
-                if own_executor:
-                    chosen.shutdown()
+                if own_executor:  # never wait for a step that timed out or was interrupted in a thread
+                    chosen.shutdown(wait=finished and not runner.abandoned)
             if runner.failed:
                 failed = [n for n, text in runner.failed.items() if not text.startswith("not run:")]
                 first = runner.failed[failed[0]] if failed else ""
@@ -250,6 +262,12 @@ def load_pipeline(target: str) -> Pipeline:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as error:
         raise NotFound(f"cannot import {module_name!r}: {error}") from None
+    except LoopMLError:
+        raise
+    except Exception as error:  # the user's module failed to import: say where, in one line
+        raise InvalidInput(
+            f"importing {module_name!r} failed at {_where(error)}: {type(error).__name__}: {error}"
+        ) from error
     found: Any = module
     for part in attribute.split("."):
         found = getattr(found, part, None)
@@ -272,6 +290,14 @@ def _source_tag(fn: Callable[..., Any]) -> dict[str, str]:
     return {"loopml.pipeline.source": path.relative_to(root).as_posix()}
 
 
+def _where(error: BaseException) -> str:
+    """file:line where `error` was raised (the syntax error's own location for a SyntaxError)."""
+    if isinstance(error, SyntaxError) and error.filename:
+        return f"{error.filename}:{error.lineno}"
+    frames = traceback.extract_tb(error.__traceback__)
+    return f"{frames[-1].filename}:{frames[-1].lineno}" if frames else "?"
+
+
 def _hints(fn: Callable[..., Any]) -> dict[str, Any]:
     try:
         return typing.get_type_hints(fn)
@@ -280,11 +306,15 @@ def _hints(fn: Callable[..., Any]) -> dict[str, Any]:
 
 
 def _is_dataset(fn: Callable[..., Any], name: str) -> bool:
-    return _hints(fn).get(name) is DatasetRef
+    return _is_dataset_annotation(_hints(fn).get(name))
 
 
-def _resolve_dataset(pipeline: str, name: str, value: Any, tracker: Tracker) -> DatasetRef:
-    if isinstance(value, DatasetRef):
+def _is_dataset_annotation(annotation: Any) -> bool:
+    return annotation is DatasetRef or DatasetRef in typing.get_args(annotation)
+
+
+def _resolve_dataset(pipeline: str, name: str, value: Any, tracker: Tracker) -> DatasetRef | None:
+    if value is None or isinstance(value, DatasetRef):
         return value
     if not isinstance(value, str):
         raise InvalidInput(f"pipeline {pipeline!r}: param {name!r} must name a dataset version (NAME@latest)")
@@ -294,21 +324,13 @@ def _resolve_dataset(pipeline: str, name: str, value: Any, tracker: Tracker) -> 
     return DatasetRef(version.name, version.version, version.digest, version.kind)
 
 
-def _from_text(annotation: Any, text: str) -> Any:
-    """A CLI value (`-p depth=3`) as the type the signature asks for: YAML scalars and lists, else the text."""
-    if annotation is str:
-        return text
-    import yaml
-
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError:
-        return text
-
-
 def _param_form(value: Any) -> Any:
     """How a param is logged: dataset references as NAME@vN, plain values as they are, others not at all."""
     if isinstance(value, DatasetRef):
+        return str(value)
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, PurePath):
         return str(value)
     if value is None or isinstance(value, str | int | float | bool | list | dict | tuple):
         return value

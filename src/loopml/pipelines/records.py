@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+SINGLE_OUTPUT = "output"  # the name of a step's return value when it declares no `outputs=`
+
 
 class StepStatus(StrEnum):
     """How one step call of a pipeline run ended."""

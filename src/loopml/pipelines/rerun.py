@@ -101,11 +101,14 @@ def _run_in(
     settings = tracker.settings
     project = tree / os.path.relpath(settings.project_dir, root)
     module, _, qualname = original.pipeline.partition(":")
-    target = f"{tree / source}:{qualname}" if source else original.pipeline
-    argv = [sys.executable, "-c", "from loopml.cli.app import main; main()", "pipeline", "run", target]
-    for key, value in original.params.items():
-        argv += ["-p", f"{key}={value if isinstance(value, str) else json.dumps(value)}"]
-    argv += ["--no-cache", "--json", "--no-progress", "--rerun-of", original.run_id]
+    argv = [sys.executable, "-c", "from loopml.cli.app import main; main()", "pipeline", "run"]
+    import_root = _import_root(source, module)
+    if import_root is None:  # a script or an unknown file: import it by path, as it was run
+        argv.append(f"{tree / source}:{qualname}" if source else original.pipeline)
+    else:  # a module of a package: import it by name from its root, so relative imports work
+        argv.append(original.pipeline)
+    argv += ["--params-json", json.dumps(original.params), "--no-cache", "--json", "--no-progress"]
+    argv += ["--rerun-of", original.run_id]
     if executor:
         argv += ["--executor", executor]
     env = {k: v for k, v in os.environ.items() if not k.startswith("LOOPML_")}
@@ -114,12 +117,27 @@ def _run_in(
         env["LOOPML_DATABASE_URL"] = settings.database_url
     if settings.artifact_url:
         env["LOOPML_ARTIFACT_URL"] = settings.artifact_url
+    if import_root is not None:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(tree / import_root), env.get("PYTHONPATH")]))
     done = subprocess.run(argv, cwd=project, env=env, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise RerunFailed(
             f"the re-run of {original.run_id} ({module}) failed:\n{done.stderr.strip()[-4000:]}"
         )
     return str(json.loads(done.stdout)["run_id"])
+
+
+def _import_root(source: str | None, module: str) -> str | None:
+    """The folder (relative to the git root) from which `module` imports as the file `source`, if any."""
+    if source is None or module == "__main__" or "." not in module:
+        return None
+    parts = Path(source).with_suffix("").parts
+    names = module.split(".")
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    if len(parts) < len(names) or list(parts[-len(names) :]) != names:
+        return None
+    return Path(*parts[: -len(names)]).as_posix() if len(parts) > len(names) else "."
 
 
 def _compare(original: PipelineRunRecord, repeated: PipelineRunRecord) -> list[StepComparison]:

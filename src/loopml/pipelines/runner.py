@@ -19,7 +19,6 @@ from loopml.core.clock import now_ms
 from loopml.core.errors import LoopMLError
 from loopml.core.executors import Executor
 from loopml.pipelines.execution import (
-    SINGLE_OUTPUT,
     CallResult,
     StepRun,
     execute_step,
@@ -28,7 +27,14 @@ from loopml.pipelines.execution import (
 )
 from loopml.pipelines.graph import Graph, Handle, Node, replace_handles
 from loopml.pipelines.keys import KeyMaker
-from loopml.pipelines.records import CacheState, OutputRef, PipelineRunRecord, StepRecord, StepStatus
+from loopml.pipelines.records import (
+    SINGLE_OUTPUT,
+    CacheState,
+    OutputRef,
+    PipelineRunRecord,
+    StepRecord,
+    StepStatus,
+)
 from loopml.pipelines.serializers import deserialize
 from loopml.pipelines.step import StepFailure
 from loopml.pipelines.store import PipelineStore
@@ -114,38 +120,75 @@ class Runner:
         self.outputs: dict[str, dict[str, Output]] = {}
         self.failed: dict[str, str] = {}  # node -> error text
         self.reused: set[str] = set()
+        self.abandoned = False  # a timed-out thread still runs: the pool must not be waited for
         self._in_process = executor.name in ("inline", "threads")
 
     def run(self, graph: Graph) -> None:
-        """Run every node of `graph`; failures are recorded (see `failed`), not raised."""
+        """Run every node of `graph`; failures are recorded (see `failed`), not raised.
+
+        At most `max_workers` calls are submitted at once, so a call's timeout counts from when it starts
+        running, not from when it was queued. An interruption (Ctrl-C) stops what runs and records it.
+        """
         waiting = dict(graph.nodes)
+        queued: list[_Call] = []
         running: dict[cf.Future[CallResult], _Call] = {}
         delayed: list[_Call] = []
-        while waiting or running or delayed:
-            for node_id, node in list(waiting.items()):
-                if any(u in self.failed for u in node.upstream):
-                    del waiting[node_id]
-                    self._skip(node)
-                elif all(u in self.outputs for u in node.upstream):
-                    del waiting[node_id]
-                    call = self._start(node)
-                    if call is not None:
-                        running[self._submit(call)] = call
-            now = time.monotonic()
-            for call in [c for c in delayed if c.retry_at is not None and c.retry_at <= now]:
-                delayed.remove(call)
-                running[self._submit(call)] = call
-            if not running and not delayed:
-                if waiting:  # nothing can start: the remaining nodes wait on nodes that never ran
-                    continue
-                break
-            done, _ = cf.wait(
-                list(running), timeout=self._wait_time(running, delayed), return_when=cf.FIRST_COMPLETED
-            )
-            for future in done:
-                call = running.pop(future)
-                self._finish(call, future, delayed)
-            self._expire(running, delayed)
+        try:
+            while waiting or queued or running or delayed:
+                queued += self._start_ready(waiting)
+                now = time.monotonic()
+                for call in [c for c in delayed if c.retry_at is not None and c.retry_at <= now]:
+                    delayed.remove(call)
+                    queued.append(call)
+                while queued and len(running) < max(1, self.executor.max_workers):
+                    running[self._submit(queued[0])] = queued[0]  # popped only once submitted (see _abort)
+                    queued.pop(0)
+                if not running:
+                    if delayed:  # only retries are pending: sleep until the first is due
+                        time.sleep(self._wait_time(running, delayed) or 0.0)
+                        continue
+                    for node in waiting.values():  # cannot happen with a described graph; never spin
+                        self._skip(node)
+                    break
+                done, _ = cf.wait(
+                    list(running), timeout=self._wait_time(running, delayed), return_when=cf.FIRST_COMPLETED
+                )
+                for future in done:
+                    call = running.pop(future)
+                    self._finish(call, future, delayed)
+                self._expire(running, delayed)
+        except BaseException as error:
+            self._abort(running, [*queued, *delayed], error)
+            raise
+
+    def _start_ready(self, waiting: dict[str, Node]) -> list[_Call]:
+        """Skip nodes whose inputs failed; serve or prepare those whose inputs are all there."""
+        ready: list[_Call] = []
+        for node_id, node in list(waiting.items()):
+            if any(u in self.failed for u in node.upstream):
+                del waiting[node_id]
+                self._skip(node)
+            elif all(u in self.outputs for u in node.upstream):
+                del waiting[node_id]
+                call = self._start(node)
+                if call is not None:
+                    ready.append(call)
+        return ready
+
+    def _abort(
+        self, running: dict[cf.Future[CallResult], _Call], pending: list[_Call], error: BaseException
+    ) -> None:
+        """Stop the calls in flight and record them as failed by the interruption (best effort)."""
+        reason = f"interrupted: {type(error).__name__}"
+        for future in running:
+            if not self.executor.kill(future):
+                self.abandoned = True
+        for call in [*running.values(), *pending]:
+            record = self._failure_record(call, error=reason, duration_s=0.0)
+            try:
+                self.store.record_step(self.pipeline_run, record)
+            except Exception:  # noqa: S112  (the store may be what failed: the interruption wins)
+                continue
 
     # -- starting a call ---------------------------------------------------------------------------------
 
@@ -156,26 +199,31 @@ class Runner:
         key, cache, note = self.keys.key_for(node, resolved_args, resolved_kwargs)
         if self.progress:
             self.progress(node.id, None)
-        reusable = self._reusable(node, key if cache is CacheState.MISS else None)
+        reusable = self._reusable(node, key, cache)
         run = self._child_run(node)
         if reusable is not None:
             self._record_reuse(node, run, key, cache, reusable)
             return None
         return _Call(node=node, run=run, key=key, cache=cache, cache_note=note)
 
-    def _reusable(self, node: Node, key: Any) -> StepRecord | None:
+    def _reusable(self, node: Node, key: Any, cache: CacheState) -> StepRecord | None:
         candidates: list[StepRecord] = []
         if self.resume_from is not None and all(u in self.reused for u in node.upstream):
-            try:
-                earlier = self.resume_from.step(node.id)
-            except KeyError:
-                earlier = None
+            earlier = next((s for s in self.resume_from.steps if s.node == node.id), None)
             if earlier is not None and earlier.status in (StepStatus.FINISHED, StepStatus.CACHED):
-                candidates.append(earlier)
-        if key is not None and self.use_cache:
+                # The same call only: a param, an input or the code changed since -> it runs again.
+                same = (
+                    earlier.key == key.record if key is not None else earlier.step == node.step.qualified_name
+                )
+                if same:
+                    candidates.append(earlier)
+        if key is not None and cache is CacheState.MISS and self.use_cache:
             candidates += self.store.cached(key.digest)
+        wanted = list(node.step.outputs or (SINGLE_OUTPUT,))
         for candidate in candidates:
-            if candidate.outputs and all(self.tracker.blobs.exists(o.digest) for o in candidate.outputs):
+            if [o.name for o in candidate.outputs] != wanted:
+                continue
+            if all(self.tracker.blobs.exists(o.digest) for o in candidate.outputs):
                 return candidate
         return None
 
@@ -212,6 +260,11 @@ class Runner:
             result = future.result()
         except Exception as error:
             result = CallResult(error=error, traceback=f"{type(error).__name__}: {error}")
+        limit = call.node.step.timeout_s
+        if result.error is None and limit is not None and result.duration_s > limit:
+            # The inline executor cannot interrupt a call: it fails it afterwards, like a stopped one.
+            late = StepTimeout(f"step {call.node.id!r} ran longer than its timeout_s={limit}")
+            result = CallResult(error=late, traceback=str(late), duration_s=result.duration_s, log=result.log)
         if result.error is not None:
             self._failed_attempt(call, result, delayed)
             return
@@ -255,21 +308,7 @@ class Runner:
             return
         error = result.error or RuntimeError("unknown failure")
         text = result.traceback or f"{type(error).__name__}: {error}"
-        record = StepRecord(
-            node=call.node.id,
-            step=step.qualified_name,
-            status=StepStatus.FAILED,
-            cache=call.cache,
-            run_id=call.run.run_id,
-            cache_note=call.cache_note,
-            cache_key=call.key.digest if call.key is not None and call.cache is CacheState.MISS else None,
-            key=call.key.record if call.key is not None else None,
-            upstream=call.node.upstream,
-            attempts=call.attempt,
-            started_time=call.started_ms,
-            duration_ms=round(result.duration_s * 1000),
-            error=text,
-        )
+        record = self._failure_record(call, error=text, duration_s=result.duration_s)
         self.store.record_step(
             self.pipeline_run,
             record,
@@ -290,12 +329,30 @@ class Runner:
         if self.progress:
             self.progress(call.node.id, record)
 
+    def _failure_record(self, call: _Call, *, error: str, duration_s: float) -> StepRecord:
+        return StepRecord(
+            node=call.node.id,
+            step=call.node.step.qualified_name,
+            status=StepStatus.FAILED,
+            cache=call.cache,
+            run_id=call.run.run_id,
+            cache_note=call.cache_note,
+            cache_key=call.key.digest if call.key is not None and call.cache is CacheState.MISS else None,
+            key=call.key.record if call.key is not None else None,
+            upstream=call.node.upstream,
+            attempts=call.attempt,
+            started_time=call.started_ms,
+            duration_ms=round(duration_s * 1000),
+            error=error,
+        )
+
     def _expire(self, running: dict[cf.Future[CallResult], _Call], delayed: list[_Call]) -> None:
         now = time.monotonic()
         for future, call in list(running.items()):
             if call.deadline is not None and now >= call.deadline and not future.done():
                 del running[future]
-                self.executor.kill(future)  # threads cannot be stopped: their result is ignored
+                if not self.executor.kill(future):  # threads cannot be stopped: their result is ignored
+                    self.abandoned = True
                 timeout = StepTimeout(
                     f"step {call.node.id!r} ran longer than its timeout_s={call.node.step.timeout_s}"
                 )

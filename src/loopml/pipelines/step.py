@@ -14,6 +14,7 @@ from typing import Any, overload
 
 from loopml.core.errors import InvalidInput
 from loopml.pipelines.graph import Handle, current_graph, iter_handles
+from loopml.pipelines.params import type_problem
 
 FailureHook = Callable[["StepFailure"], None]
 
@@ -134,33 +135,6 @@ def load_step(module: str, qualname: str) -> Step:
     if not isinstance(target, Step):
         raise InvalidInput(f"{module}:{qualname} is not a @loopml.step")
     return target
-
-
-def type_problem(annotation: Any, value: Any) -> str | None:
-    """Why `value` does not fit `annotation` (None when it does, or when the annotation cannot be checked)."""
-    return conformed(annotation, value)[1]
-
-
-def conformed(annotation: Any, value: Any) -> tuple[Any, str | None]:
-    """(`value` as `annotation` asks, e.g. 3 -> 3.0 for a float; why it does not fit, or None)."""
-    from pydantic import TypeAdapter, ValidationError
-    from pydantic.errors import PydanticSchemaGenerationError
-
-    try:
-        adapter: TypeAdapter[Any] = TypeAdapter(annotation)
-    except (PydanticSchemaGenerationError, TypeError):
-        if isinstance(annotation, type) and not isinstance(value, annotation):
-            kind = f"{annotation.__module__}.{annotation.__qualname__}"
-            return value, f"must be a {kind}, not {type(value).__name__}"
-        return value, None
-    try:
-        converted = adapter.validate_python(value, strict=True)
-    except ValidationError as error:
-        first = error.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        return value, f"{('at ' + where + ' ') if where else ''}{first['msg'].lower()}, got {value!r}"[:500]
-    # Only numbers are converted (int -> float): anything else stays the object the caller passed.
-    return (converted if isinstance(value, int) and isinstance(converted, float) else value), None
 
 
 def _type_hints(fn: Callable[..., Any]) -> dict[str, Any]:

@@ -129,10 +129,14 @@ class PipelineStore:
         with self.db.read() as conn:
             return [_step_from_row(r) for r in conn.execute(query)]
 
-    def previous_call(self, step: str, node: str, before: int) -> StepRecord | None:
-        """The latest earlier call of `step` at `node` that ended well and has a cache key (for `explain`)."""
+    def previous_call(
+        self, step: str, node: str, before: int, *, pipeline: str | None = None
+    ) -> StepRecord | None:
+        """The latest earlier call of `step` at `node` that ended well and has a cache key (for `explain`):
+        from a run of `pipeline` when there is one, else from any pipeline."""
         query = (
             select(t.pipeline_steps)
+            .join(t.pipeline_runs, t.pipeline_runs.c.run_id == t.pipeline_steps.c.pipeline_run_id)
             .where(
                 t.pipeline_steps.c.step == step,
                 t.pipeline_steps.c.node == node,
@@ -144,7 +148,11 @@ class PipelineStore:
             .limit(1)
         )
         with self.db.read() as conn:
-            row = conn.execute(query).first()
+            row = None
+            if pipeline is not None:
+                row = conn.execute(query.where(t.pipeline_runs.c.pipeline == pipeline)).first()
+            if row is None:
+                row = conn.execute(query).first()
         return _step_from_row(row) if row is not None else None
 
     def get_run(self, run_id: str) -> PipelineRunRecord:

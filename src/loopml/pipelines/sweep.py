@@ -9,6 +9,7 @@ every trial has in common (loading, splitting) run once.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import itertools
 import math
@@ -121,7 +122,10 @@ def sweep(
             settings=tracker.settings,
         )
         try:
-            outcomes = chosen.sweep(trial, configs)
+            # The first trial runs alone: the steps all trials share (load, split) are then cached for
+            # the others instead of being computed by each of them at once.
+            outcomes = chosen.sweep(trial, configs[:1])
+            outcomes += [_shifted(o, 1) for o in chosen.sweep(trial, configs[1:])] if len(configs) > 1 else []
         finally:
             if not isinstance(executor, Executor):
                 chosen.shutdown()
@@ -213,6 +217,10 @@ def _lookup(value: Any, path: str) -> Any:
     if not isinstance(found, int | float):
         raise InvalidInput(f"metric {path!r} is a {type(found).__name__}, not a number")
     return found
+
+
+def _shifted(outcome: TrialOutcome, by: int) -> TrialOutcome:
+    return dataclasses.replace(outcome, index=outcome.index + by)
 
 
 def _trial_from(outcome: TrialOutcome) -> Trial:

@@ -11,7 +11,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Row, select, update
+from sqlalchemy import Connection, Row, bindparam, select, update
 
 from loopml.core.clock import now_ms
 from loopml.core.errors import NotFound
@@ -20,6 +20,23 @@ from loopml.storage.metadata import schema as t
 from loopml.storage.metadata.database import Database
 from loopml.tracking.records import RunStatus
 from loopml.tracking.values import param_forms
+
+# Built once: these run for every step call, and a statement built per call costs more than its query.
+_END_RUN = (
+    update(t.runs)
+    .where(t.runs.c.run_id == bindparam("b_run_id"))
+    .values(status=bindparam("status"), end_time=bindparam("end_time"), error=bindparam("error"))
+)
+_CACHED = (
+    select(t.pipeline_steps)
+    .where(
+        t.pipeline_steps.c.cache_key == bindparam("b_key"),
+        t.pipeline_steps.c.status.in_([StepStatus.FINISHED.value, StepStatus.CACHED.value]),
+        t.pipeline_steps.c.run_id.is_not(None),
+    )
+    .order_by(t.pipeline_steps.c.started_time.desc())
+    .limit(5)
+)
 
 
 class PipelineStore:
@@ -48,7 +65,7 @@ class PipelineStore:
             "source_run_id": source_run_id,
             "created_time": now_ms(),
         }
-        self.db.transact(lambda conn: conn.execute(t.pipeline_runs.insert().values(**row)))
+        self.db.transact(lambda conn: conn.execute(t.pipeline_runs.insert(), row))
 
     def record_step(
         self,
@@ -87,9 +104,13 @@ class PipelineStore:
             if record.run_id is not None:
                 status = RunStatus.FAILED if record.status is StepStatus.FAILED else RunStatus.FINISHED
                 conn.execute(
-                    update(t.runs)
-                    .where(t.runs.c.run_id == record.run_id)
-                    .values(status=status.value, end_time=now, error=record.error)
+                    _END_RUN,
+                    {
+                        "b_run_id": record.run_id,
+                        "status": status.value,
+                        "end_time": now,
+                        "error": record.error,
+                    },
                 )
                 if param_rows:
                     conn.execute(t.params.insert(), param_rows)
@@ -101,7 +122,7 @@ class PipelineStore:
                             for p, d, s in artifacts
                         ],
                     )
-            conn.execute(t.pipeline_steps.insert().values(**row))
+            conn.execute(t.pipeline_steps.insert(), row)
 
         self.db.transact(change)
 
@@ -116,18 +137,8 @@ class PipelineStore:
 
     def cached(self, cache_key: str) -> list[StepRecord]:
         """Step calls that ended well with `cache_key`, newest first (the caller checks their outputs)."""
-        query = (
-            select(t.pipeline_steps)
-            .where(
-                t.pipeline_steps.c.cache_key == cache_key,
-                t.pipeline_steps.c.status.in_([StepStatus.FINISHED.value, StepStatus.CACHED.value]),
-                t.pipeline_steps.c.run_id.is_not(None),
-            )
-            .order_by(t.pipeline_steps.c.started_time.desc())
-            .limit(5)
-        )
         with self.db.read() as conn:
-            return [_step_from_row(r) for r in conn.execute(query)]
+            return [_step_from_row(r) for r in conn.execute(_CACHED, {"b_key": cache_key})]
 
     def previous_call(
         self, step: str, node: str, before: int, *, pipeline: str | None = None

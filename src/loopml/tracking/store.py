@@ -176,23 +176,24 @@ class TrackingStore:
                     )
                     .on_conflict_do_nothing()
                 )
-            conn.execute(
-                t.runs.insert().values(
-                    run_id=run_id,
-                    experiment_id=experiment_id,
-                    parent_run_id=parent_run_id,
-                    name=name,
-                    status=RunStatus.RUNNING.value,
-                    start_time=start,
-                    note=note,
-                    user_name=user,
-                    entry_point=entry_point,
-                    git_commit=git.commit,
-                    git_branch=git.branch,
-                    git_dirty=git.dirty,
-                    diff_hash=git.diff_hash if git_diff is not None else None,
-                    environment_hash=environment[0] if environment else None,
-                )
+            conn.execute(  # parameters, not .values(): the compiled statement is then reused (hot path)
+                t.runs.insert(),
+                {
+                    "run_id": run_id,
+                    "experiment_id": experiment_id,
+                    "parent_run_id": parent_run_id,
+                    "name": name,
+                    "status": RunStatus.RUNNING.value,
+                    "start_time": start,
+                    "note": note,
+                    "user_name": user,
+                    "entry_point": entry_point,
+                    "git_commit": git.commit,
+                    "git_branch": git.branch,
+                    "git_dirty": git.dirty,
+                    "diff_hash": git.diff_hash if git_diff is not None else None,
+                    "environment_hash": environment[0] if environment else None,
+                },
             )
             if tags:
                 conn.execute(

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import inspect
 import sys
 import time
 import traceback
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -161,6 +162,13 @@ def _portable(error: BaseException) -> BaseException:
     except Exception:
         return StepError(f"{type(error).__module__}.{type(error).__qualname__}: {error}")
     return error
+
+
+def call_params(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The plain arguments of a call of `fn` (defaults filled in): the params of its step run."""
+    bound = inspect.signature(fn).bind(*args, **kwargs)
+    bound.apply_defaults()
+    return step_params(bound.arguments)
 
 
 def step_params(arguments: Mapping[str, Any]) -> dict[str, Any]:

@@ -18,15 +18,10 @@ from typing import Any
 from loopml.core.clock import now_ms
 from loopml.core.errors import LoopMLError
 from loopml.core.executors import Executor
-from loopml.pipelines.execution import (
-    CallResult,
-    StepRun,
-    execute_step,
-    read_only,
-    step_params,
-)
+from loopml.pipelines.execution import CallResult, StepRun, call_params, execute_step, read_only
 from loopml.pipelines.graph import Graph, Handle, Node, replace_handles
 from loopml.pipelines.keys import KeyMaker
+from loopml.pipelines.outputs import Output, artifact_path
 from loopml.pipelines.records import (
     SINGLE_OUTPUT,
     CacheState,
@@ -35,7 +30,6 @@ from loopml.pipelines.records import (
     StepRecord,
     StepStatus,
 )
-from loopml.pipelines.serializers import deserialize
 from loopml.pipelines.step import StepFailure
 from loopml.pipelines.store import PipelineStore
 from loopml.tracking.records import Run
@@ -59,24 +53,6 @@ class PipelineFailed(LoopMLError):
         super().__init__(message)
         self.run_id = run_id
         self.failed = failed
-
-
-class Output:
-    """A step output during a run: its stored reference, and its value once someone needs it."""
-
-    def __init__(self, ref: OutputRef, tracker: Tracker, value: Any = None, *, loaded: bool = False) -> None:
-        self.ref = ref
-        self._tracker = tracker
-        self._value = value
-        self._loaded = loaded
-
-    def value(self) -> Any:
-        """The output's value, read from the blob store on first use."""
-        if not self._loaded:
-            data = self._tracker.blobs.get_bytes(self.ref.digest)
-            self._value = deserialize(data, self.ref.serializer)
-            self._loaded = True
-        return self._value
 
 
 @dataclass
@@ -277,7 +253,7 @@ class Runner:
             )
             value = result.values.get(name) if result.values is not None else None
             outputs[name] = Output(ref, self.tracker, value, loaded=result.values is not None)
-            artifacts.append((f"outputs/{name}{_extension(stored.serializer)}", digest, len(stored.data)))
+            artifacts.append((artifact_path(name, stored.serializer), digest, len(stored.data)))
         artifacts += self._log_artifact(result.log)
         record = StepRecord(
             node=call.node.id,
@@ -294,7 +270,12 @@ class Runner:
             started_time=call.started_ms,
             duration_ms=round(result.duration_s * 1000),
         )
-        self.store.record_step(self.pipeline_run, record, params=self._params(call.node), artifacts=artifacts)
+        self.store.record_step(
+            self.pipeline_run,
+            record,
+            params=call_params(call.node.step.fn, call.node.args, call.node.kwargs),
+            artifacts=artifacts,
+        )
         self.outputs[call.node.id] = outputs
         if self.progress:
             self.progress(call.node.id, record)
@@ -312,7 +293,7 @@ class Runner:
         self.store.record_step(
             self.pipeline_run,
             record,
-            params=self._params(call.node),
+            params=call_params(call.node.step.fn, call.node.args, call.node.kwargs),
             artifacts=self._log_artifact(result.log),
         )
         self.failed[call.node.id] = text
@@ -383,10 +364,13 @@ class Runner:
             started_time=now_ms(),
             duration_ms=0,
         )
-        artifacts = [
-            (f"outputs/{o.name}{_extension(o.serializer)}", o.digest, o.size) for o in source.outputs
-        ]
-        self.store.record_step(self.pipeline_run, record, params=self._params(node), artifacts=artifacts)
+        artifacts = [(artifact_path(o.name, o.serializer), o.digest, o.size) for o in source.outputs]
+        self.store.record_step(
+            self.pipeline_run,
+            record,
+            params=call_params(node.step.fn, node.args, node.kwargs),
+            artifacts=artifacts,
+        )
         self.outputs[node.id] = {o.name: Output(o, self.tracker) for o in source.outputs}
         self.reused.add(node.id)
         if self.progress:
@@ -407,13 +391,6 @@ class Runner:
         if self.progress:
             self.progress(node.id, record)
 
-    def _params(self, node: Node) -> dict[str, Any]:
-        import inspect
-
-        bound = inspect.signature(node.step.fn).bind(*node.args, **node.kwargs)
-        bound.apply_defaults()
-        return step_params(bound.arguments)
-
     def _log_artifact(self, log: str) -> list[tuple[str, str, int]]:
         if not log:
             return []
@@ -433,8 +410,3 @@ class Runner:
         except (TypeError, ValueError):
             stored = {"$repr": repr(stored)[:10_000]}
         return value, stored
-
-
-def _extension(serializer: str) -> str:
-    name = serializer.split("@", 1)[0]
-    return {"json": ".json", "parquet": ".parquet", "npy": ".npy", "skops": ".skops"}.get(name, f".{name}")

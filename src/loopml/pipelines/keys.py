@@ -24,6 +24,7 @@ class KeyMaker:
         self.project_dir = project_dir
         self.cache_dir = cache_dir
         self._code: dict[int, CodeFingerprint] = {}
+        self._environments: dict[frozenset[str], dict[str, str]] = {}
         self._lock_files = [project_dir / name for name in LOCK_FILES if (project_dir / name).is_file()]
         self._lock_files += sorted((project_dir / "requirements").glob("*.lock"))
 
@@ -51,9 +52,12 @@ class KeyMaker:
                     f"argument {name!r} is {error}, which has no content hash",
                 )
             (inputs if '"content"' in json.dumps(form) else params)[name] = form
-        environment = environment_fingerprint(
-            code.packages, cache_dir=self.cache_dir, lock_files=self._lock_files
-        )
+        environment = self._environments.get(code.packages)
+        if environment is None:  # once per run and package set: the installed packages do not change mid-run
+            environment = environment_fingerprint(
+                code.packages, cache_dir=self.cache_dir, lock_files=self._lock_files
+            )
+            self._environments[code.packages] = environment
         key = CacheKey.build(
             step=step.qualified_name,
             code=code.digest,

@@ -200,3 +200,34 @@ def test_rerun_of_a_package_module_keeps_param_types_and_relative_imports(tmp_pa
     rerun = cli(tmp_path, "pipeline", "rerun", json.loads(first.stdout)["run_id"], "--json")
     assert rerun.returncode == 0, rerun.stderr
     assert json.loads(rerun.stdout)["reproduced"] is True
+
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "train_pipeline.py"
+
+
+def test_the_example_pipeline_runs_reruns_cached_and_reruns_only_what_a_param_changes(tmp_path: Path) -> None:
+    assert cli(tmp_path, "init").returncode == 0
+    target = f"{EXAMPLE}:breast_cancer"
+    first = cli(tmp_path, "pipeline", "run", target, "-p", "C=0.5", "--json")
+    assert first.returncode == 0, first.stderr
+    value = json.loads(first.stdout)["value"]
+    assert value["primary_metric"] == "roc_auc"
+    assert value["metrics"]["roc_auc"] > 0.95
+    names = ["load_builtin", "clean_data", "split_data", "build_features", "train_model", "evaluate_model"]
+    assert steps(project=tmp_path, run_id=json.loads(first.stdout)["run_id"]) == dict.fromkeys(
+        names, "finished"
+    )
+
+    again = cli(tmp_path, "pipeline", "run", target, "-p", "C=0.5", "--json")
+    assert steps(tmp_path, json.loads(again.stdout)["run_id"]) == dict.fromkeys(names, "cached")
+    assert json.loads(again.stdout)["value"] == value
+
+    changed = cli(tmp_path, "pipeline", "run", target, "-p", "C=2", "--json")
+    statuses = steps(tmp_path, json.loads(changed.stdout)["run_id"])
+    assert statuses == {
+        **dict.fromkeys(names[:4], "cached"),
+        "train_model": "finished",
+        "evaluate_model": "finished",
+    }
+    holdout = cli(tmp_path, "data", "list", "--json")
+    assert "breast_cancer_holdout" in holdout.stdout

@@ -237,6 +237,8 @@ def _line(step: StepRecord) -> str:
     note = f"from {step.cached_from}" if step.status.value == "cached" else ""
     if step.status.value == "failed" and step.attempts > 1:
         note = f"after {step.attempts} attempts"
+    if step.cache.value == "unavailable":
+        note = f"uncached: {step.cache_note}"
     return f"{escape(step.node)}  {_MARKS[step.status.value]}  {took}  [dim]{escape(note)}[/]".rstrip()
 
 

@@ -273,3 +273,24 @@ def test_changing_declared_outputs_never_serves_the_old_ones(modules: ModuleFile
     result = swapped.flow.run()
     assert result.value == 10  # "small" is now the second item: 10
     assert result.record.step("split").status.value == "finished"
+
+
+def test_purging_a_pipeline_run_drops_its_step_records_and_gc_its_outputs(
+    flow: Any, tracker: Tracker
+) -> None:
+    from loopml.core.errors import NotFound
+    from loopml.tracking.client import Client
+
+    first = flow.flow.run()
+    client = Client(tracker)
+    for step in first.record.steps:
+        client.delete_run(step.run_id or "")
+    client.delete_run(first.run_id)
+    report = client.gc(blob_grace_s=0)
+    assert first.run_id in report.purged_runs
+    assert (
+        report.removed_blobs >= 3
+    )  # the three steps' outputs (and their logs) were referenced by nothing else
+    with pytest.raises(NotFound):
+        PipelineStore(tracker.stores.db).get_run(first.run_id)
+    assert set(statuses(flow.flow.run()).values()) == {"finished"}

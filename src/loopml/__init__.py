@@ -1,6 +1,6 @@
 """LoopML: the ML lifecycle in one package, from a notebook to a monitored, self-retraining service.
 
-Object model (tracking, the foundation every later part records into):
+Object model (tracking, the foundation every later part records into; pipelines record into it too):
 
     Experiment ── Run ── params (immutable), tags, metrics (append-only history), artifacts (blobs), inputs
                    │         (dataset versions), git commit + uncommitted diff, Python environment
@@ -11,6 +11,11 @@ Object model (tracking, the foundation every later part records into):
         loopml.log_params({"model": {"kind": "rf", "depth": 8}})
         loopml.log_metric("auc", 0.93, step=3)
     loopml.Client().search_runs(filter="metrics.auc > 0.9")
+
+    @loopml.step                       # a cached, retried step: outputs are versioned artifacts
+    def clean(frame): ...
+    @loopml.pipeline                   # a run with one child run per step; re-runs are served from the cache
+    def train(data: loopml.DatasetRef = "transactions@latest"): return fit(clean(load(data)))
 """
 
 # The names below are imported on first use, so `import loopml` (and every CLI command) starts fast:
@@ -39,6 +44,7 @@ if TYPE_CHECKING:
     from loopml.pipelines.pipeline import PipelineResult, pipeline
     from loopml.pipelines.runner import PipelineFailed
     from loopml.pipelines.step import step
+    from loopml.pipelines.sweep import sweep
     from loopml.tracking.active_run import ActiveRun
     from loopml.tracking.autolog import autolog
     from loopml.tracking.client import Client
@@ -76,6 +82,7 @@ _EXPORTS: dict[str, str] = {
     "pipeline": "loopml.pipelines.pipeline",
     "PipelineFailed": "loopml.pipelines.runner",
     "step": "loopml.pipelines.step",
+    "sweep": "loopml.pipelines.sweep",
     "ActiveRun": "loopml.tracking.active_run",
     "autolog": "loopml.tracking.autolog",
     "Client": "loopml.tracking.client",
@@ -146,6 +153,7 @@ __all__ = [
     "set_tags",
     "start_run",
     "step",
+    "sweep",
 ]
 
 

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from loopml._version import __version__
 
 if TYPE_CHECKING:
-    from loopml import datasets
+    from loopml import datasets, models
     from loopml.core.errors import (
         Conflict,
         InvalidFilter,
@@ -109,7 +109,7 @@ _EXPORTS: dict[str, str] = {
     "Tracker": "loopml.tracking.tracker",
     "configure": "loopml.tracking.tracker",
 }
-_SUBMODULES = frozenset({"datasets"})
+_SUBMODULES = frozenset({"datasets", "models"})
 
 __all__ = [
     "ActiveRun",
@@ -148,6 +148,7 @@ __all__ = [
     "log_metrics",
     "log_param",
     "log_params",
+    "models",
     "pipeline",
     "set_tag",
     "set_tags",

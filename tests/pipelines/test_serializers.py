@@ -13,7 +13,6 @@ import pytest
 
 from loopml.core.errors import InvalidInput, NotFound
 from loopml.pipelines import serializers
-from loopml.pipelines.model_hash import NotCanonical, canonical_hash
 from loopml.pipelines.serializers import (
     JsonSerializer,
     Serializer,
@@ -26,6 +25,7 @@ from loopml.pipelines.serializers import (
     register_serializer,
     serialize,
 )
+from loopml.registry.model_hash import NotCanonical, canonical_hash
 
 
 def round_trip(value: Any) -> Any:

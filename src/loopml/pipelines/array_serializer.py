@@ -11,8 +11,8 @@ import sys
 from typing import Any
 
 from loopml.core.errors import InvalidInput
-from loopml.pipelines.model_hash import canonical_hash
 from loopml.pipelines.serializer import Serializer
+from loopml.registry.model_hash import canonical_hash
 
 
 class NpySerializer(Serializer):

@@ -1,25 +1,24 @@
 """The `skops` serializer: scikit-learn estimators saved with skops, loaded only when every type is trusted.
 
-One module per built-in serializer, so each format reads on its own; this one's allow-list is what keeps
-loading a model from running arbitrary code. scikit-learn and skops are imported only to dump or load a model.
+One module per built-in serializer, so each format reads on its own. The safety code (the allow-list, the check
+of untrusted types at dump and at load) and the canonical model hash live in the registry, which stores models
+the same way (`loopml.registry.skops_io`, `loopml.registry.model_hash`); this is the `Serializer` over them.
 """
 
 from __future__ import annotations
 
-import builtins
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from loopml.core.errors import InvalidInput
 from loopml.core.hashing import hash_bytes
-from loopml.pipelines.model_hash import NotCanonical, canonical_hash
-from loopml.pipelines.serializer import Serializer, Unserializable, UntrustedArtifact, python_type
+from loopml.pipelines.serializer import Serializer, Unserializable, python_type
+from loopml.registry import skops_io
+from loopml.registry.model_hash import NotCanonical, canonical_hash
+from loopml.registry.skops_io import UntrustedArtifact
 
 _log = logging.getLogger(__name__)
-
-# Module prefixes a skops artifact may name; "what skops needs" is skops itself. builtins are handled apart.
-TRUSTED_MODULES = ("sklearn.", "numpy.", "scipy.", "collections.", "skops.")
 
 
 class SkopsSerializer(Serializer):
@@ -47,35 +46,18 @@ class SkopsSerializer(Serializer):
 
     def dump(self, value: Any) -> bytes:
         """The skops file; `Unserializable` when skops cannot save it or it names untrusted types."""
-        sio = _skops()
         try:
-            data = bytes(sio.dumps(value))
-        except Exception as error:  # skops raises whatever its dispatch hits; all mean "cannot store"
-            raise Unserializable(f"skops cannot save this {python_type(value)}: {error}") from error
-        refused = self._refused(sio.get_untrusted_types(data=data))
-        if refused:
+            return skops_io.dumps(value, trusted_modules=self.trusted_modules)
+        except UntrustedArtifact as error:
             raise Unserializable(
-                f"this {python_type(value)} holds types LoopML would refuse to load: {', '.join(refused)}; "
-                "register SkopsSerializer(trusted_modules=[...]) naming modules you trust"
-            )
-        return data
+                f"{error.message}; register SkopsSerializer(trusted_modules=[...]) naming modules you trust"
+            ) from None
+        except InvalidInput as error:
+            raise Unserializable(error.message) from error
 
     def load(self, data: bytes) -> Any:
         """The estimator, after checking every type the artifact names against the allow-list."""
-        sio = _skops()
-        try:
-            untrusted = sio.get_untrusted_types(data=data)
-        except Exception as error:  # a damaged zip or schema raises anything from zipfile to json
-            raise InvalidInput(f"not a readable skops artifact: {error}") from None
-        refused = self._refused(untrusted)
-        if refused:
-            raise UntrustedArtifact(
-                f"skops artifact refused: it names types outside LoopML's allow-list: {', '.join(refused)}"
-            )
-        try:
-            return sio.loads(data, trusted=untrusted)
-        except Exception as error:  # as above: a damaged artifact can fail anywhere in skops' loaders
-            raise InvalidInput(f"not a loadable skops artifact: {error}") from None
+        return skops_io.loads(data, trusted_modules=self.trusted_modules)
 
     def content_hash(self, value: Any, data: bytes) -> str:
         """Hash of the estimator's class, params and fitted state: two dumps of one model hash equal."""
@@ -84,20 +66,3 @@ class SkopsSerializer(Serializer):
         except NotCanonical as error:  # correct but never reused: a cache miss, not a wrong hit
             _log.warning("model %s has no canonical hash, hashing its bytes: %s", python_type(value), error)
             return hash_bytes(data)
-
-    def _refused(self, types: Iterable[str]) -> list[str]:
-        prefixes = (*TRUSTED_MODULES, *self.trusted_modules)
-        return sorted(t for t in types if not (t.startswith(prefixes) or _is_builtin_class(t)))
-
-
-def _is_builtin_class(name: str) -> bool:
-    module, _, attribute = name.partition(".")
-    return module == "builtins" and isinstance(getattr(builtins, attribute, None), type)
-
-
-def _skops() -> Any:
-    try:
-        import skops.io
-    except ModuleNotFoundError:
-        raise InvalidInput("storing scikit-learn models needs skops: pip install 'loopml[sklearn]'") from None
-    return skops.io

@@ -19,12 +19,6 @@ class Unserializable(InvalidInput):
     code = "unserializable"
 
 
-class UntrustedArtifact(InvalidInput):
-    """A stored model names types outside LoopML's allow-list, so it is refused rather than loaded."""
-
-    code = "untrusted_artifact"
-
-
 class Serializer(abc.ABC):
     """Turns one kind of value into bytes and back; `name@version` is recorded with the artifact."""
 

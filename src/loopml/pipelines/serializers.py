@@ -27,9 +27,10 @@ from typing import Any
 from loopml.core.errors import InvalidInput, NotFound
 from loopml.pipelines.array_serializer import NpySerializer
 from loopml.pipelines.json_serializer import MAX_JSON_DEPTH, JsonSerializer
-from loopml.pipelines.model_serializer import TRUSTED_MODULES, SkopsSerializer
-from loopml.pipelines.serializer import Serializer, Unserializable, UntrustedArtifact, python_type
+from loopml.pipelines.model_serializer import SkopsSerializer
+from loopml.pipelines.serializer import Serializer, Unserializable, python_type
 from loopml.pipelines.table_serializer import ParquetSerializer
+from loopml.registry.skops_io import TRUSTED_MODULES, UntrustedArtifact
 
 __all__ = [
     "MAX_JSON_DEPTH", "TRUSTED_MODULES", "JsonSerializer", "NpySerializer", "ParquetSerializer", "Serializer",

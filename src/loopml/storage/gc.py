@@ -26,6 +26,7 @@ def referenced_digests(db: Database, blobs: BlobStore, *, ignoring_runs: Sequenc
             artifacts = artifacts.where(t.artifacts.c.run_id.not_in(list(ignoring_runs)))
         keep = set(conn.execute(artifacts).scalars())
         trees = set(conn.execute(select(t.dataset_versions.c.manifest_digest).distinct()).scalars())
+        trees.update(conn.execute(select(t.model_versions.c.package_digest).distinct()).scalars())
         profiles = conn.execute(select(t.dataset_versions.c.profile_digest).distinct()).scalars()
         keep.update(p for p in profiles if p)
     for tree in trees:

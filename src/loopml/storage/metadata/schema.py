@@ -22,7 +22,7 @@ from sqlalchemy import (
 )
 
 # Bump together with a new migration; `tests/storage/test_database.py` checks it equals Alembic's head.
-SCHEMA_HEAD = "0003"
+SCHEMA_HEAD = "0004"
 APPLICATION_ID = "loopml"
 DEFAULT_WORKSPACE = "default"
 
@@ -261,4 +261,97 @@ pipeline_steps = Table(
     Column("error", Text, nullable=True),
     Index(None, "cache_key", "status"),
     Index(None, "step"),
+)
+
+# -- model registry (migration 0004) ------------------------------------------------------------------------
+
+registered_models = Table(
+    "registered_models",
+    metadata,
+    Column("model_id", String(32), primary_key=True),
+    _workspace(),
+    Column("name", String(250), nullable=False),
+    Column("description", Text, nullable=True),
+    Column("owner", String(250), nullable=True),
+    Column("created_time", BigInteger, nullable=False),
+    Column("updated_time", BigInteger, nullable=False),
+    UniqueConstraint("workspace_id", "name"),
+)
+
+model_tags = Table(
+    "model_tags",
+    metadata,
+    Column(
+        "model_id", String(32), ForeignKey("registered_models.model_id", ondelete="CASCADE"), primary_key=True
+    ),
+    Column("key", String(250), primary_key=True),
+    _workspace(),
+    Column("value", Text, nullable=False),
+)
+
+# An immutable version: its package is a tree in the blob store (`package_digest`); `content_hash` is the
+# canonical hash of manifest + model, so registering the same model twice finds the existing version.
+model_versions = Table(
+    "model_versions",
+    metadata,
+    Column("version_id", String(32), primary_key=True),
+    _workspace(),
+    Column("model_id", String(32), ForeignKey("registered_models.model_id"), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("flavor", String(64), nullable=False),
+    Column("content_hash", String(64), nullable=False),
+    Column("package_digest", String(64), nullable=False),
+    Column("run_id", String(32), nullable=True),  # no foreign key: lineage outlives a purged run
+    Column("signature_json", Text, nullable=True),
+    Column("metrics_json", Text, nullable=True),
+    Column("description", Text, nullable=True),
+    Column("created_by", String(250), nullable=True),
+    Column("created_time", BigInteger, nullable=False),
+    UniqueConstraint("model_id", "version"),
+    UniqueConstraint("model_id", "content_hash"),
+)
+
+model_version_tags = Table(
+    "model_version_tags",
+    metadata,
+    Column(
+        "version_id",
+        String(32),
+        ForeignKey("model_versions.version_id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("key", String(250), primary_key=True),
+    _workspace(),
+    Column("value", Text, nullable=False),
+)
+
+model_aliases = Table(
+    "model_aliases",
+    metadata,
+    Column(
+        "model_id", String(32), ForeignKey("registered_models.model_id", ondelete="CASCADE"), primary_key=True
+    ),
+    Column("alias", String(250), primary_key=True),
+    _workspace(),
+    Column("version_id", String(32), ForeignKey("model_versions.version_id"), nullable=False),
+    Column("updated_time", BigInteger, nullable=False),
+)
+
+# Append-only: every alias move (and every refused promotion) with who, when, from, to, why and the gates.
+alias_events = Table(
+    "alias_events",
+    metadata,
+    Column("event_id", Integer, primary_key=True, autoincrement=True),
+    _workspace(),
+    Column("model_id", String(32), ForeignKey("registered_models.model_id"), nullable=False),
+    Column("alias", String(250), nullable=False),
+    Column("from_version", Integer, nullable=True),
+    Column("to_version", Integer, nullable=True),
+    Column("outcome", String(16), nullable=False),  # moved | removed | refused
+    Column("forced", Boolean, nullable=False),
+    Column("reason", Text, nullable=True),
+    Column("gates_json", Text, nullable=True),
+    Column("user_name", String(250), nullable=True),
+    Column("time", BigInteger, nullable=False),
+    Index(None, "model_id", "alias", "time"),
 )

@@ -1,10 +1,11 @@
-"""Canonical content hashes of in-memory values, for outputs whose stored bytes are not canonical (models).
+"""Canonical content hashes of in-memory values whose stored bytes are not canonical (models).
 
-Two skops dumps of the same fitted model differ byte for byte, so a model's identity in cache keys is taken from
-the object itself: a walk over its class, constructor params and fitted state that writes every value as
-type-tagged, length-prefixed bytes into one BLAKE3 stream. Equal values give equal digests; a bool, an int and
-a float that compare equal do not. numpy, pandas and scikit-learn are recognised through `sys.modules` and
-never imported here: a value of a package that was never imported cannot exist.
+Two skops dumps of the same fitted model differ byte for byte, so a model's identity (in pipeline cache keys
+and in the registry's package hashes) is taken from the object itself: a walk over its class, constructor params
+and fitted state that writes every value as type-tagged, length-prefixed bytes into one BLAKE3 stream. Equal
+values give equal digests; a bool, an int and a float that compare equal do not. numpy, pandas and scikit-learn
+are recognised through `sys.modules` and never imported here: a value of a package that was never imported
+cannot exist.
 """
 
 from __future__ import annotations

@@ -1,0 +1,176 @@
+"""`loopml models ...`: list models and versions, show a version, move aliases, the alias history, download."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+
+from loopml.cli.output import console, print_json, table, when
+
+app = typer.Typer(help="The model registry: versions, aliases and their history.", no_args_is_help=True)
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table")]
+
+
+@app.command("list")
+def list_models(json_output: JsonOption = False) -> None:
+    """List registered models with their latest version and aliases."""
+    from loopml import models
+
+    found = models.models()
+    if json_output:
+        print_json(found)
+        return
+    rows = [
+        (
+            m.name,
+            f"v{m.latest_version}" if m.latest_version else "-",
+            ", ".join(f"{a}=v{v}" for a, v in sorted(m.aliases.items())) or "-",
+            m.owner,
+            when(m.updated_time),
+        )
+        for m in found
+    ]
+    table("Registered models", ["model", "latest", "aliases", "owner", "updated"], rows)
+
+
+@app.command("versions")
+def list_versions(
+    name: Annotated[str, typer.Argument(help="Model name")], json_output: JsonOption = False
+) -> None:
+    """List the versions of a model, newest first."""
+    from loopml import models
+
+    found = models.versions(name)
+    if json_output:
+        print_json(found)
+        return
+    rows = [
+        (
+            v.ref,
+            v.flavor,
+            ", ".join(v.aliases) or "-",
+            v.run_id,
+            _metrics(v.metrics),
+            when(v.created_time),
+        )
+        for v in found
+    ]
+    table(f"Versions of {name}", ["version", "flavor", "aliases", "run", "metrics", "created"], rows)
+
+
+@app.command("show")
+def show(
+    ref: Annotated[str, typer.Argument(help="NAME, NAME@v3 or NAME@ALIAS")], json_output: JsonOption = False
+) -> None:
+    """Show a version: flavor, libraries, signature, lineage and metrics from its manifest."""
+    from loopml import models
+
+    version = models.get(ref)
+    manifest = models.manifest(ref)
+    if json_output:
+        print_json({"version": version, "manifest": manifest})
+        return
+    console.print(
+        f"[bold]{escape(version.ref)}[/]  {escape(version.flavor)}  aliases: {', '.join(version.aliases) or '-'}"
+    )
+    console.print(f"content hash {version.content_hash[:16]}  package {version.package_digest[:16]}")
+    lineage = manifest.get("lineage") or {}
+    for key in ("run_id", "pipeline_run_id", "git_commit", "eval_dataset"):
+        if lineage.get(key):
+            console.print(f"{key}: {escape(str(lineage[key]))}")
+    for dataset in lineage.get("datasets", []):
+        console.print(f"dataset: {escape(dataset['name'])}@{escape(dataset['version'])}")
+    console.print(
+        "libraries: " + ", ".join(f"{k}=={v}" for k, v in sorted((manifest.get("libraries") or {}).items()))
+    )
+    signature = manifest.get("signature") or {}
+    if signature:
+        rows = [
+            (c["name"], c["type"], c.get("nullable"), c.get("levels") or "", _range(c))
+            for c in signature["inputs"]
+        ]
+        table("Signature inputs", ["column", "type", "nullable", "levels", "range"], rows)
+    if version.metrics:
+        table("Metrics at registration", ["metric", "value"], sorted(version.metrics.items()))
+
+
+@app.command("alias")
+def alias(
+    ref: Annotated[str, typer.Argument(help="NAME@ALIAS to set or remove")],
+    version: Annotated[int | None, typer.Argument(help="Version number to point the alias at", min=1)] = None,
+    delete: Annotated[bool, typer.Option("--delete", help="Remove the alias")] = False,
+    reason: Annotated[str | None, typer.Option("--reason", "-m", help="Why (kept in the history)")] = None,
+) -> None:
+    """Point an alias at a version directly (no gates), or remove it; both are kept in the history."""
+    from loopml import models
+    from loopml.core.errors import InvalidInput
+    from loopml.registry.records import ModelRef
+
+    parsed = ModelRef.parse(ref)
+    if parsed.alias is None:
+        raise InvalidInput(f"name the alias as NAME@ALIAS, got {ref!r}")
+    if delete == (version is not None):
+        raise InvalidInput("give a VERSION to point the alias at, or --delete to remove it")
+    if delete:
+        event = models.delete_alias(parsed.name, parsed.alias, reason=reason)
+        console.print(f"{escape(ref)} removed (was v{event.from_version})")
+    else:
+        event = models.set_alias(parsed.name, parsed.alias, version or 0, reason=reason)
+        before = f"v{event.from_version}" if event.from_version else "unset"
+        console.print(f"{escape(ref)}: {before} -> v{event.to_version}")
+
+
+@app.command("history")
+def history(
+    name: Annotated[str, typer.Argument(help="Model name")],
+    alias: Annotated[str | None, typer.Option("--alias", "-a", help="Only this alias")] = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Which version held each alias when: every move, removal and refused promotion, oldest first."""
+    from loopml import models
+
+    events = models.history(name, alias)
+    if json_output:
+        print_json(events)
+        return
+    rows = [
+        (
+            when(e.time),
+            e.alias,
+            f"v{e.from_version}" if e.from_version else "-",
+            f"v{e.to_version}" if e.to_version else "-",
+            e.outcome + (" (forced)" if e.forced and e.outcome == "moved" else ""),
+            e.user,
+            e.reason,
+        )
+        for e in events
+    ]
+    table(f"Alias history of {name}", ["when", "alias", "from", "to", "outcome", "by", "reason"], rows)
+
+
+@app.command("download")
+def download(
+    ref: Annotated[str, typer.Argument(help="NAME, NAME@v3 or NAME@ALIAS")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Folder to write the package into")] = Path(
+        "."
+    ),
+) -> None:
+    """Copy a version's package (manifest and model files, each verified) into a folder."""
+    from loopml import models
+
+    target = models.download(ref, output)
+    console.print(f"{escape(ref)} -> {escape(str(target))}")
+
+
+def _metrics(metrics: dict[str, float]) -> str:
+    shown = ", ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items())[:4])
+    return shown + (" ..." if len(metrics) > 4 else "") if shown else "-"
+
+
+def _range(column: dict[str, object]) -> str:
+    low, high = column.get("minimum"), column.get("maximum")
+    return "" if low is None else json.dumps([low, high])

@@ -1,0 +1,215 @@
+"""The model registry's Python API: `loopml.models.register(...)`, `.load("fraud@champion")`, aliases, history.
+
+    with loopml.start_run():
+        model = RandomForestClassifier().fit(X, y)
+        mv = loopml.models.register("fraud", model, sample=X)     # fraud@v1: skops package, signature, lineage
+    loopml.models.set_alias("fraud", "champion", mv.version.version, reason="first model")
+    model = loopml.models.load("fraud@champion")
+
+Registering inside a run records the run, its dataset inputs, its git commit and its metrics in the
+manifest; the held-out dataset version the pipelines' split step registered is found through the run too.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import shutil
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from loopml.registry.records import AliasEvent, ModelVersion, Registered, RegisteredModel
+    from loopml.registry.store import RegistryStore
+    from loopml.tracking.tracker import Tracker
+
+EVAL_DATASET_TAG = "loopml.eval.dataset"
+_loaded: dict[tuple[str, str], Any] = {}  # (blob store, package digest) -> model: loaded once per process
+_loaded_lock = threading.Lock()
+
+
+def register(
+    name: str,
+    model: Any,
+    *,
+    sample: Any = None,
+    run: str | None = None,
+    description: str | None = None,
+    tags: dict[str, str] | None = None,
+    metrics: dict[str, float] | None = None,
+    eval_dataset: str | None = None,
+    tracker: Tracker | None = None,
+) -> Registered:
+    """Register `model` as the next version of `name` (the same model again returns its existing version).
+
+    `sample` (training rows) gives the signature and the input example; `run` (default: the active run)
+    gives the lineage. Nothing is registered unless the whole package was stored.
+    """
+    from loopml.registry.package import build_package
+    from loopml.registry.records import ModelRef
+    from loopml.tracking.fluent import active_run
+
+    ModelRef.parse(name)  # the name must be a valid reference on its own
+    opened = _tracker(tracker)
+    if run is None and active_run() is not None:
+        run = active_run().run_id  # type: ignore[union-attr]
+    lineage, run_metrics = _lineage(opened, run, eval_dataset)
+    package = build_package(
+        model,
+        name=name,
+        blobs=opened.blobs,
+        sample=sample,
+        lineage=lineage,
+        metrics={**run_metrics, **(metrics or {})},
+    )
+    return _store(opened).add_version(
+        name,
+        flavor=str(package.manifest["flavor"]),
+        content_hash=package.content_hash,
+        package_digest=package.digest,
+        run_id=run,
+        signature=package.manifest.get("signature"),
+        metrics=package.manifest.get("metrics"),
+        description=description,
+        created_by=_user(),
+        tags=dict(tags or {}),
+    )
+
+
+def load(ref: str, *, trusted: bool = False, tracker: Tracker | None = None) -> Any:
+    """The model `ref` names (`fraud@champion`, `fraud@v3`, `fraud`); loaded once per process per version."""
+    from loopml.registry.package import load_from, open_package, read_manifest
+
+    opened = _tracker(tracker)
+    version = _store(opened).get_version(ref)
+    key = (opened.blobs.root, version.package_digest)
+    with _loaded_lock:
+        model = _loaded.get(key)
+    if model is None:
+        folder = open_package(
+            opened.blobs, version.package_digest, opened.settings.home_dir / "cache" / "models"
+        )
+        model = load_from(folder, read_manifest(folder), trusted=trusted)
+        with _loaded_lock:
+            model = _loaded.setdefault(key, model)
+    return model
+
+
+def get(ref: str, *, tracker: Tracker | None = None) -> ModelVersion:
+    """The version record `ref` names."""
+    return _store(_tracker(tracker)).get_version(ref)
+
+
+def manifest(ref: str, *, tracker: Tracker | None = None) -> dict[str, Any]:
+    """The manifest of the version `ref` names (flavor, libraries, signature, lineage, metrics, files)."""
+    from loopml.registry.package import open_package, read_manifest
+
+    opened = _tracker(tracker)
+    version = _store(opened).get_version(ref)
+    return read_manifest(
+        open_package(opened.blobs, version.package_digest, opened.settings.home_dir / "cache" / "models")
+    )
+
+
+def download(ref: str, destination: str | os.PathLike[str], *, tracker: Tracker | None = None) -> Path:
+    """Copy the package of `ref` (manifest and model files, verified) into the folder `destination`."""
+    from loopml.registry.package import open_package
+
+    opened = _tracker(tracker)
+    version = _store(opened).get_version(ref)
+    folder = open_package(opened.blobs, version.package_digest, opened.settings.home_dir / "cache" / "models")
+    target = Path(destination)
+    shutil.copytree(folder, target, dirs_exist_ok=True)
+    return target
+
+
+def models(*, tracker: Tracker | None = None) -> list[RegisteredModel]:
+    """Every registered model."""
+    return _store(_tracker(tracker)).list_models()
+
+
+def versions(name: str, *, tracker: Tracker | None = None) -> list[ModelVersion]:
+    """Every version of `name`, newest first."""
+    return _store(_tracker(tracker)).list_versions(name)
+
+
+def set_alias(
+    name: str, alias: str, version: int, *, reason: str | None = None, tracker: Tracker | None = None
+) -> AliasEvent:
+    """Point `alias` at `version` directly (no gates), recorded in the audit trail with `reason`."""
+    return _store(_tracker(tracker)).move_alias(
+        name, alias, version, forced=True, reason=reason, user=_user()
+    )
+
+
+def delete_alias(
+    name: str, alias: str, *, reason: str | None = None, tracker: Tracker | None = None
+) -> AliasEvent:
+    """Remove `alias` from `name`, recorded in the audit trail."""
+    store = _store(_tracker(tracker))
+    store.get_version(f"{name}@{alias}")  # NotFound when the alias is not set
+    return store.move_alias(name, alias, None, reason=reason, user=_user())
+
+
+def history(name: str, alias: str | None = None, *, tracker: Tracker | None = None) -> list[AliasEvent]:
+    """Which version held each alias when: every alias event of `name`, oldest first."""
+    return _store(_tracker(tracker)).history(name, alias)
+
+
+def _lineage(
+    tracker: Tracker, run_id: str | None, eval_dataset: str | None
+) -> tuple[dict[str, Any], dict[str, float]]:
+    if run_id is None:
+        return ({"eval_dataset": eval_dataset} if eval_dataset else {}), {}
+    store = tracker.store
+    tracker.flush()  # metrics logged just before registering are part of the version's record
+    run = store.get_run(run_id)
+    inputs = store.attachments.list_inputs(run_id)
+    parent = store.get_run(run.parent_run_id) if run.parent_run_id else None
+    if eval_dataset is None:
+        eval_dataset = run.tags.get(EVAL_DATASET_TAG) or _sibling_eval_dataset(tracker, run.parent_run_id)
+    if not inputs and parent is not None:  # a pipeline step: the pipeline run holds the dataset inputs
+        inputs = store.attachments.list_inputs(parent.run_id)
+    lineage = {
+        "run_id": run_id,
+        "pipeline_run_id": parent.run_id if parent is not None else None,
+        "git_commit": run.git.commit,
+        "git_dirty": run.git.dirty,
+        "datasets": [{"name": i.dataset, "version": i.version, "digest": i.digest} for i in inputs],
+        "eval_dataset": eval_dataset,
+    }
+    return {k: v for k, v in lineage.items() if v is not None}, dict(run.metrics)
+
+
+def _sibling_eval_dataset(tracker: Tracker, parent_run_id: str | None) -> str | None:
+    if parent_run_id is None:
+        return None
+    from loopml.tracking.client import Client
+
+    runs = (
+        Client(tracker)
+        .search_runs(filter=f"tags.`loopml.pipeline_run` = '{parent_run_id}'", max_results=1000)
+        .runs
+    )
+    found = [r.tags[EVAL_DATASET_TAG] for r in runs if EVAL_DATASET_TAG in r.tags]
+    return found[0] if found else None
+
+
+def _tracker(tracker: Tracker | None) -> Tracker:
+    from loopml.tracking.tracker import default_tracker
+
+    return tracker or default_tracker()
+
+
+def _store(tracker: Tracker) -> RegistryStore:
+    from loopml.registry.store import RegistryStore
+
+    return RegistryStore(tracker.stores.db)
+
+
+def _user() -> str | None:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return None

@@ -1,0 +1,1 @@
+"""Model registry: safe model packages, signatures, versions, aliases and promotion gates."""

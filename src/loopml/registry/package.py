@@ -1,0 +1,177 @@
+"""A model package: the model's files in its flavor's safe format plus a manifest, stored as a blob tree.
+
+    loopml-model.yaml     format, flavor, libraries, signature, lineage (run, datasets, commit), metrics
+    model/...             the flavor's files (skops, native text/JSON; never pickle)
+    input_example.json    a few rows of the training sample
+
+The package's content hash is canonical: the flavor's hash of the model plus the signature, never the bytes
+of a file, so the same model registered twice is recognised even though skops writes different bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from loopml._version import __version__
+from loopml.core.errors import InvalidInput, StoreCorrupt
+from loopml.core.hashing import hash_text
+from loopml.registry.flavor import flavor_for, flavor_named
+from loopml.registry.signature import infer_signature
+from loopml.storage.blobs.store import BlobStore
+from loopml.storage.blobs.tree import Tree, TreeEntry, get_tree, put_tree
+
+MANIFEST = "loopml-model.yaml"
+PACKAGE_FORMAT = 1
+EXAMPLE_ROWS = 5
+
+
+class LibraryMismatch(UserWarning):
+    """A model is loaded with other library versions than it was saved with."""
+
+
+@dataclass(frozen=True)
+class Package:
+    """A stored package: its tree digest, its canonical content hash and its manifest."""
+
+    digest: str
+    content_hash: str
+    manifest: dict[str, Any]
+
+
+def build_package(
+    model: Any,
+    *,
+    name: str,
+    blobs: BlobStore,
+    sample: Any = None,
+    lineage: dict[str, Any] | None = None,
+    metrics: dict[str, float] | None = None,
+) -> Package:
+    """Save `model` in its flavor's format with a manifest into the blob store (nothing is registered yet)."""
+    flavor = flavor_for(model)
+    model_hash = flavor.content_hash(model)
+    signature = _signature(model, sample)
+    with tempfile.TemporaryDirectory(prefix="loopml-package-") as temp:
+        folder = Path(temp)
+        files = [f"model/{f}" for f in flavor.save(model, folder / "model")]
+        if sample is not None:
+            (folder / "input_example.json").write_text(_example(sample), encoding="utf-8")
+            files.append("input_example.json")
+        manifest = {
+            "format": PACKAGE_FORMAT,
+            "name": name,
+            "flavor": flavor.name,
+            "model_hash": model_hash,
+            "libraries": flavor.libraries(),
+            "python": ".".join(map(str, sys.version_info[:3])),
+            "loopml": __version__,
+            "signature": signature,
+            "lineage": lineage or {},
+            "metrics": metrics or {},
+            "files": sorted(files),
+        }
+        (folder / MANIFEST).write_text(yaml.safe_dump(manifest, sort_keys=True), encoding="utf-8")
+        paths = [*files, MANIFEST]
+        stored = blobs.put_files([folder / p for p in paths])
+        digest = put_tree(
+            blobs, Tree.of(TreeEntry(p, size, d) for p, (d, size) in zip(paths, stored, strict=True))
+        )
+    content = json.dumps({"flavor": flavor.name, "model": model_hash, "signature": signature}, sort_keys=True)
+    return Package(digest, hash_text(content), manifest)
+
+
+def open_package(blobs: BlobStore, digest: str, cache: Path) -> Path:
+    """The package's folder under `cache`, restored (and every file verified) on first use."""
+    folder = cache / digest
+    if folder.is_dir():
+        return folder
+    tree = get_tree(blobs, digest)
+    cache.mkdir(parents=True, exist_ok=True)
+    temp = Path(tempfile.mkdtemp(prefix=".restoring-", dir=cache))
+    try:
+        for entry in tree.entries:
+            try:
+                blobs.get_file(entry.digest, temp / entry.path, verify=True)
+            except StoreCorrupt as error:
+                raise StoreCorrupt(
+                    f"file {entry.path!r} of model package {digest[:12]} no longer matches its hash: {error}"
+                ) from None
+        try:
+            os.replace(temp, folder)
+        except OSError:  # another process restored it first: theirs is as good
+            if not folder.is_dir():
+                raise
+    finally:
+        shutil.rmtree(temp, ignore_errors=True)
+    return folder
+
+
+def read_manifest(folder: Path) -> dict[str, Any]:
+    """The manifest of a restored package; a package from a newer LoopML is refused with both versions."""
+    try:
+        manifest = yaml.safe_load((folder / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as error:
+        raise StoreCorrupt(f"model package {folder.name[:12]} has no readable {MANIFEST}: {error}") from None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("format"), int):
+        raise StoreCorrupt(f"model package {folder.name[:12]} has a malformed {MANIFEST}")
+    if manifest["format"] > PACKAGE_FORMAT:
+        raise InvalidInput(
+            f"model package {folder.name[:12]} was written by LoopML {manifest.get('loopml')} in package format "
+            f"{manifest['format']}; this LoopML ({__version__}) reads format {PACKAGE_FORMAT}: upgrade LoopML"
+        )
+    return manifest
+
+
+def load_from(folder: Path, manifest: dict[str, Any], *, trusted: bool = False) -> Any:
+    """The model of a restored package, loaded by its flavor (library version differences are warned about)."""
+    flavor = flavor_named(str(manifest.get("flavor")))
+    for problem in flavor.check_libraries(manifest.get("libraries") or {}):
+        warnings.warn(problem, LibraryMismatch, stacklevel=3)
+    return flavor.load(folder / "model", trusted=trusted)
+
+
+def _signature(model: Any, sample: Any) -> dict[str, Any] | None:
+    if sample is None:
+        return None
+    head = sample.iloc[:100] if hasattr(sample, "iloc") else sample[:100]
+    try:
+        predictions = model.predict(head)
+    except Exception as error:
+        raise InvalidInput(
+            f"the model cannot predict on the sample given for its signature: {error}"
+        ) from None
+    probabilities = None
+    classes = getattr(model, "classes_", None)
+    if hasattr(model, "predict_proba"):
+        try:
+            probabilities = model.predict_proba(head)
+        except Exception:  # some estimators expose predict_proba only for some settings
+            probabilities = None
+    signature = infer_signature(
+        sample,
+        predictions=predictions,
+        probabilities=probabilities,
+        classes=list(classes) if classes is not None else None,
+    )
+    return signature.to_dict()
+
+
+def _example(sample: Any) -> str:
+    head = sample.iloc[:EXAMPLE_ROWS] if hasattr(sample, "iloc") else sample[:EXAMPLE_ROWS]
+    if hasattr(head, "to_json"):
+        return str(head.to_json(orient="split", index=False, date_format="iso"))
+    return json.dumps({"data": [list(map(_plain, row)) for row in head]})
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if hasattr(value, "item") else value

@@ -1,0 +1,101 @@
+"""scikit-learn models to skops bytes and back, loaded only when every type they name is on LoopML's allow-list.
+
+skops stores a model as a zip of JSON and `.npy` files and builds it back by importing the types its schema
+names; the allow-list is what keeps loading a model from running arbitrary code. The list of types to trust is
+always LoopML's (`TRUSTED_MODULES`, plus what a caller adds in code), never one read from the artifact. Dumping
+checks the same list, so a model that could not be loaded back is refused when it is stored, not later.
+
+Used by the registry's scikit-learn flavor and by the pipelines' `skops` serializer. scikit-learn and skops are
+optional: skops is imported only to dump or load a model.
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from loopml.core.errors import InvalidInput
+
+__all__ = ["TRUSTED_MODULES", "UntrustedArtifact", "dumps", "loads", "refused_types"]
+
+# Module prefixes a skops artifact may name; "what skops needs" is skops itself. builtins are handled apart.
+TRUSTED_MODULES = ("sklearn.", "numpy.", "scipy.", "collections.", "skops.")
+
+
+class UntrustedArtifact(InvalidInput):
+    """A model names types outside LoopML's allow-list, so it is refused rather than stored or loaded."""
+
+    code = "untrusted_artifact"
+
+    def __init__(self, message: str, *, types: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.types = tuple(types)
+
+
+def refused_types(types: Iterable[str], *, trusted_modules: Sequence[str] = ()) -> list[str]:
+    """The sorted names in `types` that are neither on the allow-list nor builtin classes."""
+    prefixes = (*TRUSTED_MODULES, *trusted_modules)
+    return sorted(t for t in types if not (t.startswith(prefixes) or _is_builtin_class(t)))
+
+
+def dumps(model: Any, *, trusted_modules: Sequence[str] = ()) -> bytes:
+    """The skops file of `model`.
+
+    `InvalidInput` when skops cannot save it; `UntrustedArtifact` (with `.types`) when it holds types that
+    `loads` would refuse with the same `trusted_modules`.
+    """
+    sio = _skops()
+    kind = _python_type(model)
+    try:
+        data = bytes(sio.dumps(model))
+    except Exception as error:  # skops raises whatever its dispatch hits; all mean "cannot store"
+        raise InvalidInput(f"skops cannot save this {kind}: {error}") from error
+    refused = refused_types(sio.get_untrusted_types(data=data), trusted_modules=trusted_modules)
+    if refused:
+        raise UntrustedArtifact(
+            f"this {kind} holds types LoopML would refuse to load: {', '.join(refused)}", types=refused
+        )
+    return data
+
+
+def loads(data: bytes, *, trusted_modules: Sequence[str] = ()) -> Any:
+    """The model stored as `data`, after checking every type the artifact names against the allow-list.
+
+    `UntrustedArtifact` naming the refused types, before anything is imported or built; `InvalidInput` when
+    `data` is not a readable skops artifact.
+    """
+    sio = _skops()
+    try:
+        untrusted = sio.get_untrusted_types(data=data)
+    except Exception as error:  # a damaged zip or schema raises anything from zipfile to json
+        raise InvalidInput(f"not a readable skops artifact: {error}") from None
+    refused = refused_types(untrusted, trusted_modules=trusted_modules)
+    if refused:
+        raise UntrustedArtifact(
+            f"skops artifact refused: it names types outside LoopML's allow-list: {', '.join(refused)}",
+            types=refused,
+        )
+    try:
+        # Every name in `untrusted` passed the check above, so this trusts LoopML's list, not the artifact's.
+        return sio.loads(data, trusted=untrusted)
+    except Exception as error:  # as above: a damaged artifact can fail anywhere in skops' loaders
+        raise InvalidInput(f"not a loadable skops artifact: {error}") from None
+
+
+def _is_builtin_class(name: str) -> bool:
+    # Classes only: builtins also holds functions such as `eval` and `exec`.
+    module, _, attribute = name.partition(".")
+    return module == "builtins" and isinstance(getattr(builtins, attribute, None), type)
+
+
+def _python_type(value: Any) -> str:
+    return f"{type(value).__module__}.{type(value).__qualname__}"
+
+
+def _skops() -> Any:
+    try:
+        import skops.io
+    except ModuleNotFoundError:
+        raise InvalidInput("storing scikit-learn models needs skops: pip install 'loopml[sklearn]'") from None
+    return skops.io

@@ -1,0 +1,79 @@
+"""End-to-end: `loopml models ...` with the real executable on a project holding two registered versions."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.linear_model import LogisticRegression
+from test_cli import cli
+
+import loopml
+from loopml.core.settings import load_settings
+from loopml.tracking.tracker import Tracker
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    assert cli(tmp_path, "init").returncode == 0
+    tracker = Tracker(load_settings(project_dir=tmp_path))
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"amount": rng.normal(100, 20, 60), "age": rng.integers(18, 80, 60)})
+    label = (frame["amount"] > 100).astype(int)
+    try:
+        for c in (1.0, 0.1):
+            model = LogisticRegression(C=c, max_iter=1000).fit(frame, label)
+            loopml.models.register("fraud", model, sample=frame, tracker=tracker)
+    finally:
+        tracker.close()
+    return tmp_path
+
+
+def test_list_versions_show_alias_history_download(project: Path) -> None:
+    listed = cli(project, "models", "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert [m["name"] for m in json.loads(listed.stdout)] == ["fraud"]
+    versions = json.loads(cli(project, "models", "versions", "fraud", "--json").stdout)
+    assert [v["version"] for v in versions] == [2, 1]
+
+    moved = cli(project, "models", "alias", "fraud@champion", "1", "-m", "first model")
+    assert moved.returncode == 0, moved.stderr
+    assert "unset -> v1" in moved.stdout
+    cli(project, "models", "alias", "fraud@champion", "2", "-m", "retrained")
+    shown = cli(project, "models", "show", "fraud@champion")
+    assert shown.returncode == 0, shown.stderr
+    assert "fraud@v2" in shown.stdout
+    assert "amount" in shown.stdout
+    history = json.loads(cli(project, "models", "history", "fraud", "--json").stdout)
+    assert [(e["from_version"], e["to_version"], e["reason"]) for e in history] == [
+        (None, 1, "first model"),
+        (1, 2, "retrained"),
+    ]
+    table = cli(project, "models", "history", "fraud")
+    assert "retrained" in table.stdout
+
+    target = project / "downloaded"
+    downloaded = cli(project, "models", "download", "fraud@champion", "-o", str(target))
+    assert downloaded.returncode == 0, downloaded.stderr
+    assert (target / "loopml-model.yaml").is_file()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["show", "nope"], "no registered model 'nope'"),
+        (["show", "fraud@v9"], "has no v9"),
+        (["alias", "fraud@champion"], "give a VERSION"),
+        (["alias", "fraud", "1"], "NAME@ALIAS"),
+        (["alias", "fraud@champion", "5"], "v5"),
+        (["versions", "fraud@@"], "no registered model"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(project: Path, args: list[str], message: str) -> None:
+    result = cli(project, "models", *args)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr

@@ -19,12 +19,17 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from loopml.core.errors import InvalidInput
+
 if TYPE_CHECKING:
+    from loopml.registry.gates import GatePolicy
+    from loopml.registry.promotion import EvaluationData, Promotion
     from loopml.registry.records import AliasEvent, ModelVersion, Registered, RegisteredModel
     from loopml.registry.store import RegistryStore
     from loopml.tracking.tracker import Tracker
 
 EVAL_DATASET_TAG = "loopml.eval.dataset"
+EVAL_TARGET_TAG = "loopml.eval.target"
 _loaded: dict[tuple[str, str], Any] = {}  # (blob store, package digest) -> model: loaded once per process
 _loaded_lock = threading.Lock()
 
@@ -39,12 +44,15 @@ def register(
     tags: dict[str, str] | None = None,
     metrics: dict[str, float] | None = None,
     eval_dataset: str | None = None,
+    eval_target: str | None = None,
     tracker: Tracker | None = None,
 ) -> Registered:
     """Register `model` as the next version of `name` (the same model again returns its existing version).
 
-    `sample` (training rows) gives the signature and the input example; `run` (default: the active run)
-    gives the lineage. Nothing is registered unless the whole package was stored.
+    `sample` (training rows) gives the signature, the input example and the row hashes that keep
+    training rows out of promotion gates; `run` (default: the active run) gives the lineage;
+    `eval_dataset` / `eval_target` name held-out rows for the gates (a pipeline's split step sets them).
+    Nothing is registered unless the whole package was stored.
     """
     from loopml.registry.package import build_package
     from loopml.registry.records import ModelRef
@@ -55,6 +63,8 @@ def register(
     if run is None and active_run() is not None:
         run = active_run().run_id  # type: ignore[union-attr]
     lineage, run_metrics = _lineage(opened, run, eval_dataset)
+    if eval_target is not None:
+        lineage["eval_target"] = eval_target
     package = build_package(
         model,
         name=name,
@@ -152,9 +162,154 @@ def delete_alias(
     return store.move_alias(name, alias, None, reason=reason, user=_user())
 
 
+def promote(
+    name: str,
+    version: int,
+    *,
+    alias: str = "champion",
+    policy: GatePolicy | None = None,
+    dataset: str | None = None,
+    X: Any = None,
+    y: Any = None,
+    target: str | None = None,
+    force: bool = False,
+    reason: str | None = None,
+    tracker: Tracker | None = None,
+) -> Promotion:
+    """Move `alias` to `version` if it passes the gates; else record the refusal and raise `PromotionRefused`.
+
+    Both models are scored on the same held-out rows: `dataset` (a dataset version holding `target`), or
+    `X` and `y`, else the held-out dataset version in the challenger's manifest. With no policy, the gate is
+    "not worse than the current holder on the primary metric". `force=True` (with a `reason`) skips the
+    gates and is recorded as forced.
+    """
+    from loopml.registry.gates import GatePolicy as Policy
+    from loopml.registry.promotion import (
+        Promotion,
+        PromotionRefused,
+        check_disjoint,
+        decide,
+        primary,
+        score,
+    )
+
+    opened = _tracker(tracker)
+    store = _store(opened)
+    challenger = store.get_version(f"{name}@v{version}")
+    holder_version = store.get_model(name).aliases.get(alias)
+    if holder_version == version:
+        raise InvalidInput(f"{name}@{alias} is already v{version}")
+    user = _user()
+    if force:
+        if not reason:
+            raise InvalidInput("a forced promotion needs a reason (it is kept in the alias history)")
+        event = store.move_alias(
+            name,
+            alias,
+            version,
+            forced=True,
+            reason=reason,
+            user=user,
+            check_from=True,
+            expected_from=holder_version,
+        )
+        return Promotion(event, [], None)
+    policy = policy or Policy()
+    evaluation = _evaluation(opened, challenger, dataset=dataset, X=X, y=y, target=target)
+    challenger_scores = holder_scores = None
+    metric = policy.metric or "primary"
+    if evaluation is not None:
+        challenger_model = load(challenger.ref, tracker=opened)
+        metric = policy.metric or primary(challenger_model)
+        columns = _columns(challenger)
+        trained = {challenger.ref: _training_rows(opened, challenger)}
+        holder = store.get_version(f"{name}@v{holder_version}") if holder_version is not None else None
+        if holder is not None:
+            trained[holder.ref] = _training_rows(opened, holder)
+        check_disjoint(evaluation, columns, trained)
+        challenger_scores = score(challenger_model, evaluation, columns, policy.slice_by)
+        if holder is not None:
+            holder_scores = score(
+                load(holder.ref, tracker=opened), evaluation, _columns(holder), policy.slice_by
+            )
+    gates = decide(
+        policy,
+        challenger=challenger,
+        metric=metric,
+        challenger_scores=challenger_scores,
+        holder_scores=holder_scores,
+        holder_version=holder_version,
+    )
+    evidence = [g.to_dict() for g in gates] + [
+        {"policy": policy.to_dict(), "evaluation": evaluation.source if evaluation else None}
+    ]
+    failed = [g for g in gates if not g.passed]
+    if failed:
+        store.record_refusal(name, alias, version, reason=reason or "gates failed", gates=evidence, user=user)
+        lines = "; ".join(f"{g.gate}: {g.detail}" for g in failed)
+        raise PromotionRefused(f"{challenger.ref} was not promoted to {alias}: {lines}", gates=gates)
+    event = store.move_alias(
+        name,
+        alias,
+        version,
+        reason=reason or "gates passed",
+        gates=evidence,
+        user=user,
+        check_from=True,
+        expected_from=holder_version,
+    )
+    return Promotion(event, gates, evaluation.source if evaluation else None)
+
+
 def history(name: str, alias: str | None = None, *, tracker: Tracker | None = None) -> list[AliasEvent]:
     """Which version held each alias when: every alias event of `name`, oldest first."""
     return _store(_tracker(tracker)).history(name, alias)
+
+
+def _evaluation(
+    tracker: Tracker, challenger: ModelVersion, *, dataset: str | None, X: Any, y: Any, target: str | None
+) -> EvaluationData | None:
+    from loopml.registry.promotion import EvaluationData
+
+    if X is not None or y is not None:
+        if X is None or y is None:
+            raise InvalidInput("pass both X and y (features and their labels), or a dataset")
+        frame = X.copy() if hasattr(X, "copy") else X
+        label = target or "__target__"
+        frame[label] = list(y)
+        return EvaluationData(frame, label, f"given X, y ({len(frame)} rows)")
+    lineage = manifest(challenger.ref, tracker=tracker).get("lineage") or {}
+    source = dataset or lineage.get("eval_dataset")
+    if source is None:
+        return None
+    named: str | None = target or lineage.get("eval_target")
+    if named is None:
+        raise InvalidInput(f"name the target column of {source} (target=..., CLI: --target)")
+    label = named
+    from loopml.datasets import load as load_dataset
+
+    frame = load_dataset(source, context="evaluation", tracker=tracker)
+    if label not in frame.columns:
+        raise InvalidInput(
+            f"dataset {source} has no target column {label!r}; its columns: {', '.join(frame.columns)}"
+        )
+    return EvaluationData(frame, label, f"dataset {source}")
+
+
+def _columns(version: ModelVersion) -> list[str]:
+    if not version.signature:
+        raise InvalidInput(
+            f"{version.ref} has no signature (register it with sample=...): its input columns are unknown"
+        )
+    return [c["name"] for c in version.signature["inputs"]]
+
+
+def _training_rows(tracker: Tracker, version: ModelVersion) -> Any:
+    from loopml.registry.package import open_package, training_rows
+
+    return training_rows(
+        open_package(tracker.blobs, version.package_digest, tracker.settings.home_dir / "cache" / "models")
+    )
 
 
 def _lineage(
@@ -167,8 +322,11 @@ def _lineage(
     run = store.get_run(run_id)
     inputs = store.attachments.list_inputs(run_id)
     parent = store.get_run(run.parent_run_id) if run.parent_run_id else None
+    eval_target = run.tags.get(EVAL_TARGET_TAG) or _sibling_tag(tracker, run.parent_run_id, EVAL_TARGET_TAG)
     if eval_dataset is None:
-        eval_dataset = run.tags.get(EVAL_DATASET_TAG) or _sibling_eval_dataset(tracker, run.parent_run_id)
+        eval_dataset = run.tags.get(EVAL_DATASET_TAG) or _sibling_tag(
+            tracker, run.parent_run_id, EVAL_DATASET_TAG
+        )
     if not inputs and parent is not None:  # a pipeline step: the pipeline run holds the dataset inputs
         inputs = store.attachments.list_inputs(parent.run_id)
     lineage = {
@@ -178,11 +336,13 @@ def _lineage(
         "git_dirty": run.git.dirty,
         "datasets": [{"name": i.dataset, "version": i.version, "digest": i.digest} for i in inputs],
         "eval_dataset": eval_dataset,
+        "eval_target": eval_target,
     }
     return {k: v for k, v in lineage.items() if v is not None}, dict(run.metrics)
 
 
-def _sibling_eval_dataset(tracker: Tracker, parent_run_id: str | None) -> str | None:
+def _sibling_tag(tracker: Tracker, parent_run_id: str | None, key: str) -> str | None:
+    """A tag set on another step run of the same pipeline run (the split step tags its held-out rows)."""
     if parent_run_id is None:
         return None
     from loopml.tracking.client import Client
@@ -192,7 +352,7 @@ def _sibling_eval_dataset(tracker: Tracker, parent_run_id: str | None) -> str | 
         .search_runs(filter=f"tags.`loopml.pipeline_run` = '{parent_run_id}'", max_results=1000)
         .runs
     )
-    found = [r.tags[EVAL_DATASET_TAG] for r in runs if EVAL_DATASET_TAG in r.tags]
+    found = [r.tags[key] for r in runs if key in r.tags]
     return found[0] if found else None
 
 

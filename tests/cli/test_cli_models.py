@@ -24,6 +24,8 @@ def project(tmp_path: Path) -> Path:
     frame = pd.DataFrame({"amount": rng.normal(100, 20, 60), "age": rng.integers(18, 80, 60)})
     label = (frame["amount"] > 100).astype(int)
     try:
+        held = pd.DataFrame({"amount": rng.normal(100, 20, 60), "age": rng.integers(18, 80, 60)})
+        loopml.datasets.add("holdout", held.assign(label=(held["amount"] > 100).astype(int)), tracker=tracker)
         for c in (1.0, 0.1):
             model = LogisticRegression(C=c, max_iter=1000).fit(frame, label)
             loopml.models.register("fraud", model, sample=frame, tracker=tracker)
@@ -77,3 +79,50 @@ def test_bad_input_exits_2_with_one_line(project: Path, args: list[str], message
     assert result.returncode == 2, result.stderr
     assert message in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_promote_prints_gates_and_refuses_with_exit_1(project: Path) -> None:
+    first = cli(project, "models", "promote", "fraud", "1", "-m", "first champion")
+    assert first.returncode == 0, first.stderr
+    assert "unset -> v1" in first.stdout
+    refused = cli(
+        project,
+        "models",
+        "promote",
+        "fraud",
+        "2",
+        "--dataset",
+        "holdout@v1",
+        "--target",
+        "label",
+        "--min-delta",
+        "0.5",
+    )
+    assert refused.returncode == 1
+    assert "FAIL" in refused.stdout
+    assert "beats v1 on roc_auc" in refused.stdout
+    assert "was not promoted" in refused.stderr
+    history = json.loads(cli(project, "models", "history", "fraud", "--json").stdout)
+    assert history[-1]["outcome"] == "refused"
+    no_reason = cli(project, "models", "promote", "fraud", "2", "--force")
+    assert no_reason.returncode == 2
+    assert "needs a reason" in no_reason.stderr
+    no_data = cli(project, "models", "promote", "fraud", "2")
+    assert no_data.returncode == 2
+    assert "no evaluation data" in no_data.stderr
+    passed = cli(
+        project,
+        "models",
+        "promote",
+        "fraud",
+        "2",
+        "--dataset",
+        "holdout@v1",
+        "--target",
+        "label",
+        "--min-delta",
+        "-1",
+    )
+    assert passed.returncode == 0, passed.stderr
+    assert "pass" in passed.stdout
+    assert "v1 -> v2" in passed.stdout

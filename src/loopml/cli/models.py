@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -122,6 +122,92 @@ def alias(
         event = models.set_alias(parsed.name, parsed.alias, version or 0, reason=reason)
         before = f"v{event.from_version}" if event.from_version else "unset"
         console.print(f"{escape(ref)}: {before} -> v{event.to_version}")
+
+
+@app.command("promote")
+def promote(
+    name: Annotated[str, typer.Argument(help="Model name")],
+    version: Annotated[int, typer.Argument(help="Version to promote", min=1)],
+    alias: Annotated[str, typer.Option("--alias", "-a", help="Alias to move")] = "champion",
+    dataset: Annotated[str | None, typer.Option("--dataset", "-d", help="Held-out rows: NAME@vN")] = None,
+    target: Annotated[str | None, typer.Option("--target", help="Target column of the dataset")] = None,
+    metric: Annotated[str | None, typer.Option("--metric", help="Metric compared with the holder")] = None,
+    min_delta: Annotated[float, typer.Option("--min-delta", help="Required gain over the holder")] = 0.0,
+    threshold: Annotated[
+        list[str] | None,
+        typer.Option("--threshold", help="METRIC=VALUE bound, repeatable (e.g. roc_auc=0.8)"),
+    ] = None,
+    slice_by: Annotated[str | None, typer.Option("--slice-by", help="Column to compare slices on")] = None,
+    max_slice_regression: Annotated[float | None, typer.Option("--max-slice-regression")] = None,
+    max_latency_ms: Annotated[float | None, typer.Option("--max-latency-ms", help="Per row")] = None,
+    require_tag: Annotated[
+        list[str] | None, typer.Option("--require-tag", help="Version tag that must be set")
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Skip the gates (needs --reason; audited)")] = False,
+    reason: Annotated[str | None, typer.Option("--reason", "-m", help="Why (kept in the history)")] = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Move an alias to a version if it passes the gates; print each gate; exit 1 when refused."""
+    from loopml import models
+    from loopml.registry.gates import GatePolicy
+    from loopml.registry.promotion import PromotionRefused
+
+    policy = GatePolicy(
+        metric=metric,
+        min_delta=min_delta,
+        thresholds=_thresholds(threshold or []),
+        slice_by=slice_by,
+        max_slice_regression=max_slice_regression,
+        max_latency_ms_per_row=max_latency_ms,
+        required_tags=tuple(require_tag or ()),
+    )
+    try:
+        done = models.promote(
+            name,
+            version,
+            alias=alias,
+            policy=policy,
+            dataset=dataset,
+            target=target,
+            force=force,
+            reason=reason,
+        )
+    except PromotionRefused as refused:
+        _print_gates(refused.gates, json_output)
+        raise
+    if json_output:
+        print_json(
+            {"event": done.event, "gates": [g.to_dict() for g in done.gates], "evaluation": done.evaluation}
+        )
+        return
+    _print_gates(done.gates, json_output)
+    before = f"v{done.event.from_version}" if done.event.from_version else "unset"
+    forced = " (forced)" if done.event.forced else ""
+    console.print(f"{escape(name)}@{escape(alias)}: {before} -> v{version}{forced}")
+
+
+def _thresholds(pairs: list[str]) -> dict[str, float]:
+    from loopml.core.errors import InvalidInput
+
+    bounds: dict[str, float] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        try:
+            bounds[key.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep or not key.strip():
+            raise InvalidInput(f"a threshold is METRIC=NUMBER, got {pair!r}")
+    return bounds
+
+
+def _print_gates(gates: list[Any], json_output: bool) -> None:
+    if json_output:
+        print_json({"gates": [g.to_dict() for g in gates]})
+        return
+    for gate in gates:
+        mark = "[green]pass[/]" if gate.passed else "[red]FAIL[/]"
+        console.print(f"  {mark}  {escape(gate.gate)}: {escape(gate.detail)}")
 
 
 @app.command("history")

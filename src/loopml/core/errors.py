@@ -1,20 +1,38 @@
 """One exception root for LoopML; each error has a stable code, an HTTP status and a CLI exit code.
 
 ```
-LoopMLError                      code              HTTP  exit
-├── InvalidInput                 invalid_input     400   2
-│   ├── InvalidFilter            invalid_filter    400   2
-│   └── PathEscapes              path_escapes      400   2
-├── NotFound                     not_found         404   2
-├── Conflict                     conflict          409   2
-│   └── ParamConflict            param_conflict    409   2
-└── StoreError                   store_error       500   3
-    ├── StoreCorrupt             store_corrupt     500   3
-    ├── ForeignDatabase          foreign_database  500   3
-    ├── SchemaMismatch           schema_mismatch   500   3
-    ├── StoreBusy                store_busy        503   3
-    └── RemoteError              remote_error      502   3
+LoopMLError                      code                HTTP  exit
+├── InvalidInput                 invalid_input       400   2
+│   ├── InvalidFilter            invalid_filter      400   2
+│   ├── PathEscapes              path_escapes        400   2
+│   ├── SignatureMismatch        signature_mismatch  400   2
+│   ├── UntrustedArtifact        untrusted_artifact  400   2
+│   ├── NotCanonical             not_canonical       400   2
+│   ├── Unserializable           unserializable      400   2
+│   ├── HandleMisuse             handle_misuse       400   2
+│   └── GraphError               graph_error         400   2
+├── NotFound                     not_found           404   2
+├── Conflict                     conflict            409   2
+│   └── ParamConflict            param_conflict      409   2
+├── TaskKilled                   task_killed         500   1
+├── WorkerLost                   worker_lost         500   1
+├── StepTimeout                  step_timeout        500   1
+├── PipelineFailed               pipeline_failed     500   1
+├── PromotionRefused             promotion_refused   409   1
+├── RerunFailed                  rerun_failed        500   1
+└── StoreError                   store_error         500   3
+    ├── StoreCorrupt             store_corrupt       500   3
+    ├── ForeignDatabase          foreign_database    500   3
+    ├── SchemaMismatch           schema_mismatch     500   3
+    ├── StoreBusy                store_busy          503   3
+    └── RemoteError              remote_error        502   3
 ```
+The classes not defined here sit beside the code that raises them: `SignatureMismatch` in
+`registry.signature_check`, `UntrustedArtifact` in `registry.skops_io`, `NotCanonical` in
+`registry.model_hash`, `Unserializable` in `pipelines.serializer`, `HandleMisuse` and `GraphError` in
+`pipelines.graph`, `StepTimeout` and `PipelineFailed` in `pipelines.runner`, `RerunFailed` in
+`pipelines.rerun`, `PromotionRefused` in `registry.promotion`, `TaskKilled` and `WorkerLost` in `core.executors`.
+
 Messages say what was wrong and what to do, in one line, so the CLI can print them as they are.
 """
 

@@ -23,9 +23,13 @@ if TYPE_CHECKING:
 class HandleMisuse(InvalidInput):
     """A step's output was used as a value while the pipeline was only being described."""
 
+    code = "handle_misuse"
+
 
 class GraphError(InvalidInput):
     """The steps of a pipeline do not form a runnable graph (a cycle, an input from nowhere, a bad call)."""
+
+    code = "graph_error"
 
 
 class Handle:

@@ -28,6 +28,8 @@ SOURCE_TAG = "loopml.pipeline.source"  # the pipeline's file, relative to the gi
 class RerunFailed(LoopMLError):
     """The re-run could not be set up or its pipeline failed; the message carries git's or the run's error."""
 
+    code = "rerun_failed"
+
 
 @dataclass(frozen=True)
 class StepComparison:

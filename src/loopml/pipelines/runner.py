@@ -43,10 +43,13 @@ Progress = Callable[
 class StepTimeout(LoopMLError):
     """A step call ran longer than its `timeout_s`."""
 
+    code = "step_timeout"
+
 
 class PipelineFailed(LoopMLError):
     """A pipeline run ended with failed steps; its record (with tracebacks) is in the store."""
 
+    code = "pipeline_failed"
     exit_code = 1
 
     def __init__(self, message: str, *, run_id: str, failed: list[str]) -> None:

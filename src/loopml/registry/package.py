@@ -20,13 +20,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
 from loopml._version import __version__
 from loopml.core.errors import InvalidInput, StoreCorrupt
 from loopml.core.hashing import hash_text
 from loopml.registry.flavor import flavor_for, flavor_named
-from loopml.registry.signature import infer_signature
+from loopml.registry.promotion import ROW_HASHES, row_hashes
+from loopml.registry.signature import Signature, infer_signature
 from loopml.storage.blobs.store import BlobStore
 from loopml.storage.blobs.tree import Tree, TreeEntry, get_tree, put_tree
 
@@ -67,6 +69,12 @@ def build_package(
         if sample is not None:
             (folder / "input_example.json").write_text(_example(sample), encoding="utf-8")
             files.append("input_example.json")
+            if signature is not None and hasattr(sample, "iloc"):
+                # Row hashes of the training sample: promotion refuses evaluation rows the model was trained on.
+                columns = [c["name"] for c in signature["inputs"]]
+                with (folder / ROW_HASHES).open("wb") as stream:
+                    np.save(stream, np.unique(row_hashes(sample, columns)), allow_pickle=False)
+                files.append(ROW_HASHES)
         manifest = {
             "format": PACKAGE_FORMAT,
             "name": name,
@@ -157,12 +165,15 @@ def _signature(model: Any, sample: Any) -> dict[str, Any] | None:
             probabilities = model.predict_proba(head)
         except Exception:  # some estimators expose predict_proba only for some settings
             probabilities = None
-    signature = infer_signature(
-        sample,
+    # Inputs from every sample row (ranges, levels); outputs from the predictions on the first rows only.
+    inputs = infer_signature(sample)
+    outputs = infer_signature(
+        head,
         predictions=predictions,
         probabilities=probabilities,
         classes=list(classes) if classes is not None else None,
     )
+    signature = Signature(inputs=inputs.inputs, outputs=outputs.outputs)
     return signature.to_dict()
 
 
@@ -175,3 +186,12 @@ def _example(sample: Any) -> str:
 
 def _plain(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else value
+
+
+def training_rows(folder: Path) -> np.ndarray | None:
+    """The row hashes of the training sample stored with a package (None when it was registered without one)."""
+    path = folder / ROW_HASHES
+    if not path.is_file():
+        return None
+    hashes: np.ndarray = np.load(path, allow_pickle=False)
+    return hashes

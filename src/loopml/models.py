@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from loopml.core.errors import InvalidInput
 
 if TYPE_CHECKING:
-    from loopml.registry.gates import GatePolicy
+    from loopml.registry.gates import GatePolicy, Scores
     from loopml.registry.promotion import EvaluationData, Promotion
     from loopml.registry.records import AliasEvent, ModelVersion, Registered, RegisteredModel
     from loopml.registry.store import RegistryStore
@@ -73,7 +73,7 @@ def register(
         lineage=lineage,
         metrics={**run_metrics, **(metrics or {})},
     )
-    return _store(opened).add_version(
+    registered = _store(opened).add_version(
         name,
         flavor=str(package.manifest["flavor"]),
         content_hash=package.content_hash,
@@ -85,6 +85,13 @@ def register(
         created_by=_user(),
         tags=dict(tags or {}),
     )
+    if registered.created:
+        _notify(
+            opened,
+            "version_registered",
+            {"model": name, "version": registered.version.version, "run_id": run},
+        )
+    return registered
 
 
 def load(ref: str, *, trusted: bool = False, tracker: Tracker | None = None) -> Any:
@@ -148,9 +155,10 @@ def set_alias(
     name: str, alias: str, version: int, *, reason: str | None = None, tracker: Tracker | None = None
 ) -> AliasEvent:
     """Point `alias` at `version` directly (no gates), recorded in the audit trail with `reason`."""
-    return _store(_tracker(tracker)).move_alias(
-        name, alias, version, forced=True, reason=reason, user=_user()
-    )
+    opened = _tracker(tracker)
+    event = _store(opened).move_alias(name, alias, version, forced=True, reason=reason, user=_user())
+    _notify(opened, "alias_moved", _event_payload(event))
+    return event
 
 
 def delete_alias(
@@ -213,8 +221,11 @@ def promote(
             check_from=True,
             expected_from=holder_version,
         )
+        _notify(opened, "alias_moved", _event_payload(event))
         return Promotion(event, [], None)
-    policy = policy or Policy()
+    from loopml.registry.config import gate_policy
+
+    policy = policy or gate_policy(opened.settings.project_dir, name, alias) or Policy()
     evaluation = _evaluation(opened, challenger, dataset=dataset, X=X, y=y, target=target)
     challenger_scores = holder_scores = None
     metric = policy.metric or "primary"
@@ -245,7 +256,10 @@ def promote(
     ]
     failed = [g for g in gates if not g.passed]
     if failed:
-        store.record_refusal(name, alias, version, reason=reason or "gates failed", gates=evidence, user=user)
+        refusal = store.record_refusal(
+            name, alias, version, reason=reason or "gates failed", gates=evidence, user=user
+        )
+        _notify(opened, "promotion_refused", _event_payload(refusal))
         lines = "; ".join(f"{g.gate}: {g.detail}" for g in failed)
         raise PromotionRefused(f"{challenger.ref} was not promoted to {alias}: {lines}", gates=gates)
     event = store.move_alias(
@@ -258,12 +272,86 @@ def promote(
         check_from=True,
         expected_from=holder_version,
     )
+    _notify(opened, "alias_moved", _event_payload(event))
     return Promotion(event, gates, evaluation.source if evaluation else None)
 
 
 def history(name: str, alias: str | None = None, *, tracker: Tracker | None = None) -> list[AliasEvent]:
     """Which version held each alias when: every alias event of `name`, oldest first."""
     return _store(_tracker(tracker)).history(name, alias)
+
+
+def compare(
+    name: str,
+    *refs: str,
+    dataset: str | None = None,
+    X: Any = None,
+    y: Any = None,
+    target: str | None = None,
+    slice_by: str | None = None,
+    tracker: Tracker | None = None,
+) -> dict[str, Scores]:
+    """Score versions or aliases of `name` (e.g. "champion", "challenger", "v3") on the same held-out rows.
+
+    The rows are `dataset`, or `X` and `y`, else the held-out dataset of the first version's manifest; rows
+    any of the models was trained on are refused.
+    """
+    from loopml.registry.promotion import check_disjoint, score
+
+    opened = _tracker(tracker)
+    store = _store(opened)
+    if len(refs) < 2:
+        raise InvalidInput(
+            "compare needs at least two versions or aliases, e.g. compare('fraud', 'champion', 'v3')"
+        )
+    versions = [store.get_version(f"{name}@{r}") for r in refs]
+    evaluation = _evaluation(opened, versions[0], dataset=dataset, X=X, y=y, target=target)
+    if evaluation is None:
+        raise InvalidInput(f"no evaluation data to compare {name} versions: pass dataset=NAME@vN, or X and y")
+    for version in versions:
+        check_disjoint(evaluation, _columns(version), {version.ref: _training_rows(opened, version)})
+    return {
+        ref: score(load(version.ref, tracker=opened), evaluation, _columns(version), slice_by)
+        for ref, version in zip(refs, versions, strict=True)
+    }
+
+
+def validate(ref: str, frame: Any, *, strict: bool = False, tracker: Tracker | None = None) -> Any:
+    """`frame` checked against the signature of `ref` (missing/extra columns, types, nulls; with `strict`,
+    unseen levels and out-of-range values too): returns it ordered and typed as the model expects, or raises
+    `SignatureMismatch` listing every problem."""
+    from loopml.registry.signature import Signature
+    from loopml.registry.signature_check import validate as check
+
+    version = _store(_tracker(tracker)).get_version(ref)
+    if not version.signature:
+        raise InvalidInput(f"{version.ref} has no signature (register it with sample=...)")
+    signature = Signature.from_dict(version.signature)
+    return check(signature, frame, strict_levels=strict, strict_ranges=strict)
+
+
+def _notify(tracker: Tracker, event: str, payload: dict[str, Any]) -> None:
+    from loopml.registry.config import webhooks
+    from loopml.registry.webhooks import notify
+
+    hooks = webhooks(tracker.settings.project_dir)
+    if hooks:
+        notify(hooks, event, payload)
+
+
+def _event_payload(event: AliasEvent) -> dict[str, Any]:
+    return {
+        "model": event.name,
+        "alias": event.alias,
+        "from_version": event.from_version,
+        "to_version": event.to_version,
+        "outcome": event.outcome,
+        "forced": event.forced,
+        "reason": event.reason,
+        "gates": event.gates,
+        "user": event.user,
+        "time": event.time,
+    }
 
 
 def _evaluation(

@@ -16,9 +16,11 @@ import time
 import urllib.parse
 import urllib.request
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
-from loopml.registry.config import Webhook
+from loopml.registry.config import Webhook, webhooks
+from loopml.registry.records import AliasEvent
 
 log = logging.getLogger(__name__)
 TIMEOUT_S = 5.0
@@ -63,3 +65,26 @@ def _deliver(hook: Webhook, event: str, body: bytes) -> None:
     log.warning(
         "loopml: webhook %s did not accept %s after %d attempts (%s)", hook.url, event, ATTEMPTS, problem
     )
+
+
+def announce(project_dir: Path, event: str, payload: Mapping[str, Any]) -> None:
+    """Post `event` to the webhooks the project's `loopml.toml` configures (if any)."""
+    hooks = webhooks(project_dir)
+    if hooks:
+        notify(hooks, event, payload)
+
+
+def alias_payload(event: AliasEvent) -> dict[str, Any]:
+    """The webhook body of an alias event."""
+    return {
+        "model": event.name,
+        "alias": event.alias,
+        "from_version": event.from_version,
+        "to_version": event.to_version,
+        "outcome": event.outcome,
+        "forced": event.forced,
+        "reason": event.reason,
+        "gates": event.gates,
+        "user": event.user,
+        "time": event.time,
+    }

@@ -1,0 +1,62 @@
+"""Loading a version's model (once per process per version) and reading what its package holds."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from loopml.core.errors import InvalidInput
+from loopml.registry.package import load_from, open_package, read_manifest, training_rows
+from loopml.registry.records import ModelVersion
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from loopml.tracking.tracker import Tracker
+
+_loaded: dict[tuple[str, str], Any] = {}  # (blob store, package digest) -> model
+_loaded_lock = threading.Lock()
+
+
+def package_folder(tracker: Tracker, version: ModelVersion) -> Path:
+    """The version's package, restored (and verified) into the project's model cache on first use."""
+    return open_package(tracker.blobs, version.package_digest, tracker.settings.home_dir / "cache" / "models")
+
+
+def load_version(tracker: Tracker, version: ModelVersion, *, trusted: bool = False) -> Any:
+    """The version's model, loaded by its flavor once per process (later calls return the same object)."""
+    key = (tracker.blobs.root, version.package_digest)
+    with _loaded_lock:
+        model = _loaded.get(key)
+    if model is None:
+        folder = package_folder(tracker, version)
+        model = load_from(folder, read_manifest(folder), trusted=trusted)
+        with _loaded_lock:
+            model = _loaded.setdefault(key, model)
+    return model
+
+
+def forget_loaded() -> None:
+    """Drop every loaded model of this process (the next load reads its package again)."""
+    with _loaded_lock:
+        _loaded.clear()
+
+
+def manifest_of(tracker: Tracker, version: ModelVersion) -> dict[str, Any]:
+    """The version's manifest."""
+    return read_manifest(package_folder(tracker, version))
+
+
+def columns_of(version: ModelVersion) -> list[str]:
+    """The input columns of the version's signature."""
+    if not version.signature:
+        raise InvalidInput(
+            f"{version.ref} has no signature (register it with sample=...): its input columns are unknown"
+        )
+    return [c["name"] for c in version.signature["inputs"]]
+
+
+def training_rows_of(tracker: Tracker, version: ModelVersion) -> np.ndarray | None:
+    """The row hashes of the version's training sample (None if it was registered without one)."""
+    return training_rows(package_folder(tracker, version))

@@ -86,7 +86,8 @@ Where to look (the store is {PROJECT / ".loopml"}):
   {cli} runs list --filter 'params.model.alpha = "0.01"' --json
   {cli} data show {version.ref}          # schema, profile, and the three runs that read it
   {cli} pipeline show {pipeline_run}     # the pipeline's steps: ran or cached, with durations
-  {cli} pipeline explain {pipeline_run} train_model   # which part of its cache key changed"""
+  {cli} pipeline explain {pipeline_run} train_model   # which part of its cache key changed
+  {cli} models versions breast_cancer    # registered versions; `models show breast_cancer@champion`"""
     )
 
 
@@ -106,8 +107,9 @@ def run_pipeline(cli: str) -> str:
         result = json.loads(done.stdout)
         record = PipelineStore(loopml.Client().tracker.stores.db).get_run(result["run_id"])
         steps = ", ".join(f"{s.node}={s.status.value}" for s in record.steps)
-        auc = result["value"]["metrics"]["roc_auc"]
-        print(f"  roc_auc={auc:.4f} in {time.perf_counter() - started:.1f} s; steps: {steps}")
+        auc = result["value"]["evaluation"]["metrics"]["roc_auc"]
+        model = result["value"]["model"]
+        print(f"  roc_auc={auc:.4f} -> {model} in {time.perf_counter() - started:.1f} s; steps: {steps}")
     print("\n$ loopml pipeline explain <run> train_model")
     subprocess.run([cli, "pipeline", "explain", result["run_id"], "train_model"], check=True)
     sys.path.insert(0, str(PROJECT))
@@ -115,12 +117,28 @@ def run_pipeline(cli: str) -> str:
 
     print("\nA parallel sweep over C (trials share the cached load/clean/split steps):")
     swept = train_pipeline.sweep(
-        train_pipeline.breast_cancer, {"C": [0.01, 0.1, 1.0, 10.0]}, metric="metrics.roc_auc"
+        train_pipeline.breast_cancer, {"C": [0.01, 0.1, 1.0, 10.0]}, metric="evaluation.metrics.roc_auc"
     )
     for trial in swept.trials:
         print(f"  C={trial.params['C']:<5} roc_auc={trial.value:.4f}")
     print(f"  best: C={swept.best.params['C']}")
+    promote_models(cli)
     return str(result["run_id"])
+
+
+def promote_models(cli: str) -> None:
+    """Registered versions meet the promotion gates: scored with the champion on the same held-out rows."""
+    versions = {v.version: v for v in loopml.models.versions("breast_cancer")}
+    first, *others = sorted(versions)
+    print("\n$ loopml models promote breast_cancer", first)
+    subprocess.run(
+        [cli, "models", "promote", "breast_cancer", str(first), "-m", "first champion"], check=True
+    )
+    for version in others:
+        print(f"\n$ loopml models promote breast_cancer {version}    # must not be worse than the champion")
+        subprocess.run([cli, "models", "promote", "breast_cancer", str(version)], check=False)
+    print("\n$ loopml models history breast_cancer")
+    subprocess.run([cli, "models", "history", "breast_cancer"], check=True)
 
 
 if __name__ == "__main__":

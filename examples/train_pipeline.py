@@ -27,11 +27,15 @@ def breast_cancer(
     model = lib.train_model(
         train, target="target", estimator=estimator, params={"C": C, "max_iter": 5000}, features=features
     )
-    return lib.evaluate_model(model, test, target="target")
+    evaluation = lib.evaluate_model(model, test, target="target")
+    version = lib.register_model(model, train, name="breast_cancer", target="target")
+    return {"evaluation": evaluation, "model": version}
 
 
 if __name__ == "__main__":
-    result = sweep(breast_cancer, {"C": [0.01, 0.1, 1.0, 10.0]}, metric="metrics.roc_auc", mode="max")
+    result = sweep(
+        breast_cancer, {"C": [0.01, 0.1, 1.0, 10.0]}, metric="evaluation.metrics.roc_auc", mode="max"
+    )
     for trial in result.trials:
         print(f"C={trial.params['C']:<6} roc_auc={trial.value}")
     print(f"best: C={result.best.params['C']} roc_auc={result.best.value:.4f} (run {result.best.run_id})")

@@ -211,15 +211,21 @@ def test_the_example_pipeline_runs_reruns_cached_and_reruns_only_what_a_param_ch
     first = cli(tmp_path, "pipeline", "run", target, "-p", "C=0.5", "--json")
     assert first.returncode == 0, first.stderr
     value = json.loads(first.stdout)["value"]
-    assert value["primary_metric"] == "roc_auc"
-    assert value["metrics"]["roc_auc"] > 0.95
+    assert value["evaluation"]["primary_metric"] == "roc_auc"
+    assert value["evaluation"]["metrics"]["roc_auc"] > 0.95
+    assert value["model"] == "breast_cancer@v1"
     names = ["load_builtin", "clean_data", "split_data", "build_features", "train_model", "evaluate_model"]
-    assert steps(project=tmp_path, run_id=json.loads(first.stdout)["run_id"]) == dict.fromkeys(
-        names, "finished"
-    )
+    register = {
+        "register_model": "finished"
+    }  # cache=False: it always runs; the registry recognises the model
+    first_steps = steps(project=tmp_path, run_id=json.loads(first.stdout)["run_id"])
+    assert first_steps == {**dict.fromkeys(names, "finished"), **register}
 
     again = cli(tmp_path, "pipeline", "run", target, "-p", "C=0.5", "--json")
-    assert steps(tmp_path, json.loads(again.stdout)["run_id"]) == dict.fromkeys(names, "cached")
+    assert steps(tmp_path, json.loads(again.stdout)["run_id"]) == {
+        **dict.fromkeys(names, "cached"),
+        **register,
+    }
     assert json.loads(again.stdout)["value"] == value
 
     changed = cli(tmp_path, "pipeline", "run", target, "-p", "C=2", "--json")
@@ -228,6 +234,13 @@ def test_the_example_pipeline_runs_reruns_cached_and_reruns_only_what_a_param_ch
         **dict.fromkeys(names[:4], "cached"),
         "train_model": "finished",
         "evaluate_model": "finished",
+        **register,
     }
+    assert json.loads(changed.stdout)["value"]["model"] == "breast_cancer@v2"
+    shown = cli(tmp_path, "models", "show", "breast_cancer@v2", "--json")
+    assert json.loads(shown.stdout)["manifest"]["lineage"]["eval_dataset"] == "breast_cancer_holdout@v1"
+    assert cli(tmp_path, "models", "promote", "breast_cancer", "1").returncode == 0
+    gated = cli(tmp_path, "models", "promote", "breast_cancer", "2")  # scored with v1 on the held-out rows
+    assert "beats v1 on roc_auc" in gated.stdout
     holdout = cli(tmp_path, "data", "list", "--json")
     assert "breast_cancer_holdout" in holdout.stdout

@@ -139,6 +139,19 @@ def evaluate_model(
     }
 
 
+@step(cache=False)
+def register_model(model: Any, frame: pd.DataFrame, *, name: str, target: str) -> str:
+    """Register `model` in the model registry (training rows `frame` give its signature and row hashes);
+    returns `NAME@vN`. The held-out dataset the split step registered becomes the version's evaluation data.
+
+    Not cached: registering is what the call is for, and the same model is recognised by the registry.
+    """
+    from loopml.models import register
+
+    registered = register(name, model, sample=frame.drop(columns=[target]))
+    return registered.version.ref
+
+
 def _register_holdout(test: pd.DataFrame, *, name: str, target: str, method: str) -> None:
     from loopml.datasets import add
 

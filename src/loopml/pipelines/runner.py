@@ -373,6 +373,7 @@ class Runner:
             record,
             params=call_params(node.step.fn, node.args, node.kwargs),
             artifacts=artifacts,
+            tags=self.store.carried_tags(source.run_id) if source.run_id else None,
         )
         self.outputs[node.id] = {o.name: Output(o, self.tracker) for o in source.outputs}
         self.reused.add(node.id)

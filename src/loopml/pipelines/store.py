@@ -74,6 +74,7 @@ class PipelineStore:
         *,
         params: Mapping[str, Any] | None = None,
         artifacts: Sequence[tuple[str, str, int]] = (),
+        tags: Mapping[str, str] | None = None,
     ) -> None:
         """Write a step call that ended: its row, and (when it has a run) the run's end, params, artifacts."""
         row = {
@@ -114,6 +115,11 @@ class PipelineStore:
                 )
                 if param_rows:
                     conn.execute(t.params.insert(), param_rows)
+                if tags:
+                    conn.execute(
+                        t.tags.insert(),
+                        [{"run_id": record.run_id, "key": k, "value": v} for k, v in tags.items()],
+                    )
                 if artifacts:
                     conn.execute(
                         t.artifacts.insert(),
@@ -125,6 +131,18 @@ class PipelineStore:
             conn.execute(t.pipeline_steps.insert(), row)
 
         self.db.transact(change)
+
+    def carried_tags(self, run_id: str) -> dict[str, str]:
+        """Tags a step run set about its outputs (`loopml.eval.*`, `loopml.split.*`): a call served from the
+        cache carries them over, so e.g. the held-out dataset a split step registered stays findable."""
+        with self.db.read() as conn:
+            rows = conn.execute(
+                select(t.tags.c.key, t.tags.c.value).where(
+                    t.tags.c.run_id == run_id,
+                    t.tags.c.key.like("loopml.eval.%") | t.tags.c.key.like("loopml.split.%"),
+                )
+            ).all()
+        return {row.key: row.value for row in rows}
 
     def set_result(self, run_id: str, result: Any) -> None:
         """Store the pipeline's return value (outputs as references)."""

@@ -1,13 +1,14 @@
 """Model flavors: how one kind of model is saved into a package folder, loaded back and hashed by its content.
 
-A flavor is one module holding one `Flavor` subclass (`flavor_sklearn`, `flavor_python`; ONNX, LightGBM and
-XGBoost will each be one more). This module holds the contract and the table of built-in flavors, which are
+A flavor is one module holding one `Flavor` subclass (`flavor_sklearn`, `flavor_onnx`, `flavor_lightgbm`,
+`flavor_xgboost`, `flavor_python`). This module holds the contract and the table of built-in flavors, which are
 imported by name when first asked for: a flavor module imports this one for the contract, so this one never
 imports a flavor module at its top, and a flavor's library (scikit-learn, onnxruntime) is imported only when a
 model of that flavor is saved or loaded. Adding a flavor is one module and one line in `_BUILT_INS`.
 
 No flavor uses pickle: loading a pickle runs whatever code its bytes name. Each flavor stores a model in its
-library's own format (skops for scikit-learn, JSON for a generic Python model) and records the versions of the
+library's own format (skops for scikit-learn, protobuf for ONNX, LightGBM's text and XGBoost's JSON formats,
+JSON for a generic Python model) and records the versions of the
 libraries it was saved with, so a package loaded elsewhere can warn about a mismatch.
 """
 
@@ -17,18 +18,23 @@ import abc
 import functools
 import importlib
 import importlib.metadata
+import json
+import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
 from loopml.core.errors import InvalidInput, NotFound
 
-__all__ = ["Flavor", "flavor_for", "flavor_named", "flavor_names", "installed_version"]
+__all__ = ["Flavor", "flavor_for", "flavor_named", "flavor_names", "installed_version", "json_params"]
 
 # name -> "module:class", in the order `flavor_for` tries them: specific libraries before the generic Python
 # flavor, which would take any object with `predict` and `get_params` (a LightGBM model has both).
 _BUILT_INS = {
     "sklearn": "loopml.registry.flavor_sklearn:SklearnFlavor",
+    "onnx": "loopml.registry.flavor_onnx:OnnxFlavor",
+    "lightgbm": "loopml.registry.flavor_lightgbm:LightGBMFlavor",
+    "xgboost": "loopml.registry.flavor_xgboost:XGBoostFlavor",
     "python": "loopml.registry.flavor_python:PythonFlavor",
 }
 
@@ -99,6 +105,38 @@ def installed_version(distribution: str) -> str | None:
         return importlib.metadata.version(distribution)
     except importlib.metadata.PackageNotFoundError:
         return None
+
+
+def json_params(params: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """The params that JSON writes and reads back unchanged, and the sorted names of the others.
+
+    A tuple (read back as a list), a dict with non-str keys, a numpy integer, a callable or a random state is
+    not kept; NaN is (Python's json reads it back), as a model's `missing=nan` changes its predictions.
+    """
+    kept, dropped = {}, []
+    for name, value in params.items():
+        try:
+            text = json.dumps(value, allow_nan=True)
+        except (TypeError, ValueError):
+            dropped.append(name)
+            continue
+        if _same(value, json.loads(text)):
+            kept[name] = value
+        else:
+            dropped.append(name)
+    return kept, sorted(dropped)
+
+
+def _same(value: Any, read: Any) -> bool:
+    if isinstance(value, float):
+        return type(read) is float and (value == read or (math.isnan(value) and math.isnan(read)))
+    if type(value) is not type(read):
+        return False
+    if isinstance(value, dict):
+        return value.keys() == read.keys() and all(_same(value[k], read[k]) for k in value)
+    if isinstance(value, list):
+        return len(value) == len(read) and all(_same(v, r) for v, r in zip(value, read, strict=True))
+    return bool(value == read)
 
 
 def flavor_names() -> list[str]:

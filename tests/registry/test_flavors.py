@@ -330,7 +330,10 @@ def test_flavor_for_refuses_arbitrary_objects_with_the_way_out() -> None:
         def predict(self, x: Any) -> Any:
             return x
 
-    with pytest.raises(InvalidInput, match=r"builtins\.object.*flavors: sklearn, python.*never pickles"):
+    with pytest.raises(
+        InvalidInput,
+        match=r"builtins\.object.*flavors: sklearn, onnx, lightgbm, xgboost, python.*never pickles",
+    ):
         flavor_for(object())
     with pytest.raises(InvalidInput, match=r"PredictsOnly.*only pickle could save it.*get_params\(\)"):
         flavor_for(PredictsOnly())
@@ -341,9 +344,9 @@ def test_flavor_for_refuses_arbitrary_objects_with_the_way_out() -> None:
 
 
 def test_flavor_named_refuses_unknown_names_as_from_a_newer_loopml() -> None:
-    assert flavor_names() == ["sklearn", "python"]
-    with pytest.raises(NotFound, match=r"'onnx'.*newer LoopML.*upgrade loopml"):
-        flavor_named("onnx")
+    assert flavor_names() == ["sklearn", "onnx", "lightgbm", "xgboost", "python"]
+    with pytest.raises(NotFound, match=r"'h2o'.*newer LoopML.*upgrade loopml"):
+        flavor_named("h2o")
 
 
 # library versions

@@ -221,7 +221,9 @@ def _classes_from(document: dict[str, Any]) -> np.ndarray:
     except TypeError:
         raise InvalidInput(f"the wrapper file names the unknown dtype {dtype!r} for its classes") from None
     if kind.kind not in _CLASS_KINDS:
-        raise InvalidInput(f"the wrapper file names the dtype {dtype!r} for its classes, not one LoopML reads")
+        raise InvalidInput(
+            f"the wrapper file names the dtype {dtype!r} for its classes, not one LoopML reads"
+        )
     return np.asarray(values, dtype=kind)
 
 

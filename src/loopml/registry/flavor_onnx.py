@@ -58,11 +58,14 @@ _CLASS_ATTRIBUTES = ("classlabels_int64s", "classlabels_ints", "classlabels_stri
 class OnnxModel:
     """An ONNX model run by ONNX Runtime, with `predict(frame_or_array)` like a scikit-learn model.
 
-    `predict` returns the model's first output (a single-column output flattened, as scikit-learn does).
-    Build one with `OnnxModel.of(model_bytes)`, which returns an `OnnxClassifier` for classifiers.
+    `predict` returns the model's first output (a single-column output flattened, as scikit-learn does);
+    `classes_` is there when the model names its classes. Build one with `OnnxModel.of(model_bytes)`, which
+    returns an `OnnxClassifier` for a model that outputs probabilities.
     """
 
-    def __init__(self, model_bytes: bytes, session: Any, metadata: dict[str, Any]) -> None:
+    def __init__(
+        self, model_bytes: bytes, session: Any, metadata: dict[str, Any], *, classes: np.ndarray | None = None
+    ) -> None:
         self.model_bytes = model_bytes
         self.session = session
         self.metadata = metadata
@@ -71,9 +74,11 @@ class OnnxModel:
         self._inputs = [(i.name, i.type, len(i.shape)) for i in session.get_inputs()]
         columns = metadata.get("columns")
         self._columns = [str(c) for c in columns] if isinstance(columns, list) else None
+        if classes is not None:
+            self.classes_ = classes
 
-    @classmethod
-    def of(cls, model_bytes: bytes) -> OnnxModel:
+    @staticmethod
+    def of(model_bytes: bytes) -> OnnxModel:
         """The model in `model_bytes` (an ONNX protobuf), ready to predict; `InvalidInput` if it cannot run."""
         onnx, ort = _onnx(), _onnxruntime()
         try:
@@ -90,9 +95,8 @@ class OnnxModel:
                 f"ONNX Runtime {installed_version('onnxruntime')} cannot run this model: {error}"
             ) from None
         metadata = _metadata(proto)
-        if _is_classifier(session, metadata):
-            return OnnxClassifier(model_bytes, session, metadata, classes=_classes(proto, metadata))
-        return cls(model_bytes, session, metadata)
+        kind = OnnxClassifier if _has_probabilities(session, metadata) else OnnxModel
+        return kind(model_bytes, session, metadata, classes=_classes(proto, metadata))
 
     def predict(self, data: Any) -> Any:
         """The first output of the model on `data` (a DataFrame or a 2-D array)."""
@@ -143,19 +147,13 @@ class OnnxModel:
 
 
 class OnnxClassifier(OnnxModel):
-    """An ONNX classifier: its first output is the label, its second the probabilities of each class."""
-
-    def __init__(
-        self, model_bytes: bytes, session: Any, metadata: dict[str, Any], *, classes: np.ndarray | None
-    ) -> None:
-        super().__init__(model_bytes, session, metadata)
-        if classes is not None:
-            self.classes_ = classes
+    """An ONNX classifier with probabilities: its first output is the label, its second one per class."""
 
     def predict_proba(self, data: Any) -> np.ndarray:
         """One row of class probabilities per row of `data`, columns in the order of `classes_`."""
         probabilities = self.run(data)[1]
-        if isinstance(probabilities, list):  # skl2onnx's default ZipMap output: one {class: probability} a row
+        # skl2onnx's default ZipMap output is a list of {class: probability}, one a row.
+        if isinstance(probabilities, list):
             if not probabilities:
                 return np.empty((0, len(getattr(self, "classes_", ()))))
             keys = list(getattr(self, "classes_", probabilities[0].keys()))
@@ -212,7 +210,9 @@ def serialize(model: Any) -> bytes:
         except Exception as error:  # protobuf's DecodeError, or anything its parser raises on garbage
             raise InvalidInput(f"these bytes are not an ONNX model: {error}") from None
     if not isinstance(model, onnx.ModelProto):
-        raise InvalidInput(f"expected an onnx.ModelProto, got a {type(model).__module__}.{type(model).__name__}")
+        raise InvalidInput(
+            f"expected an onnx.ModelProto, got a {type(model).__module__}.{type(model).__name__}"
+        )
     _refuse_external_data(model)
     data: bytes = model.SerializeToString(deterministic=True)
     return data
@@ -256,7 +256,7 @@ def _metadata(proto: Any) -> dict[str, Any]:
     return {}
 
 
-def _is_classifier(session: Any, metadata: dict[str, Any]) -> bool:
+def _has_probabilities(session: Any, metadata: dict[str, Any]) -> bool:
     if "probabilities" in metadata:
         return bool(metadata["probabilities"])
     outputs = session.get_outputs()

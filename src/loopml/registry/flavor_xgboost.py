@@ -124,7 +124,9 @@ def _booster(model: Any) -> Any:
     try:
         return model.get_booster()
     except Exception as error:  # sklearn's NotFittedError, whose import needs scikit-learn
-        raise InvalidInput(f"the {type(model).__name__} is not fitted: fit it before registering it") from error
+        raise InvalidInput(
+            f"the {type(model).__name__} is not fitted: fit it before registering it"
+        ) from error
 
 
 def _canonical_model(model: Any) -> Any:

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from loopml.core.errors import InvalidInput
-from loopml.registry.flavor_onnx import METADATA_KEY, OnnxModel, serialize
+from loopml.registry.flavor_onnx import METADATA_KEY, OnnxClassifier, OnnxModel, serialize
 from loopml.registry.flavor_sklearn import SklearnFlavor
 
 __all__ = ["SAMPLE_ROWS", "VALIDATION_ROWS", "OnnxOutcome", "try_onnx_copy"]
@@ -96,7 +96,7 @@ def _convert_and_compare(
             "only those are converted with skl2onnx"
         )
     try:
-        from skl2onnx import to_onnx
+        from skl2onnx import to_onnx  # type: ignore[import-untyped]
     except ImportError as error:
         raise _Refused(f"skl2onnx is not installed ({error}): pip install 'loopml[onnx]'") from None
     sets = [("sample", _head(sample, SAMPLE_ROWS))]
@@ -104,23 +104,23 @@ def _convert_and_compare(
         sets.append(("validation", _spread(validation, VALIDATION_ROWS)))
     if len(sets[0][1]) == 0:
         raise _Refused("the sample has no rows to convert and compare with")
-    copy = _convert(model, sample, to_onnx)
+    from sklearn.base import is_classifier
+
+    classifier = bool(is_classifier(model))
+    copy = _convert(model, sample, to_onnx, classifier=classifier)
     checked, diffs = 0, []
     for name, rows in sets:
         if len(rows) == 0:
             continue
-        diff = _compare(model, copy, rows, name, rtol=rtol, atol=atol)
+        diff = _compare(model, copy, rows, name, classifier=classifier, rtol=rtol, atol=atol)
         if diff is not None:
             diffs.append(diff)
         checked += len(rows)
     return copy.model_bytes, checked, max(diffs) if diffs else None
 
 
-def _convert(model: Any, sample: Any, to_onnx: Any) -> OnnxModel:
+def _convert(model: Any, sample: Any, to_onnx: Any, *, classifier: bool) -> OnnxModel:
     """The converted model, trying the input layouts that fit the sample; `_Refused` with the last error."""
-    from sklearn.base import is_classifier
-
-    classifier = bool(is_classifier(model))
     options = {"zipmap": False} if classifier else None  # probabilities as one 2-D tensor
     head = _head(sample, 1)
     layouts: list[tuple[Any, list[str] | None]] = []
@@ -154,33 +154,37 @@ def _convert(model: Any, sample: Any, to_onnx: Any) -> OnnxModel:
     raise _Refused(f"skl2onnx could not convert the {kind}: {failures[-1]}")
 
 
-def _compare(model: Any, copy: OnnxModel, rows: Any, name: str, *, rtol: float, atol: float) -> float | None:
+def _compare(
+    model: Any, copy: OnnxModel, rows: Any, name: str, *, classifier: bool, rtol: float, atol: float
+) -> float | None:
     """The largest difference of probabilities or values on `rows`; `_Refused` when any row differs."""
     try:
         expected = np.asarray(model.predict(rows))
     except Exception as error:  # the model's own predict failing on its own sample: nothing to compare with
-        raise _Refused(f"the model cannot predict the {name} rows: {type(error).__name__}: {error}") from None
+        raise _Refused(
+            f"the model cannot predict the {name} rows: {type(error).__name__}: {_first_line(error)}"
+        ) from None
     try:
-        outputs = copy.run(rows)
+        got = np.asarray(copy.predict(rows))
+        probabilities = copy.predict_proba(rows) if classifier and isinstance(copy, OnnxClassifier) else None
     except Exception as error:  # ONNX Runtime's own errors, or InvalidInput for data it cannot take
         raise _Refused(
             f"ONNX Runtime failed on the {name} rows: {type(error).__name__}: {_first_line(error)}"
         ) from None
-    got = np.asarray(copy.predict(rows)) if len(outputs) == 1 else np.asarray(outputs[0])
-    if hasattr(model, "classes_"):
+    if classifier:
         differing = _label_mismatches(expected, got)
         if differing:
-            raise _Refused(f"the ONNX copy predicts other labels for {differing} of {len(expected)} {name} rows")
+            raise _Refused(
+                f"the ONNX copy predicts other labels for {differing} of {len(expected)} {name} rows"
+            )
         if not hasattr(model, "predict_proba"):
             return None
-        expected = np.asarray(model.predict_proba(rows), dtype=np.float64)
-        got = np.asarray(copy.predict_proba(rows), dtype=np.float64) if hasattr(copy, "predict_proba") else None
-        what = "probabilities"
+        expected, what = np.asarray(model.predict_proba(rows), dtype=np.float64), "probabilities"
+        got = np.asarray(probabilities, dtype=np.float64)
     else:
         expected, got, what = expected.astype(np.float64), got.astype(np.float64), "predictions"
-    if got is None or got.shape != expected.shape:
-        shape = None if got is None else got.shape
-        raise _Refused(f"the ONNX copy's {what} have shape {shape}, the model's {expected.shape}")
+    if got.shape != expected.shape:
+        raise _Refused(f"the ONNX copy's {what} have shape {got.shape}, the model's {expected.shape}")
     diff = float(np.nanmax(np.abs(got - expected), initial=0.0))
     close = np.isclose(got, expected, rtol=rtol, atol=atol, equal_nan=True)
     if not close.all():

@@ -89,15 +89,16 @@ def register(
     return registered
 
 
-def load(ref: str, *, trusted: bool = False, tracker: Tracker | None = None) -> Any:
+def load(ref: str, *, trusted: bool = False, serving: bool = False, tracker: Tracker | None = None) -> Any:
     """The model `ref` names (`fraud@champion`, `fraud@v3`, `fraud`); loaded once per process per version.
 
+    `serving=True` gives the verified ONNX copy when the version has one (what serving runs).
     `trusted=True` is needed only for python-flavor models, whose loading imports and runs their code.
     """
     from loopml.registry.loading import load_version
 
     opened = _tracker(tracker)
-    return load_version(opened, _store(opened).get_version(ref), trusted=trusted)
+    return load_version(opened, _store(opened).get_version(ref), trusted=trusted, serving=serving)
 
 
 def get(ref: str, *, tracker: Tracker | None = None) -> ModelVersion:

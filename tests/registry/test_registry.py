@@ -131,3 +131,16 @@ def test_gc_keeps_registered_packages(tracker: Tracker) -> None:
     loopml.Client(tracker).gc(blob_grace_s=0)
     assert loopml.models.load("fraud@v1") is not None
     assert tracker.blobs.exists(version.package_digest)
+
+
+def test_a_verified_onnx_copy_is_kept_and_served(tracker: Tracker) -> None:
+    x, _ = data()
+    loopml.models.register("fraud", fitted(), sample=x)
+    manifest = loopml.models.manifest("fraud@v1")
+    assert manifest["onnx"]["kept"] is True
+    assert "onnx/model.onnx" in manifest["files"]
+    served = loopml.models.load("fraud@v1", serving=True)
+    native = loopml.models.load("fraud@v1")
+    assert type(served).__name__.startswith("Onnx")
+    assert (served.predict(x) == native.predict(x)).all()
+    assert np.allclose(served.predict_proba(x), native.predict_proba(x), atol=1e-5)

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from loopml.core.errors import InvalidInput
-from loopml.registry.package import load_from, open_package, read_manifest, training_rows
+from loopml.registry.package import load_from, load_onnx_copy, open_package, read_manifest, training_rows
 from loopml.registry.records import ModelVersion
 
 if TYPE_CHECKING:
@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
     from loopml.tracking.tracker import Tracker
 
-_loaded: dict[tuple[str, str], Any] = {}  # (blob store, package digest) -> model
+_loaded: dict[tuple[str, str, bool], Any] = {}  # (blob store, package digest, serving) -> model
 _loaded_lock = threading.Lock()
 
 
@@ -24,14 +24,22 @@ def package_folder(tracker: Tracker, version: ModelVersion) -> Path:
     return open_package(tracker.blobs, version.package_digest, tracker.settings.home_dir / "cache" / "models")
 
 
-def load_version(tracker: Tracker, version: ModelVersion, *, trusted: bool = False) -> Any:
-    """The version's model, loaded by its flavor once per process (later calls return the same object)."""
-    key = (tracker.blobs.root, version.package_digest)
+def load_version(
+    tracker: Tracker, version: ModelVersion, *, trusted: bool = False, serving: bool = False
+) -> Any:
+    """The version's model, loaded once per process (later calls return the same object).
+
+    `serving=True` gives what serving runs: the verified ONNX copy when the package has one (ONNX Runtime
+    is much faster per row), else the native model. Promotion gates score that same artifact.
+    """
+    key = (tracker.blobs.root, version.package_digest, serving)
     with _loaded_lock:
         model = _loaded.get(key)
     if model is None:
         folder = package_folder(tracker, version)
-        model = load_from(folder, read_manifest(folder), trusted=trusted)
+        model = load_onnx_copy(folder) if serving else None
+        if model is None:
+            model = load_from(folder, read_manifest(folder), trusted=trusted)
         with _loaded_lock:
             model = _loaded.setdefault(key, model)
     return model

@@ -125,10 +125,11 @@ def _convert(model: Any, sample: Any, to_onnx: Any, *, classifier: bool) -> Onnx
     head = _head(sample, 1)
     layouts: list[tuple[Any, list[str] | None]] = []
     if hasattr(sample, "iloc"):
-        if len({str(dtype) for dtype in sample.dtypes}) == 1 and all(
-            dtype.kind in "biuf" for dtype in sample.dtypes
-        ):
-            layouts.append((head.to_numpy(), [str(c) for c in sample.columns]))
+        if all(dtype.kind in "biuf" for dtype in sample.dtypes):
+            # All numeric: one 2-D input (mixed int/float columns as float32, which the copy is fed as).
+            same = len({str(dtype) for dtype in sample.dtypes}) == 1
+            matrix = head.to_numpy() if same else head.to_numpy(dtype=np.float32)
+            layouts.append((matrix, [str(c) for c in sample.columns]))
         layouts.append((head, None))  # skl2onnx makes one input per column, named after it
     else:
         layouts.append((np.asarray(head), None))

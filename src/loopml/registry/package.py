@@ -27,12 +27,14 @@ from loopml._version import __version__
 from loopml.core.errors import InvalidInput, StoreCorrupt
 from loopml.core.hashing import hash_text
 from loopml.registry.flavor import flavor_for, flavor_named
+from loopml.registry.onnx_copy import try_onnx_copy
 from loopml.registry.promotion import ROW_HASHES, row_hashes
 from loopml.registry.signature import Signature, infer_signature
 from loopml.storage.blobs.store import BlobStore
 from loopml.storage.blobs.tree import Tree, TreeEntry, get_tree, put_tree
 
 MANIFEST = "loopml-model.yaml"
+ONNX_COPY = "onnx/model.onnx"  # the verified ONNX copy that serving (and the gates) prefer
 PACKAGE_FORMAT = 1
 EXAMPLE_ROWS = 5
 
@@ -58,8 +60,13 @@ def build_package(
     sample: Any = None,
     lineage: dict[str, Any] | None = None,
     metrics: dict[str, float] | None = None,
+    onnx: bool = True,
 ) -> Package:
-    """Save `model` in its flavor's format with a manifest into the blob store (nothing is registered yet)."""
+    """Save `model` in its flavor's format with a manifest into the blob store (nothing is registered yet).
+
+    With `onnx` (and a sample), a scikit-learn model also gets an ONNX copy, kept only if its predictions
+    match the native model's on the sample; the outcome is recorded in the manifest either way.
+    """
     flavor = flavor_for(model)
     model_hash = flavor.content_hash(model)
     signature = _signature(model, sample)
@@ -75,8 +82,17 @@ def build_package(
                 with (folder / ROW_HASHES).open("wb") as stream:
                     np.save(stream, np.unique(row_hashes(sample, columns)), allow_pickle=False)
                 files.append(ROW_HASHES)
+        onnx_outcome = None
+        if onnx and sample is not None and flavor.name == "sklearn":
+            outcome = try_onnx_copy(model, sample=sample)
+            onnx_outcome = outcome.to_dict()
+            if outcome.kept and outcome.onnx_bytes is not None:
+                (folder / ONNX_COPY).parent.mkdir()
+                (folder / ONNX_COPY).write_bytes(outcome.onnx_bytes)
+                files.append(ONNX_COPY)
         manifest = {
             "format": PACKAGE_FORMAT,
+            "onnx": onnx_outcome,
             "name": name,
             "flavor": flavor.name,
             "model_hash": model_hash,
@@ -186,6 +202,16 @@ def _example(sample: Any) -> str:
 
 def _plain(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else value
+
+
+def load_onnx_copy(folder: Path) -> Any | None:
+    """The verified ONNX copy of a restored package as a model with predict/predict_proba, or None."""
+    path = folder / ONNX_COPY
+    if not path.is_file():
+        return None
+    from loopml.registry.flavor_onnx import OnnxModel
+
+    return OnnxModel.of(path.read_bytes())
 
 
 def training_rows(folder: Path) -> np.ndarray | None:

@@ -87,7 +87,7 @@ def promote(
     challenger_scores = holder_scores = None
     metric = policy.metric or "primary"
     if evaluation is not None:
-        challenger_model = load_version(opened, challenger)
+        challenger_model = load_version(opened, challenger, serving=True)
         metric = policy.metric or primary(challenger_model)
         columns = columns_of(challenger)
         trained = {challenger.ref: training_rows_of(opened, challenger)}
@@ -98,7 +98,7 @@ def promote(
         challenger_scores = score(challenger_model, evaluation, columns, policy.slice_by)
         if holder is not None:
             holder_scores = score(
-                load_version(opened, holder), evaluation, columns_of(holder), policy.slice_by
+                load_version(opened, holder, serving=True), evaluation, columns_of(holder), policy.slice_by
             )
     gates = decide(
         policy,
@@ -161,7 +161,7 @@ def compare(
     for version in versions:
         check_disjoint(evaluation, columns_of(version), {version.ref: training_rows_of(opened, version)})
     return {
-        ref: score(load_version(opened, version), evaluation, columns_of(version), slice_by)
+        ref: score(load_version(opened, version, serving=True), evaluation, columns_of(version), slice_by)
         for ref, version in zip(refs, versions, strict=True)
     }
 

@@ -39,6 +39,7 @@ def register(
     metrics: dict[str, float] | None = None,
     eval_dataset: str | None = None,
     eval_target: str | None = None,
+    onnx: bool = True,
     tracker: Tracker | None = None,
 ) -> Registered:
     """Register `model` as the next version of `name` (the same model again returns its existing version).
@@ -46,6 +47,7 @@ def register(
     `sample` (training rows) gives the signature, the input example and the row hashes that keep
     training rows out of promotion gates; `run` (default: the active run) gives the lineage;
     `eval_dataset` / `eval_target` name held-out rows for the gates (a pipeline's split step sets them).
+    `onnx` tries a verified ONNX copy of a scikit-learn model (serving prefers it).
     Nothing is registered unless the whole package was stored.
     """
     from loopml.registry.lineage import run_lineage
@@ -70,6 +72,7 @@ def register(
         sample=sample,
         lineage=lineage,
         metrics={**run_metrics, **(metrics or {})},
+        onnx=onnx,
     )
     registered = _store(opened).add_version(
         name,

@@ -51,9 +51,9 @@ def register(
     Nothing is registered unless the whole package was stored.
     """
     from loopml.registry.lineage import run_lineage
-    from loopml.registry.package import build_package
+    from loopml.registry.package import build_package, identify
     from loopml.registry.promoter import current_user
-    from loopml.registry.records import ModelRef
+    from loopml.registry.records import ModelRef, Registered
     from loopml.registry.webhooks import announce
     from loopml.tracking.fluent import active_run
 
@@ -62,6 +62,10 @@ def register(
     current = active_run()
     if run is None and current is not None:
         run = current.run_id
+    identity = identify(model, sample)
+    existing = _store(opened).find_version(name, identity.content_hash)
+    if existing is not None:  # the same model: nothing to save again
+        return Registered(existing, created=False)
     lineage, run_metrics = run_lineage(opened, run, eval_dataset)
     if eval_target is not None:
         lineage["eval_target"] = eval_target
@@ -73,6 +77,7 @@ def register(
         lineage=lineage,
         metrics={**run_metrics, **(metrics or {})},
         onnx=onnx,
+        identity=identity,
     )
     registered = _store(opened).add_version(
         name,

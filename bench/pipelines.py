@@ -32,16 +32,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import cProfile
-import io
 import json
 import os
-import pstats
-import re
-import resource
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import textwrap
@@ -53,20 +47,38 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # bench/peers, also when imported
 import loopml
+from harness import (
+    REPO,
+    RESULTS,
+    append_result,
+    fmt_met,
+    fmt_ms,
+    fmt_ratio,
+    last_json_line,
+    markdown_table,
+    measured,
+    noise_row,
+    now,
+    optional_peer,
+    phase_noises,
+    print_profile,
+    print_saved_profile,
+    profile_only,
+    run_config,
+    run_peer,
+    run_script,
+    save_profile,
+    to_ms,
+    with_noise,
+)
 from peers.common import machine_info, versions
-from peers.noise import machine_busy_s
 from source_state import source_state
 
-BENCH = Path(__file__).resolve().parent
-REPO = BENCH.parent
 PREFECT_PYTHON = REPO / ".venv-peers" / "prefect" / "bin" / "python"
-RESULTS = BENCH / "results"
 MODULE = "loopml_bench_pipes"
 STEP_CASES = ("inline", "threads", "inline-nocache", "threads-nocache")
 PROFILE_TARGETS = (*STEP_CASES, "cached-warm", "cached-cold")
 SEED_SPACING = 1_000_000  # seeds this far apart give disjoint step inputs: no call can hit the cache
-
-now = time.perf_counter
 
 # -- the code under test ---------------------------------------------------------------------------------
 
@@ -284,78 +296,7 @@ print(json.dumps({
 }))
 """
 
-# -- noise, profiling, projects ----------------------------------------------------------------------------
-
-
-def _own_cpu_s() -> float:
-    own = resource.getrusage(resource.RUSAGE_SELF)
-    kids = resource.getrusage(resource.RUSAGE_CHILDREN)  # waited-for subprocesses (cold runs, Prefect)
-    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
-
-
-@contextlib.contextmanager
-def noise(out: dict[str, Any]) -> Iterator[None]:
-    """Store in out["noise"] how much CPU other processes used while the block ran (0 = quiet machine).
-
-    Also the MiB written to the disks by everyone (`/proc/diskstats`) and by this process (`/proc/self/io`;
-    subprocesses not included): a step's output is a new file plus an fsync, which other processes' writes
-    (their journal commits) slow down without using much CPU.
-    """
-    cpus = os.cpu_count() or 1
-    busy0, own0, wall0 = machine_busy_s(), _own_cpu_s(), now()
-    disk0, own_disk0 = _disk_written_mib(), _own_written_mib()
-    try:
-        yield
-    finally:
-        wall = now() - wall0
-        busy, own = machine_busy_s() - busy0, _own_cpu_s() - own0
-        other = max(0.0, busy - own)
-        disk, own_disk = _disk_written_mib() - disk0, _own_written_mib() - own_disk0
-        out["noise"] = {
-            "wall_s": round(wall, 2),
-            "own_cpu_s": round(own, 2),
-            "other_cpu_s": round(other, 2),
-            "other_cpu_share": round(other / (wall * cpus), 3) if wall > 0 else None,
-            "disk_written_mib": round(disk, 1),
-            "own_written_mib": round(own_disk, 1),
-            "loadavg_end": [round(x, 2) for x in os.getloadavg()],
-        }
-
-
-def _disk_written_mib() -> float:
-    """MiB written to the machine's whole disks so far (sectors of 512 bytes, field 10 of /proc/diskstats)."""
-    sectors = 0
-    with contextlib.suppress(OSError), open("/proc/diskstats") as f:
-        for line in f:
-            fields = line.split()
-            if re.fullmatch(r"(sd|vd|xvd)[a-z]+|nvme\d+n\d+", fields[2]):
-                sectors += int(fields[9])
-    return sectors * 512 / 2**20
-
-
-def _own_written_mib() -> float:
-    with contextlib.suppress(OSError), open("/proc/self/io") as f:
-        for line in f:
-            if line.startswith("write_bytes:"):
-                return int(line.split()[1]) / 2**20
-    return 0.0
-
-
-_profile_target: str | None = None
-_profiler: cProfile.Profile | None = None
-
-
-@contextlib.contextmanager
-def measured(label: str) -> Iterator[None]:
-    """The timed part of a measurement; profiled when `--profile label` was given."""
-    if _profiler is None or label != _profile_target:
-        yield
-        return
-    _profiler.enable()
-    try:
-        yield
-    finally:
-        _profiler.disable()
+# -- projects ----------------------------------------------------------------------------
 
 
 class Workspace:
@@ -390,10 +331,6 @@ class Workspace:
 
 def _statuses(result: Any) -> list[str]:
     return sorted({s.status.value for s in result.record.steps})
-
-
-def _ms(seconds: float) -> float:
-    return round(seconds * 1000, 3)
 
 
 # -- LoopML: per-step overhead -------------------------------------------------------------------------------
@@ -432,7 +369,7 @@ def bench_steps(ws: Workspace, case: str, sizes: tuple[int, int, int], repeats: 
         return elapsed
 
     with ws.project(case) as (tracker, _):
-        res["first_run_ms"] = _ms(one(n))  # first run in this project: fingerprints, environment table, ...
+        res["first_run_ms"] = to_ms(one(n))  # first run in this project: fingerprints, environment table, ...
         times: dict[int, list[float]] = {n: [], n_small: [], n_large: []}
         cpu0 = time.process_time()  # all threads of this process
         with measured(case):
@@ -451,16 +388,16 @@ def bench_steps(ws: Workspace, case: str, sizes: tuple[int, int, int], repeats: 
     direct_s = statistics.median(direct)
     slope = (large - small) / (n_large - n_small)
     res.update(
-        pipeline_ms=_ms(mid),
-        pipeline_ms_all=[_ms(t) for t in times[n]],
-        pipeline_small_ms=_ms(small),
-        pipeline_large_ms=_ms(large),
+        pipeline_ms=to_ms(mid),
+        pipeline_ms_all=[to_ms(t) for t in times[n]],
+        pipeline_small_ms=to_ms(small),
+        pipeline_large_ms=to_ms(large),
         direct_ms=round(direct_s * 1000, 5),
         per_step_ms=round((mid - direct_s) / n * 1000, 3),
         ratio_to_direct=round(mid / direct_s),
         cpu_per_step_ms=round(cpu_s / (repeats * sum(sizes)) * 1000, 3),
         marginal_step_ms=round(slope * 1000, 3),
-        fixed_run_ms=_ms(small - slope * n_small),
+        fixed_run_ms=to_ms(small - slope * n_small),
     )
     return res
 
@@ -474,15 +411,11 @@ def _cold(ws: Workspace, project_dir: Path, seed: int, profile: str = "") -> dic
         script.write_text(COLD_SCRIPT)
     cmd = [sys.executable, str(script), str(ws.code), str(project_dir), str(seed), profile]
     env = {k: v for k, v in os.environ.items() if not k.startswith("LOOPML_")}
-    t = now()
-    proc = subprocess.run(
-        cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False, env=env, cwd=ws.root
-    )
-    wall = now() - t
+    proc, wall = run_script(cmd, env=env, cwd=ws.root)
     if proc.returncode != 0:
         sys.stderr.write(proc.stderr)
         raise SystemExit(f"cold run failed (rc {proc.returncode})")
-    out: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    out = last_json_line(proc.stdout)
     out["wall_s"] = wall
     return out
 
@@ -494,7 +427,7 @@ def bench_cached(ws: Workspace, repeats: int, cold_repeats: int) -> dict[str, An
     with ws.project("cached") as (tracker, folder):
         t = now()
         first = ws.mod.dag20.run({"seed": seed}, tracker=tracker)
-        res["first_run_ms"] = _ms(now() - t)
+        res["first_run_ms"] = to_ms(now() - t)
         expected = dag20_direct(ws.mod, seed)
         if first.value != expected or _statuses(first) != ["finished"] or len(first.record.steps) != 20:
             raise SystemExit(f"dag20: unexpected first run {first.value} {_statuses(first)}")
@@ -504,7 +437,7 @@ def bench_cached(ws: Workspace, repeats: int, cold_repeats: int) -> dict[str, An
             dag20_direct(ws.mod, seed)
             direct.append(now() - t)
         res["steps"] = len(first.record.steps)
-        res["direct_ms"] = _ms(statistics.median(direct))
+        res["direct_ms"] = to_ms(statistics.median(direct))
         for executor in ("threads", "inline"):
             times = []
             with measured("cached-warm" if executor == "threads" else "cached-warm-inline"):
@@ -514,13 +447,13 @@ def bench_cached(ws: Workspace, repeats: int, cold_repeats: int) -> dict[str, An
                     times.append(now() - t)
                     if again.value != expected or _statuses(again) != ["cached"]:
                         raise SystemExit(f"dag20 warm re-run not fully cached: {_statuses(again)}")
-            res[f"warm_{executor}_ms"] = _ms(statistics.median(times))
-            res[f"warm_{executor}_ms_all"] = [_ms(t) for t in times]
+            res[f"warm_{executor}_ms"] = to_ms(statistics.median(times))
+            res[f"warm_{executor}_ms_all"] = [to_ms(t) for t in times]
         tracker.close()  # the cold processes open the store on their own
 
         # Untimed: the first cold process writes the project's environment file (this process found the
         # table in its in-process memo, filled in an earlier project, so it wrote none here).
-        res["cold_first_call_ms"] = _ms(_cold(ws, folder, seed)["call_s"])
+        res["cold_first_call_ms"] = to_ms(_cold(ws, folder, seed)["call_s"])
         colds = []
         for _ in range(cold_repeats):
             out = _cold(ws, folder, seed)
@@ -528,16 +461,16 @@ def bench_cached(ws: Workspace, repeats: int, cold_repeats: int) -> dict[str, An
                 raise SystemExit(f"dag20 cold re-run not fully cached: {out}")
             colds.append(out)
         res["cold"] = {
-            key: _ms(statistics.median(c[key] for c in colds))
+            key: to_ms(statistics.median(c[key] for c in colds))
             for key in ("call_s", "tracker_s", "import_s", "close_s", "wall_s")
         }
-        res["cold_all"] = [{k: _ms(v) for k, v in c.items() if k.endswith("_s")} for c in colds]
+        res["cold_all"] = [{k: to_ms(v) for k, v in c.items() if k.endswith("_s")} for c in colds]
         cache_files = sorted((folder / ".loopml" / "state").glob("environment-*.json"))
         res["environment_cache_files"] = len(cache_files)
         for path in cache_files:
             path.unlink()
         out = _cold(ws, folder, seed)  # recomputes the environment table (and writes it again)
-        res["cold_no_env_cache"] = {k: _ms(v) for k, v in out.items() if k.endswith("_s")}
+        res["cold_no_env_cache"] = {k: to_ms(v) for k, v in out.items() if k.endswith("_s")}
     return res
 
 
@@ -566,34 +499,28 @@ def run_prefect(ws: Workspace, sizes: tuple[int, int, int], repeats: int) -> dic
         DO_NOT_TRACK="1",
     )
     cmd = [str(PREFECT_PYTHON), str(script), *(str(size) for size in sizes), str(repeats)]
-    out: dict[str, Any] = {}
-    with noise(out):
-        t = now()
-        proc = subprocess.run(
-            cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False, env=env, cwd=ws.root
-        )
-        wall = now() - t
+    proc, wall, phase_noise = run_peer(cmd, env=env, cwd=ws.root, disk=True)
     if proc.returncode != 0:
         sys.stderr.write(proc.stderr[-5000:])
-        return {"error": f"Prefect run failed (rc {proc.returncode})", "noise": out["noise"]}
-    res: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+        return {"error": f"Prefect run failed (rc {proc.returncode})", "noise": phase_noise}
+    res = last_json_line(proc.stdout)
     n, n_small, n_large = sizes
     for mode in ("back_to_back", "idle_server"):
         mid, small, large = (statistics.median(samples) for samples in res[f"{mode}_s"])
         slope = (large - small) / (n_large - n_small)
         res[mode] = {
-            "flow_ms": _ms(mid),
-            "flow_min_max_ms": [_ms(min(res[f"{mode}_s"][0])), _ms(max(res[f"{mode}_s"][0]))],
-            "flow_small_ms": _ms(small),
-            "flow_large_ms": _ms(large),
+            "flow_ms": to_ms(mid),
+            "flow_min_max_ms": [to_ms(min(res[f"{mode}_s"][0])), to_ms(max(res[f"{mode}_s"][0]))],
+            "flow_small_ms": to_ms(small),
+            "flow_large_ms": to_ms(large),
             "per_task_ms": round((mid - res["direct_s"]) / n * 1000, 3),
             "marginal_task_ms": round(slope * 1000, 3),
-            "fixed_flow_ms": _ms(small - slope * n_small),
+            "fixed_flow_ms": to_ms(small - slope * n_small),
         }
     res.update(
         wall_s=round(wall, 2),
         cpu_per_task_ms=round(res["timed_cpu_s"] / res["timed_tasks"] * 1000, 3),
-        noise=out["noise"],
+        noise=phase_noise,
     )
     return res
 
@@ -601,22 +528,8 @@ def run_prefect(ws: Workspace, sizes: tuple[int, int, int], repeats: int) -> dic
 # -- report ------------------------------------------------------------------------------------------------------
 
 
-def _t(ms: float) -> str:
-    if ms >= 1000:
-        return f"{ms / 1000:,.2f} s"
-    return f"{ms:,.3g} ms" if ms < 100 else f"{ms:,.0f} ms"
-
-
 def _mib(mib: float) -> str:
     return f"{mib:,.0f}" if mib >= 100 else f"{mib:.3g}"
-
-
-def _x(ratio: float) -> str:
-    return f"{ratio:,.1f}x" if ratio < 100 else f"{ratio:,.0f}x"
-
-
-def _met(ok: bool) -> str:
-    return "**yes**" if ok else "**NO**"
 
 
 def build_table(lo: dict[str, Any], pf: dict[str, Any] | None) -> tuple[list[list[str]], dict[str, Any]]:
@@ -635,8 +548,8 @@ def build_table(lo: dict[str, Any], pf: dict[str, Any] | None) -> tuple[list[lis
         if not s:
             continue
         cell = (
-            f"{s['per_step_ms']:.3g} ms/step (pipeline p50 {_t(s['pipeline_ms'])} vs direct "
-            f"{s['direct_ms'] * 1000:.3g} us: {_x(s['ratio_to_direct'])} direct)"
+            f"{s['per_step_ms']:.3g} ms/step (pipeline p50 {fmt_ms(s['pipeline_ms'])} vs direct "
+            f"{s['direct_ms'] * 1000:.3g} us: {fmt_ratio(s['ratio_to_direct'])} direct)"
         )
         pf_cell, ratio = "-", "-"
         if pf:
@@ -646,11 +559,11 @@ def build_table(lo: dict[str, Any], pf: dict[str, Any] | None) -> tuple[list[lis
             ratios[f"prefect_idle_vs_{case}"] = round(r, 2)
             ratios[f"prefect_back_to_back_vs_{case}"] = round(r2, 2)
             pf_cell = (
-                f"idle server: {idle['per_task_ms']:.3g} ms/task (flow p50 {_t(idle['flow_ms'])}); "
-                f"back-to-back: {b2b['per_task_ms']:.3g} ms/task (flow p50 {_t(b2b['flow_ms'])}, "
-                f"{_t(b2b['flow_min_max_ms'][0])}-{_t(b2b['flow_min_max_ms'][1])})"
+                f"idle server: {idle['per_task_ms']:.3g} ms/task (flow p50 {fmt_ms(idle['flow_ms'])}); "
+                f"back-to-back: {b2b['per_task_ms']:.3g} ms/task (flow p50 {fmt_ms(b2b['flow_ms'])}, "
+                f"{fmt_ms(b2b['flow_min_max_ms'][0])}-{fmt_ms(b2b['flow_min_max_ms'][1])})"
             )
-            ratio = f"{_x(r)} (back-to-back: {_x(r2)})"
+            ratio = f"{fmt_ratio(r)} (back-to-back: {fmt_ratio(r2)})"
         ratios[f"{case}_per_step_ms"] = s["per_step_ms"]
         rows.append(
             [
@@ -658,11 +571,11 @@ def build_table(lo: dict[str, Any], pf: dict[str, Any] | None) -> tuple[list[lis
                 cell,
                 pf_cell,
                 ratio,
-                f"<= 2 ms: {_met(s['per_step_ms'] <= 2)}",
+                f"<= 2 ms: {fmt_met(s['per_step_ms'] <= 2)}",
             ]
         )
     marg = [
-        f"{c}: {lo[c]['marginal_step_ms']:.3g} ms/step + {_t(lo[c]['fixed_run_ms'])}/run"
+        f"{c}: {lo[c]['marginal_step_ms']:.3g} ms/step + {fmt_ms(lo[c]['fixed_run_ms'])}/run"
         for c in STEP_CASES
         if c in lo
     ]
@@ -674,7 +587,7 @@ def build_table(lo: dict[str, Any], pf: dict[str, Any] | None) -> tuple[list[lis
                 f"N={any_case['n_small']} and N={any_case['n_large']})",
                 "; ".join(marg),
                 f"idle server: {pf['idle_server']['marginal_task_ms']:.3g} ms/task + "
-                f"{_t(pf['idle_server']['fixed_flow_ms'])}/flow"
+                f"{fmt_ms(pf['idle_server']['fixed_flow_ms'])}/flow"
                 if pf
                 else "-",
                 "-",
@@ -693,14 +606,14 @@ def build_table(lo: dict[str, Any], pf: dict[str, Any] | None) -> tuple[list[lis
                 "-",
             ]
         )
-    firsts = [f"{c} {_t(lo[c]['first_run_ms'])}" for c in STEP_CASES if c in lo]
+    firsts = [f"{c} {fmt_ms(lo[c]['first_run_ms'])}" for c in STEP_CASES if c in lo]
     if firsts:
         rows.append(
             [
                 "first run in a new project (N steps; same process)",
                 "; ".join(firsts),
-                f"first flow (starts the ephemeral server) {_t(pf['first_flow_s'] * 1000)}; "
-                f"`import prefect` {_t(pf['import_s'] * 1000)}"
+                f"first flow (starts the ephemeral server) {fmt_ms(pf['first_flow_s'] * 1000)}; "
+                f"`import prefect` {fmt_ms(pf['import_s'] * 1000)}"
                 if pf
                 else "-",
                 "-",
@@ -714,11 +627,11 @@ def build_table(lo: dict[str, Any], pf: dict[str, Any] | None) -> tuple[list[lis
         rows.append(
             [
                 f"{c['steps']}-step pipeline re-run, every step cached, same process (warm)",
-                f'"threads" (default) p50 {_t(c["warm_threads_ms"])}; "inline" p50 {_t(c["warm_inline_ms"])} '
-                f"(first run {_t(c['first_run_ms'])}; plain calls {_t(c['direct_ms'])})",
+                f'"threads" (default) p50 {fmt_ms(c["warm_threads_ms"])}; "inline" p50 {fmt_ms(c["warm_inline_ms"])} '
+                f"(first run {fmt_ms(c['first_run_ms'])}; plain calls {fmt_ms(c['direct_ms'])})",
                 "-",
                 "-",
-                f"<= 200 ms: {_met(ok_warm)}",
+                f"<= 200 ms: {fmt_met(ok_warm)}",
             ]
         )
         cold = c["cold"]
@@ -726,19 +639,19 @@ def build_table(lo: dict[str, Any], pf: dict[str, Any] | None) -> tuple[list[lis
             [
                 f"same re-run in a cold process (p50 of {len(c['cold_all'])}, after one untimed): the pipeline "
                 "call only",
-                f"{_t(cold['call_s'])} (+ opening the tracker {_t(cold['tracker_s'])}; the untimed first, which "
-                f"wrote the environment file: {_t(c['cold_first_call_ms'])})",
+                f"{fmt_ms(cold['call_s'])} (+ opening the tracker {fmt_ms(cold['tracker_s'])}; the untimed first, which "
+                f"wrote the environment file: {fmt_ms(c['cold_first_call_ms'])})",
                 "-",
                 "-",
-                f"<= 200 ms: {_met(cold['call_s'] <= 200)}",
+                f"<= 200 ms: {fmt_met(cold['call_s'] <= 200)}",
             ]
         )
         rows.append(
             [
                 "same cold process, whole wall time (python start + imports + tracker + call + exit)",
-                f"{_t(cold['wall_s'])} (imports of loopml + the module {_t(cold['import_s'])}; closing the "
-                f"tracker {_t(cold['close_s'])}; the rest, interpreter start and exit, "
-                f"{_t(cold['wall_s'] - cold['import_s'] - cold['tracker_s'] - cold['call_s'] - cold['close_s'])})",
+                f"{fmt_ms(cold['wall_s'])} (imports of loopml + the module {fmt_ms(cold['import_s'])}; closing the "
+                f"tracker {fmt_ms(cold['close_s'])}; the rest, interpreter start and exit, "
+                f"{fmt_ms(cold['wall_s'] - cold['import_s'] - cold['tracker_s'] - cold['call_s'] - cold['close_s'])})",
                 "-",
                 "-",
                 "-",
@@ -748,23 +661,15 @@ def build_table(lo: dict[str, Any], pf: dict[str, Any] | None) -> tuple[list[lis
         rows.append(
             [
                 "same cold re-run with the on-disk environment fingerprint deleted (recomputed)",
-                f"call {_t(nc['call_s'])}; wall {_t(nc['wall_s'])}",
+                f"call {fmt_ms(nc['call_s'])}; wall {fmt_ms(nc['wall_s'])}",
                 "-",
                 "-",
                 "-",
             ]
         )
-    noises = [(k, v["noise"]["other_cpu_share"]) for k, v in lo.items() if "noise" in v]
+    noises = phase_noises(lo)
     if noises:
-        rows.append(
-            [
-                "noise: share of machine CPU used by other processes, per phase",
-                ", ".join(f"{k} {v}" for k, v in noises),
-                str(pf["noise"]["other_cpu_share"]) if pf else "-",
-                "-",
-                "quiet: <= 0.05",
-            ]
-        )
+        rows.append(noise_row(noises, str(pf["noise"]["other_cpu_share"]) if pf else "-"))
         disks = [
             f"{k} {_mib(v['noise']['disk_written_mib'])} ({_mib(v['noise']['own_written_mib'])})"
             for k, v in lo.items()
@@ -783,10 +688,7 @@ def build_table(lo: dict[str, Any], pf: dict[str, Any] | None) -> tuple[list[lis
 
 
 def markdown(rows: list[list[str]]) -> str:
-    head = ["measurement", "LoopML", "Prefect", "Prefect / LoopML", "target met?"]
-    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines)
+    return markdown_table(rows, ["measurement", "LoopML", "Prefect", "Prefect / LoopML", "target met?"])
 
 
 # -- main ------------------------------------------------------------------------------------------------------
@@ -814,28 +716,21 @@ def parse_args() -> argparse.Namespace:
 
 
 def run_profile(args: argparse.Namespace, ws: Workspace) -> None:
-    global _profile_target, _profiler  # one profiler for the one measurement run
-    _profile_target, _profiler = args.profile, cProfile.Profile()
-    RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"profile-pipelines-{args.profile}.prof"
-    if args.profile == "cached-cold":
+    profiler = profile_only(args.profile)
+    name, title = f"profile-pipelines-{args.profile}", f"'{args.profile}'"
+    if args.profile == "cached-cold":  # the profile is the cold process's
+        RESULTS.mkdir(exist_ok=True)
+        path = RESULTS / f"{name}.prof"
         profile_cold(ws, path)
-        stats_of: Any = str(path)
+        print_profile(str(path), title, args.profile_top)
+        print_saved_profile(path)
+        return
+    if args.profile == "cached-warm":
+        result = bench_cached(ws, args.repeats, 1)
     else:
-        if args.profile == "cached-warm":
-            result = bench_cached(ws, args.repeats, 1)
-        else:
-            result = bench_steps(ws, args.profile, (args.steps, args.small, args.large), args.repeats)
-        print(json.dumps(result, default=str))
-        _profiler.dump_stats(path)
-        stats_of = _profiler
-    for sort in ("tottime", "cumulative"):
-        buf = io.StringIO()
-        stats = pstats.Stats(stats_of, stream=buf).strip_dirs().sort_stats(sort)
-        stats.print_stats(args.profile_top)
-        print(f"\n## cProfile of '{args.profile}', sorted by {sort} (profiler overhead inflates times)\n")
-        print(buf.getvalue())
-    print(f"saved {path.relative_to(REPO)} (python -m pstats {path.relative_to(REPO)})")
+        result = bench_steps(ws, args.profile, (args.steps, args.small, args.large), args.repeats)
+    print(json.dumps(result, default=str))
+    save_profile(profiler, name, title, args.profile_top)
 
 
 def main() -> None:
@@ -857,23 +752,10 @@ def main() -> None:
             if name not in args.only:
                 continue
             print(f"LoopML {name} ...", file=sys.stderr, flush=True)
-            out: dict[str, Any] = {}
-            with noise(out):
-                result = job()
-            lo[name] = {**result, "noise": out["noise"]}
-        prefect: dict[str, Any] | None = None
-        if args.no_prefect:
-            pass
-        elif not PREFECT_PYTHON.exists():
-            print(
-                f"{PREFECT_PYTHON.relative_to(REPO)} is missing (bash bench/setup_peers.sh): Prefect skipped",
-                file=sys.stderr,
-            )
-        else:
-            print("Prefect (subprocess, .venv-peers/prefect) ...", file=sys.stderr, flush=True)
-            prefect = run_prefect(ws, sizes, args.repeats)
-            if "error" in prefect:
-                print(f"{prefect['error']}: Prefect columns left empty", file=sys.stderr)
+            lo[name] = with_noise(job, disk=True)
+        prefect = optional_peer(
+            "Prefect", PREFECT_PYTHON, lambda: run_prefect(ws, sizes, args.repeats), skip=args.no_prefect
+        )
         rows, ratios = build_table(lo, prefect)
         table = markdown(rows)
         print(table)
@@ -886,17 +768,14 @@ def main() -> None:
             "source": source_before,
             "source_unchanged_during_run": source_before["src_tree_blake3"]
             == source_after["src_tree_blake3"],
-            "config": {k: v for k, v in vars(args).items() if k not in ("profile", "profile_top")},
+            "config": run_config(args),
             "ratios": ratios,
             "loopml": lo,
             "prefect": prefect,
             "table": table,
         }
         if not args.no_save:
-            RESULTS.mkdir(exist_ok=True)
-            with (RESULTS / "pipelines.json").open("a") as f:
-                f.write(json.dumps(record, default=str) + "\n")
-            print(f"\nappended to {(RESULTS / 'pipelines.json').relative_to(REPO)}", file=sys.stderr)
+            append_result("pipelines", record)
     finally:
         ws.close()
 

@@ -47,21 +47,15 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import cProfile
 import functools
 import gc
 import hashlib
-import io
 import json
 import os
-import pstats
-import resource
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 import warnings
 from collections import defaultdict
 from collections.abc import Callable, Iterator
@@ -77,15 +71,31 @@ from sklearn.ensemble import RandomForestClassifier
 
 import loopml
 import loopml.models
-from loopml.tracking.tracker import use_tracker
+from harness import (
+    PEERS_PYTHON,
+    append_result,
+    fmt_met,
+    fmt_ms,
+    fmt_ratio,
+    last_json_line,
+    measured,
+    mlflow_env,
+    noise_row,
+    now,
+    optional_peer,
+    phase_noises,
+    profile_only,
+    run_config,
+    run_peer,
+    save_profile,
+    temp_project,
+    to_ms,
+    with_noise,
+)
+from harness import markdown_table as markdown
 from peers.common import machine_info, versions
-from peers.noise import machine_busy_s
 from source_state import source_state
 
-BENCH = Path(__file__).resolve().parent
-REPO = BENCH.parent
-PEERS_PYTHON = REPO / ".venv-peers" / "bin" / "python"
-RESULTS = BENCH / "results"
 DATA = {"n_samples": 2000, "n_features": 20, "n_informative": 10, "random_state": 0}
 FOREST = {"n_estimators": 100, "n_jobs": 1}
 NAME = "rf"
@@ -93,8 +103,6 @@ ALIAS = "champion"
 PROFILE_TARGETS = ("register", "register-run", "load-package", "load-cold")
 REGISTER_TARGET_MS = 100.0
 LOAD_TARGET_MS = 50.0
-
-now = time.perf_counter
 
 # -- the peer side -----------------------------------------------------------------------------------------------
 
@@ -212,50 +220,7 @@ for fmt, file in (("skops", "model.skops"), ("cloudpickle", "model.pkl")):
 print(json.dumps(res))
 """
 
-# -- noise, profiling, projects ------------------------------------------------------------------------------------
-
-
-def _own_cpu_s() -> float:
-    own = resource.getrusage(resource.RUSAGE_SELF)
-    kids = resource.getrusage(resource.RUSAGE_CHILDREN)  # the waited-for MLflow subprocess
-    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
-
-
-@contextlib.contextmanager
-def noise(out: dict[str, Any]) -> Iterator[None]:
-    """Store in out["noise"] how much CPU other processes used while the block ran (0 = quiet machine)."""
-    cpus = os.cpu_count() or 1
-    busy0, own0, wall0 = machine_busy_s(), _own_cpu_s(), now()
-    try:
-        yield
-    finally:
-        wall = now() - wall0
-        busy, own = machine_busy_s() - busy0, _own_cpu_s() - own0
-        other = max(0.0, busy - own)
-        out["noise"] = {
-            "wall_s": round(wall, 2),
-            "own_cpu_s": round(own, 2),
-            "other_cpu_s": round(other, 2),
-            "other_cpu_share": round(other / (wall * cpus), 3) if wall > 0 else None,
-            "loadavg_end": [round(x, 2) for x in os.getloadavg()],
-        }
-
-
-_profile_target: str | None = None
-_profiler: cProfile.Profile | None = None
-
-
-@contextlib.contextmanager
-def measured(label: str) -> Iterator[None]:
-    """The timed part of a measurement; profiled when `--profile label` was given."""
-    if _profiler is None or label != _profile_target:
-        yield
-        return
-    _profiler.enable()
-    try:
-        yield
-    finally:
-        _profiler.disable()
+# -- subprocess count, projects ------------------------------------------------------------------------------------
 
 
 _spawned = [0]
@@ -270,17 +235,9 @@ def _audit(event: str, _args: Any) -> None:
 sys.addaudithook(_audit)  # counts every subprocess this process starts (MLflow's is started by the bench)
 
 
-@contextlib.contextmanager
-def project(tag: str) -> Iterator[tuple[loopml.Tracker, Path]]:
+def project(tag: str) -> contextlib.AbstractContextManager[tuple[loopml.Tracker, Path]]:
     """A fresh LoopML project in a temp dir, made the process-wide one; removed afterwards."""
-    folder = Path(tempfile.mkdtemp(prefix=f"loopml-bench-registry-{tag}-"))
-    tracker = loopml.configure(project_dir=folder)
-    try:
-        yield tracker, folder
-    finally:
-        tracker.close()
-        use_tracker(None)
-        shutil.rmtree(folder, ignore_errors=True)
+    return temp_project(f"loopml-bench-registry-{tag}-")
 
 
 def _forget_loaded() -> None:
@@ -294,12 +251,8 @@ def _forget_loaded() -> None:
     forget_loaded()
 
 
-def _ms(seconds: float) -> float:
-    return round(seconds * 1000, 3)
-
-
 def _summary(samples: list[float], gc_s: list[float] | None = None) -> dict[str, Any]:
-    ms = [_ms(x) for x in samples]
+    ms = [to_ms(x) for x in samples]
     out: dict[str, Any] = {
         "n": len(ms),
         "p50_ms": round(statistics.median(ms), 3),
@@ -308,9 +261,9 @@ def _summary(samples: list[float], gc_s: list[float] | None = None) -> dict[str,
         "samples_ms": ms,
     }
     if gc_s is not None:
-        out["gc_ms"] = [_ms(x) for x in gc_s]
+        out["gc_ms"] = [to_ms(x) for x in gc_s]
         out["p50_without_gc_ms"] = round(
-            statistics.median(_ms(a - b) for a, b in zip(samples, gc_s, strict=True)), 3
+            statistics.median(to_ms(a - b) for a, b in zip(samples, gc_s, strict=True)), 3
         )
     return out
 
@@ -373,7 +326,7 @@ def bench_register_and_load(
     with project("register") as (tracker, _):
         t = now()
         first = register(NAME, models[0], sample=X)
-        res["first_ms"] = _ms(now() - t)  # lazy imports (skops, yaml), store tables
+        res["first_ms"] = to_ms(now() - t)  # lazy imports (skops, yaml), store tables
         samples, created = Samples(), []
         spawned0 = _spawned[0]
         with measured("register"):
@@ -403,7 +356,7 @@ def bench_register_and_load(
         shutil.rmtree(cache, ignore_errors=True)
         t = now()
         model = loopml.models.load(ref)
-        res["load_first_ms"] = _ms(now() - t)  # first load in this process: the skops load path's imports
+        res["load_first_ms"] = to_ms(now() - t)  # first load in this process: the skops load path's imports
         res["package_bytes"] = sum(f.stat().st_size for f in (cache / last.package_digest).rglob("*"))
         res["model_skops_bytes"] = (cache / last.package_digest / "model" / "model.skops").stat().st_size
 
@@ -774,33 +727,18 @@ def run_mlflow(repeats: int, default_versions: int, load_repeats: int) -> dict[s
         "load_repeats": load_repeats,
     }
     Path(cfg["workdir"]).mkdir()
-    env = {
-        **os.environ,
-        "MLFLOW_DISABLE_TELEMETRY": "true",
-        "DO_NOT_TRACK": "true",
-        # MLflow 3.17 refuses to load any sklearn model (skops too) without this
-        "MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "true",
-    }
-    out: dict[str, Any] = {}
+    # MLflow 3.17 refuses to load any sklearn model (skops too) without MLFLOW_ALLOW_PICKLE_DESERIALIZATION
+    env = mlflow_env(MLFLOW_ALLOW_PICKLE_DESERIALIZATION="true")
     try:
-        with noise(out):
-            t = now()
-            proc = subprocess.run(
-                [str(PEERS_PYTHON), str(script), json.dumps(cfg)],
-                stdin=subprocess.DEVNULL,
-                capture_output=True,
-                text=True,
-                check=False,
-                env=env,
-                cwd=workdir,
-            )
-            wall = now() - t
+        proc, wall, phase_noise = run_peer(
+            [str(PEERS_PYTHON), str(script), json.dumps(cfg)], env=env, cwd=workdir
+        )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     if proc.returncode != 0 or not proc.stdout.strip():
         sys.stderr.write(proc.stderr[-5000:])
-        return {"error": f"MLflow run failed (rc {proc.returncode})", "noise": out["noise"]}
-    raw: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+        return {"error": f"MLflow run failed (rc {proc.returncode})", "noise": phase_noise}
+    raw = last_json_line(proc.stdout)
 
     def parts(rows: list[dict[str, Any]]) -> dict[str, Any]:
         both = [r["log_model_s"] + r["register_model_s"] for r in rows]
@@ -821,7 +759,7 @@ def run_mlflow(repeats: int, default_versions: int, load_repeats: int) -> dict[s
         "model_check": raw["model_check"],
         "default": parts(raw["default"]) if raw["default"] else None,
         "wall_s": round(wall, 2),
-        "noise": out["noise"],
+        "noise": phase_noise,
     }
     for fmt in ("skops", "cloudpickle"):
         first = raw[f"first_{fmt}"]
@@ -830,7 +768,7 @@ def run_mlflow(repeats: int, default_versions: int, load_repeats: int) -> dict[s
         res[f"{fmt}_bytes"] = raw[f"{fmt}_bytes"]
     for key in ("sklearn_load_skops", "sklearn_load_cloudpickle", "pyfunc_load_skops"):
         res[key] = {
-            "first_ms": _ms(raw[key]["first_s"]),
+            "first_ms": to_ms(raw[key]["first_s"]),
             **_summary(raw[key]["samples_s"]),
             "predict_ok": raw[key]["predict_ok"],
         }
@@ -840,25 +778,11 @@ def run_mlflow(repeats: int, default_versions: int, load_repeats: int) -> dict[s
 # -- report ----------------------------------------------------------------------------------------------------------
 
 
-def _t(ms: float) -> str:
-    if ms >= 1000:
-        return f"{ms / 1000:,.2f} s"
-    return f"{ms:,.3g} ms" if ms < 100 else f"{ms:,.0f} ms"
-
-
-def _x(ratio: float) -> str:
-    return f"{ratio:,.1f}x" if ratio < 100 else f"{ratio:,.0f}x"
-
-
-def _met(ok: bool) -> str:
-    return "**yes**" if ok else "**NO**"
-
-
 def _spread(s: dict[str, Any]) -> str:
-    text = f"p50 {_t(s['p50_ms'])} ({_t(s['min_ms'])}-{_t(s['max_ms'])})"
+    text = f"p50 {fmt_ms(s['p50_ms'])} ({fmt_ms(s['min_ms'])}-{fmt_ms(s['max_ms'])})"
     paused = [g for g in s.get("gc_ms", []) if g >= 5]
     if paused:
-        text += f"; {len(paused)} of {s['n']} spent up to {_t(max(paused))} in the garbage collector"
+        text += f"; {len(paused)} of {s['n']} spent up to {fmt_ms(max(paused))} in the garbage collector"
     return text
 
 
@@ -872,7 +796,7 @@ def build_table(lo: dict[str, Any], ml: dict[str, Any] | None) -> tuple[list[lis
 
     def vs(key: str, mlflow_ms: float, loopml_ms: float) -> str:
         ratios[key] = round(mlflow_ms / loopml_ms, 2)
-        return _x(ratios[key])
+        return fmt_ratio(ratios[key])
 
     def mlflow_register(fmt: str) -> tuple[str, str]:
         if not ml:
@@ -880,7 +804,7 @@ def build_table(lo: dict[str, Any], ml: dict[str, Any] | None) -> tuple[list[lis
         ex = ml[f"explicit_{fmt}"]
         cell = (
             f"`log_model` ({fmt}, explicit pip requirements) + `register_model`: {_spread(ex['log_and_register'])} "
-            f"(log_model {_t(ex['log_model']['p50_ms'])}, register_model {_t(ex['register_model']['p50_ms'])})"
+            f"(log_model {fmt_ms(ex['log_model']['p50_ms'])}, register_model {fmt_ms(ex['register_model']['p50_ms'])})"
         )
         return cell, vs(f"register_vs_mlflow_{fmt}", ex["log_and_register"]["p50_ms"], p50)
 
@@ -891,13 +815,19 @@ def build_table(lo: dict[str, Any], ml: dict[str, Any] | None) -> tuple[list[lis
             f"{_spread(reg)}; subprocesses started: {main['subprocesses']}",
             cell,
             ratio,
-            f"<= 100 ms: {_met(p50 <= REGISTER_TARGET_MS)}",
+            f"<= 100 ms: {fmt_met(p50 <= REGISTER_TARGET_MS)}",
         ]
     )
     if ml:
         cell, ratio = mlflow_register("cloudpickle")
         rows.append(
-            ["same, MLflow saving with cloudpickle (not a safe format)", f"p50 {_t(p50)}", cell, ratio, "-"]
+            [
+                "same, MLflow saving with cloudpickle (not a safe format)",
+                f"p50 {fmt_ms(p50)}",
+                cell,
+                ratio,
+                "-",
+            ]
         )
     if ml:
         ex = ml["explicit_skops"]
@@ -905,8 +835,8 @@ def build_table(lo: dict[str, Any], ml: dict[str, Any] | None) -> tuple[list[lis
             [
                 "same, MLflow also timing `infer_signature(X, model.predict(X))` (LoopML infers its signature "
                 "inside `register`)",
-                f"p50 {_t(p50)}",
-                f"skops: {_spread(ex['with_signature'])} (infer_signature {_t(ex['signature']['p50_ms'])})",
+                f"p50 {fmt_ms(p50)}",
+                f"skops: {_spread(ex['with_signature'])} (infer_signature {fmt_ms(ex['signature']['p50_ms'])})",
                 vs("register_vs_mlflow_skops_with_signature", ex["with_signature"]["p50_ms"], p50),
                 "-",
             ]
@@ -917,7 +847,7 @@ def build_table(lo: dict[str, Any], ml: dict[str, Any] | None) -> tuple[list[lis
         cell, ratio = "-", "-"
         if ml:
             both = ml["explicit_skops"]["log_and_register"]["p50_ms"]
-            cell = f"(MLflow's rows are in a run too) skops {_t(both)}"
+            cell = f"(MLflow's rows are in a run too) skops {fmt_ms(both)}"
             ratio = vs("register_in_run_vs_mlflow_skops", both, run_reg["p50_ms"])
         rows.append(
             [
@@ -925,18 +855,20 @@ def build_table(lo: dict[str, Any], ml: dict[str, Any] | None) -> tuple[list[lis
                 f"{_spread(run_reg)}; lineage recorded: {run['lineage_run']}",
                 cell,
                 ratio,
-                f"<= 100 ms: {_met(run_reg['p50_ms'] <= REGISTER_TARGET_MS)}",
+                f"<= 100 ms: {fmt_met(run_reg['p50_ms'] <= REGISTER_TARGET_MS)}",
             ]
         )
     if ml:
         first = ml["first_skops"]
         cell = (
-            f"skops {_t((first['log_model_s'] + first['register_model_s']) * 1000)} "
-            f"(after `import mlflow`: {_t(ml['import_s'] * 1000)}, store setup {_t(ml['setup_s'] * 1000)})"
+            f"skops {fmt_ms((first['log_model_s'] + first['register_model_s']) * 1000)} "
+            f"(after `import mlflow`: {fmt_ms(ml['import_s'] * 1000)}, store setup {fmt_ms(ml['setup_s'] * 1000)})"
         )
     else:
         cell = "-"
-    rows.append(["first registration in the process (lazy imports)", _t(main["first_ms"]), cell, "-", "-"])
+    rows.append(
+        ["first registration in the process (lazy imports)", fmt_ms(main["first_ms"]), cell, "-", "-"]
+    )
     again = main.get("register_again")
     if again:
         rows.append(
@@ -954,7 +886,7 @@ def build_table(lo: dict[str, Any], ml: dict[str, Any] | None) -> tuple[list[lis
             [
                 "MLflow `log_model` with its default pip requirements (inferred by loading the model in a "
                 "subprocess), skops",
-                f"p50 {_t(p50)}",
+                f"p50 {fmt_ms(p50)}",
                 f"{_spread(d['log_and_register'])}; subprocesses per version: {d['subprocesses']}",
                 vs("register_vs_mlflow_defaults", d["log_and_register"]["p50_ms"], p50),
                 "-",
@@ -969,7 +901,7 @@ def build_table(lo: dict[str, Any], ml: dict[str, Any] | None) -> tuple[list[lis
             [
                 "ONNX verification, apart: register with the skl2onnx copy converted and checked "
                 f"(wired in `{onnx['wiring']}`; the rows above have it off)",
-                f"{_spread(with_onnx)}; verification alone (manifest) p50 {_t(verify['p50_ms'])}; "
+                f"{_spread(with_onnx)}; verification alone (manifest) p50 {fmt_ms(verify['p50_ms'])}; "
                 f"copy kept: {sum(onnx['kept'])} of {len(onnx['kept'])}",
                 "-",
                 "-",
@@ -1014,7 +946,7 @@ def build_table(lo: dict[str, Any], ml: dict[str, Any] | None) -> tuple[list[lis
                 _spread(s),
                 cell,
                 ratio,
-                f"<= 50 ms: {_met(s['p50_ms'] <= LOAD_TARGET_MS)}" if target else "-",
+                f"<= 50 ms: {fmt_met(s['p50_ms'] <= LOAD_TARGET_MS)}" if target else "-",
             ]
         )
     if ml:
@@ -1025,9 +957,9 @@ def build_table(lo: dict[str, Any], ml: dict[str, Any] | None) -> tuple[list[lis
     rows.append(
         [
             "first load in the process (cold, plus the load path's imports)",
-            _t(main["load_first_ms"]),
-            f"skops {_t(ml['sklearn_load_skops']['first_ms'])}; cloudpickle "
-            f"{_t(ml['sklearn_load_cloudpickle']['first_ms'])}"
+            fmt_ms(main["load_first_ms"]),
+            f"skops {fmt_ms(ml['sklearn_load_skops']['first_ms'])}; cloudpickle "
+            f"{fmt_ms(ml['sklearn_load_cloudpickle']['first_ms'])}"
             if ml
             else "-",
             "-",
@@ -1058,28 +990,11 @@ def build_table(lo: dict[str, Any], ml: dict[str, Any] | None) -> tuple[list[lis
                 lo["model_check"],
                 ml["model_check"],
                 "-",
-                _met(same),
+                fmt_met(same),
             ]
         )
-    phases = ", ".join(
-        f"{k} {v['noise']['other_cpu_share']}" for k, v in lo.items() if isinstance(v, dict) and "noise" in v
-    )
-    rows.append(
-        [
-            "noise: share of machine CPU used by other processes, per phase",
-            phases,
-            str(ml["noise"]["other_cpu_share"]) if ml else "-",
-            "-",
-            "quiet: <= 0.05",
-        ]
-    )
+    rows.append(noise_row(phase_noises(lo), str(ml["noise"]["other_cpu_share"]) if ml else "-"))
     return rows, ratios
-
-
-def markdown(rows: list[list[str]], head: list[str]) -> str:
-    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 def breakdown_tables(breakdown: dict[str, Any]) -> str:
@@ -1145,8 +1060,7 @@ def parse_args() -> argparse.Namespace:
 
 
 def run_profile(args: argparse.Namespace) -> None:
-    global _profile_target, _profiler  # one profiler for the one measurement
-    _profile_target, _profiler = args.profile, cProfile.Profile()
+    profiler = profile_only(args.profile)
     X, _, models, _ = workload(args.repeats)
     with onnx_verification(False):  # as in the full run: the ONNX verification is measured apart
         if args.profile == "register-run":
@@ -1154,18 +1068,8 @@ def run_profile(args: argparse.Namespace) -> None:
         else:
             result = bench_register_and_load(X, models, 0, 1)
     print(json.dumps(result, default=str))
-    RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"profile-registry-{args.profile}.prof"
-    _profiler.dump_stats(path)
-    calls = args.repeats
-    for sort in ("tottime", "cumulative"):
-        buf = io.StringIO()
-        pstats.Stats(_profiler, stream=buf).strip_dirs().sort_stats(sort).print_stats(args.profile_top)
-        print(
-            f"\n## cProfile of '{args.profile}' ({calls} calls), sorted by {sort} (profiler overhead inflates times)\n"
-        )
-        print(buf.getvalue())
-    print(f"saved {path.relative_to(REPO)} (python -m pstats {path.relative_to(REPO)})")
+    title = f"'{args.profile}' ({args.repeats} calls)"
+    save_profile(profiler, f"profile-registry-{args.profile}", title, args.profile_top)
 
 
 def main() -> None:
@@ -1190,24 +1094,20 @@ def main() -> None:
     lo["onnx_wiring"] = onnx_wiring()
     for name, job in jobs:
         print(f"LoopML {name} ...", file=sys.stderr, flush=True)
-        out: dict[str, Any] = {}
-        with noise(out), contextlib.nullcontext() if name == "onnx" else onnx_verification(False):
-            result = job()
-        lo[name] = {**result, "noise": out["noise"]}
-    ml: dict[str, Any] | None = None
-    if args.no_mlflow:
-        pass
-    elif not PEERS_PYTHON.exists():
-        print(
-            f"{PEERS_PYTHON.relative_to(REPO)} is missing (bash bench/setup_peers.sh): MLflow skipped",
-            file=sys.stderr,
-        )
-    else:
-        print("MLflow (subprocess, .venv-peers) ...", file=sys.stderr, flush=True)
-        ml = run_mlflow(args.repeats, args.mlflow_default_versions, args.repeats)
-        if "error" in ml:
-            print(f"{ml['error']}: MLflow columns left empty", file=sys.stderr)
-            ml = None
+
+        def verified_apart(job: Callable[[], dict[str, Any]] = job, name: str = name) -> dict[str, Any]:
+            with contextlib.nullcontext() if name == "onnx" else onnx_verification(False):
+                return job()
+
+        lo[name] = with_noise(verified_apart)
+    ml = optional_peer(
+        "MLflow",
+        PEERS_PYTHON,
+        lambda: run_mlflow(args.repeats, args.mlflow_default_versions, args.repeats),
+        skip=args.no_mlflow,
+    )
+    if ml is not None and "error" in ml:
+        ml = None
     rows, ratios = build_table(lo, ml)
     table = markdown(rows, ["operation", "LoopML", "MLflow", "MLflow / LoopML", "target met?"])
     parts = breakdown_tables(lo["breakdown"])
@@ -1225,7 +1125,7 @@ def main() -> None:
         },
         "source": source_before,
         "source_unchanged_during_run": source_before["src_tree_blake3"] == source_after["src_tree_blake3"],
-        "config": {k: v for k, v in vars(args).items() if k not in ("profile", "profile_top")},
+        "config": run_config(args),
         "workload": {"data": DATA, "forest": FOREST},
         "ratios": ratios,
         "loopml": lo,
@@ -1234,10 +1134,7 @@ def main() -> None:
         "breakdown_table": parts,
     }
     if not args.no_save:
-        RESULTS.mkdir(exist_ok=True)
-        with (RESULTS / "registry.json").open("a") as f:
-            f.write(json.dumps(record, default=str) + "\n")
-        print(f"\nappended to {(RESULTS / 'registry.json').relative_to(REPO)}", file=sys.stderr)
+        append_result("registry", record)
 
 
 if __name__ == "__main__":

@@ -25,21 +25,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import cProfile
-import io
 import json
 import multiprocessing as mp
 import os
-import pstats
 import random
-import resource
-import shutil
-import subprocess
 import sys
-import tempfile
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from queue import Empty
@@ -49,78 +42,40 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # bench/peers, a
 from sqlalchemy import event
 
 import loopml
-from loopml.tracking.tracker import use_tracker
+from harness import (
+    BENCH,
+    PEERS_PYTHON,
+    REPO,
+    append_result,
+    fmt_met,
+    fmt_ratio,
+    last_json_line,
+    markdown_table,
+    measured,
+    mlflow_env,
+    noise_row,
+    now,
+    phase_noises,
+    profile_only,
+    run_config,
+    run_peer,
+    save_profile,
+    temp_project,
+    with_noise,
+)
 from peers.common import machine_info, summarize_ms, versions
-from peers.noise import machine_busy_s
 from source_state import source_state
 
-BENCH = Path(__file__).resolve().parent
-REPO = BENCH.parent
-PEERS_PYTHON = REPO / ".venv-peers" / "bin" / "python"
 MLFLOW_SCRIPT = BENCH / "peers" / "tracking_mlflow.py"
-RESULTS = BENCH / "results"
 MEASUREMENTS = ("buffered", "durable", "runs", "search", "mp")
 PROFILE_TARGETS = ("buffered", "durable", "durable-fsync", "runs", "runs-batch", "search-create", "search")
 
-now = time.perf_counter
-
-# -- noise and profiling -------------------------------------------------------------------------------
+# -- projects ------------------------------------------------------------------------------------------
 
 
-def _own_cpu_s() -> float:
-    own = resource.getrusage(resource.RUSAGE_SELF)
-    kids = resource.getrusage(resource.RUSAGE_CHILDREN)  # waited-for subprocesses (MLflow, spawned workers)
-    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
-
-
-@contextlib.contextmanager
-def noise(out: dict[str, Any]) -> Iterator[None]:
-    """Store in out["noise"] how much CPU other processes used while the block ran (0 = quiet machine)."""
-    cpus = os.cpu_count() or 1
-    busy0, own0, wall0 = machine_busy_s(), _own_cpu_s(), now()
-    try:
-        yield
-    finally:
-        wall = now() - wall0
-        busy, own = machine_busy_s() - busy0, _own_cpu_s() - own0
-        other = max(0.0, busy - own)
-        out["noise"] = {
-            "wall_s": round(wall, 2),
-            "own_cpu_s": round(own, 2),
-            "other_cpu_s": round(other, 2),
-            "other_cpu_share": round(other / (wall * cpus), 3) if wall > 0 else None,
-            "loadavg_end": [round(x, 2) for x in os.getloadavg()],
-        }
-
-
-_profile_target: str | None = None
-_profiler: cProfile.Profile | None = None
-
-
-@contextlib.contextmanager
-def measured(label: str) -> Iterator[None]:
-    """The timed part of a measurement; profiled when `--profile label` was given."""
-    if _profiler is None or label != _profile_target:
-        yield
-        return
-    _profiler.enable()
-    try:
-        yield
-    finally:
-        _profiler.disable()
-
-
-@contextlib.contextmanager
-def project(tag: str, **overrides: Any) -> Iterator[tuple[loopml.Tracker, Path]]:
+def project(tag: str, **overrides: Any) -> contextlib.AbstractContextManager[tuple[loopml.Tracker, Path]]:
     """A fresh LoopML project in a temp dir, made the process-wide one; removed afterwards."""
-    folder = Path(tempfile.mkdtemp(prefix=f"loopml-bench-{tag}-"))
-    tracker = loopml.configure(project_dir=folder, **overrides)
-    try:
-        yield tracker, folder
-    finally:
-        tracker.close()
-        use_tracker(None)
-        shutil.rmtree(folder, ignore_errors=True)
+    return temp_project(f"loopml-bench-{tag}-", **overrides)
 
 
 def _values(n: int, seed: int) -> list[float]:
@@ -413,21 +368,13 @@ def run_mlflow(args: argparse.Namespace) -> dict[str, Any]:
     ]
     if args.no_mlflow_async:
         cmd.append("--no-async")
-    out: dict[str, Any] = {}
-    with noise(out):
-        proc = subprocess.run(
-            cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False, env=_quiet_env()
-        )
+    proc, _, phase_noise = run_peer(cmd, env=mlflow_env())
     if proc.returncode != 0:
         sys.stderr.write(proc.stderr)
         raise SystemExit(f"MLflow benchmark failed (rc {proc.returncode}): {' '.join(cmd)}")
-    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
-    result["noise"] = out["noise"]
+    result = last_json_line(proc.stdout)
+    result["noise"] = phase_noise
     return result
-
-
-def _quiet_env() -> dict[str, str]:
-    return {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"}
 
 
 # -- report ---------------------------------------------------------------------------------------------
@@ -439,14 +386,6 @@ def _n(x: float) -> str:
 
 def _ms(x: float) -> str:
     return f"{x:,.3g} ms" if x < 100 else f"{x:,.0f} ms"
-
-
-def _x(ratio: float) -> str:
-    return f"{ratio:,.1f}x" if ratio < 100 else f"{ratio:,.0f}x"
-
-
-def _met(ok: bool) -> str:
-    return "**yes**" if ok else "**NO**"
 
 
 def build_table(lo: dict[str, Any], ml: dict[str, Any] | None) -> tuple[list[list[str]], dict[str, Any]]:
@@ -472,8 +411,8 @@ def build_table(lo: dict[str, Any], ml: dict[str, Any] | None) -> tuple[list[lis
                     op,
                     loop_cell,
                     f"one `log_batch` of the same {batch['metrics']:,} values: {_n(batch['metrics_per_s'])} metrics/s",
-                    _x(r),
-                    f">= 20x: {_met(r >= 20)}",
+                    fmt_ratio(r),
+                    f">= 20x: {fmt_met(r >= 20)}",
                 ]
             )
         else:
@@ -486,7 +425,7 @@ def build_table(lo: dict[str, Any], ml: dict[str, Any] | None) -> tuple[list[lis
                     "same LoopML number vs MLflow single synchronous `log_metric`",
                     f"{_n(pps)} points/s",
                     f"{single['calls']:,} calls: {_n(single['calls_per_s'])} calls/s",
-                    _x(r),
+                    fmt_ratio(r),
                     "-",
                 ]
             )
@@ -498,7 +437,7 @@ def build_table(lo: dict[str, Any], ml: dict[str, Any] | None) -> tuple[list[lis
                     "same LoopML number vs MLflow `log_metric(synchronous=False)` until `flush_async_logging()`",
                     f"{_n(pps)} points/s",
                     f"{asyn['calls']:,} calls: {_n(asyn['effective_calls_per_s'])} calls/s",
-                    _x(r),
+                    fmt_ratio(r),
                     "-",
                 ]
             )
@@ -506,7 +445,7 @@ def build_table(lo: dict[str, Any], ml: dict[str, Any] | None) -> tuple[list[lis
     if d := lo.get("durable"):
         cps = d["calls_per_s"]
         loop_cell = f"{_n(cps)} calls/s (p50 {_ms(d['p50_ms'])}, p99 {_ms(d['p99_ms'])})"
-        target = f">= 5,000/s: {_met(cps >= 5000)}"
+        target = f">= 5,000/s: {fmt_met(cps >= 5000)}"
         if single:
             r = cps / single["calls_per_s"]
             ratios["durable_vs_log_metric"] = round(r, 2)
@@ -514,13 +453,13 @@ def build_table(lo: dict[str, Any], ml: dict[str, Any] | None) -> tuple[list[lis
                 f"synchronous `log_metric`, {single['calls']:,} calls: {_n(single['calls_per_s'])} calls/s "
                 f"(p50 {_ms(single['p50_ms'])})"
             )
-            target += f"; >= 10x: {_met(r >= 10)}"
+            target += f"; >= 10x: {fmt_met(r >= 10)}"
             rows.append(
                 [
                     f"`log_metric` durable: {d['calls']:,} calls in `start_run(durable=True)`",
                     loop_cell,
                     ml_cell,
-                    _x(r),
+                    fmt_ratio(r),
                     target,
                 ]
             )
@@ -534,7 +473,7 @@ def build_table(lo: dict[str, Any], ml: dict[str, Any] | None) -> tuple[list[lis
         if single:
             r = cps / single["calls_per_s"]
             ratios["durable_fsync_vs_log_metric"] = round(r, 2)
-            rows.append([op, loop_cell, f"{_n(single['calls_per_s'])} calls/s", _x(r), "-"])
+            rows.append([op, loop_cell, f"{_n(single['calls_per_s'])} calls/s", fmt_ratio(r), "-"])
         else:
             rows.append([op, loop_cell, "-", "-", "-"])
 
@@ -556,9 +495,15 @@ def build_table(lo: dict[str, Any], ml: dict[str, Any] | None) -> tuple[list[lis
                     f"`create_run` + `log_batch` + `set_terminated`: {mlr['runs_per_s']:,.0f} runs/s "
                     f"(p50 {_ms(mlr['per_run']['p50_ms'])}/run)"
                 )
-                target = f">= 5x: {_met(r >= 5)}" if key == "fluent" else "-"
+                target = f">= 5x: {fmt_met(r >= 5)}" if key == "fluent" else "-"
                 rows.append(
-                    [f"run life, {size}: {how}", loop_cell, ml_cell, f"{_x(r)} (p50: {_x(r50)})", target]
+                    [
+                        f"run life, {size}: {how}",
+                        loop_cell,
+                        ml_cell,
+                        f"{fmt_ratio(r)} (p50: {fmt_ratio(r50)})",
+                        target,
+                    ]
                 )
             else:
                 rows.append([f"run life, {size}: {how}", loop_cell, "-", "-", ">= 5x: n/a"])
@@ -569,7 +514,9 @@ def build_table(lo: dict[str, Any], ml: dict[str, Any] | None) -> tuple[list[lis
         if mls:
             r = mls["p50_ms"] / s["p50_ms"]
             ratios["search_same_runs"] = round(r, 2)
-            rows.append([op, loop_cell, f'`output_format="list"`: p50 {_ms(mls["p50_ms"])}', _x(r), "-"])
+            rows.append(
+                [op, loop_cell, f'`output_format="list"`: p50 {_ms(mls["p50_ms"])}', fmt_ratio(r), "-"]
+            )
         else:
             rows.append([op, loop_cell, "-", "-", "-"])
 
@@ -584,7 +531,7 @@ def build_table(lo: dict[str, Any], ml: dict[str, Any] | None) -> tuple[list[lis
                     f"p50 {_ms(v['p50_ms'])} (p90 {_ms(v['p90_ms'])}; {v['returned']} returned, correct: {v['ok']})",
                     ref,
                     "-",
-                    f"<= 100 ms: {_met(v['p50_ms'] <= 100)}",
+                    f"<= 100 ms: {fmt_met(v['p50_ms'] <= 100)}",
                 ]
             )
         rows.append(
@@ -612,33 +559,18 @@ def build_table(lo: dict[str, Any], ml: dict[str, Any] | None) -> tuple[list[lis
                     + (f"; {len(m['errors'])} worker(s) FAILED" if m.get("errors") else ""),
                     "-",
                     "-",
-                    f"all present: {_met(ok)}",
+                    f"all present: {fmt_met(ok)}",
                 ]
             )
 
-    noises = [
-        (k, v["noise"]["other_cpu_share"]) for k, v in lo.items() if isinstance(v, dict) and "noise" in v
-    ]
-    if ml.get("noise"):
-        noises.append(("mlflow", ml["noise"]["other_cpu_share"]))
-    if noises:
-        rows.append(
-            [
-                "noise: share of machine CPU used by other processes, per phase",
-                ", ".join(f"{k} {v}" for k, v in noises if k != "mlflow"),
-                f"{ml['noise']['other_cpu_share']}" if ml.get("noise") else "-",
-                "-",
-                "quiet: <= 0.05",
-            ]
-        )
+    noises = phase_noises(lo)
+    if noises or ml.get("noise"):
+        rows.append(noise_row(noises, f"{ml['noise']['other_cpu_share']}" if ml.get("noise") else "-"))
     return rows, ratios
 
 
 def markdown(rows: list[list[str]]) -> str:
-    head = ["operation", "LoopML", "MLflow", "LoopML vs MLflow", "target met?"]
-    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines)
+    return markdown_table(rows, ["operation", "LoopML", "MLflow", "LoopML vs MLflow", "target met?"])
 
 
 # -- main -----------------------------------------------------------------------------------------------
@@ -686,8 +618,7 @@ def parse_args() -> argparse.Namespace:
 
 
 def run_profile(args: argparse.Namespace) -> None:
-    global _profile_target, _profiler  # one profiler for the one measurement run
-    _profile_target, _profiler = args.profile, cProfile.Profile()
+    profiler = profile_only(args.profile)
     # A huge flush interval keeps the background flusher idle, so every write runs on the profiled thread.
     overrides = {"flush_interval_s": 3600.0}
     jobs: dict[str, Callable[[], dict[str, Any]]] = {
@@ -701,16 +632,7 @@ def run_profile(args: argparse.Namespace) -> None:
     job = jobs[args.profile.split("-")[0]]
     result = job()
     print(json.dumps(result, default=str))
-    RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"profile-{args.profile}.prof"
-    _profiler.dump_stats(path)
-    for sort in ("tottime", "cumulative"):
-        buf = io.StringIO()
-        stats = pstats.Stats(_profiler, stream=buf).strip_dirs().sort_stats(sort)
-        stats.print_stats(args.profile_top)
-        print(f"\n## cProfile of '{args.profile}', sorted by {sort} (profiler overhead inflates times)\n")
-        print(buf.getvalue())
-    print(f"saved {path.relative_to(REPO)} (python -m pstats {path.relative_to(REPO)})")
+    save_profile(profiler, f"profile-{args.profile}", f"'{args.profile}'", args.profile_top)
 
 
 def main() -> None:
@@ -745,10 +667,7 @@ def main() -> None:
         if name.split("_")[0] not in args.only:
             continue
         print(f"LoopML {name} ...", file=sys.stderr, flush=True)
-        out: dict[str, Any] = {}
-        with noise(out):
-            result = job()
-        lo[name] = {**result, "noise": out["noise"]}
+        lo[name] = with_noise(job)
     rows, ratios = build_table(lo, mlflow)
     table = markdown(rows)
     print(table)
@@ -761,17 +680,14 @@ def main() -> None:
             **({"mlflow": mlflow["versions"].get("mlflow")} if mlflow else {}),
         },
         "source": source_state(),
-        "config": {k: v for k, v in vars(args).items() if k not in ("profile", "profile_top")},
+        "config": run_config(args),
         "ratios": ratios,
         "loopml": lo,
         "mlflow": mlflow,
         "table": table,
     }
     if not args.no_save:
-        RESULTS.mkdir(exist_ok=True)
-        with (RESULTS / "tracking.json").open("a") as f:
-            f.write(json.dumps(record, default=str) + "\n")
-        print(f"\nappended to {(RESULTS / 'tracking.json').relative_to(REPO)}", file=sys.stderr)
+        append_result("tracking", record)
 
 
 if __name__ == "__main__":

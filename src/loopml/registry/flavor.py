@@ -5,6 +5,7 @@ A flavor is one module holding one `Flavor` subclass (`flavor_sklearn`, `flavor_
 imported by name when first asked for: a flavor module imports this one for the contract, so this one never
 imports a flavor module at its top, and a flavor's library (scikit-learn, onnxruntime) is imported only when a
 model of that flavor is saved or loaded. Adding a flavor is one module and one line in `_BUILT_INS`.
+`flavor_wrappers` holds what the lightgbm and xgboost flavors share (their `wrapper.json`), and no flavor.
 
 No flavor uses pickle: loading a pickle runs whatever code its bytes name. Each flavor stores a model in its
 library's own format (skops for scikit-learn, protobuf for ONNX, LightGBM's text and XGBoost's JSON formats,

@@ -19,24 +19,25 @@ loaded `BoosterClassifier` hashes as the `LGBMClassifier` it was saved from.
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from loopml.core.errors import InvalidInput, NotFound
+from loopml.core.errors import InvalidInput
 from loopml.core.hashing import hash_text
-from loopml.registry.flavor import Flavor, installed_version, json_params
+from loopml.registry.flavor import Flavor, json_params
+from loopml.registry.flavor_wrappers import WRAPPER_FILE, NativeFormat, installed_versions
 
 __all__ = ["BoosterClassifier", "BoosterRegressor", "LightGBMFlavor"]
 
 MODEL_FILE = "model.txt"
-WRAPPER_FILE = "wrapper.json"
 FORMAT = "loopml.lightgbm_model"
 FORMAT_VERSION = 1
-_INSTALL_HINT = "pip install 'loopml[boosting]'"
 _BOOSTER, _CLASSIFIER, _REGRESSOR = "Booster", "LGBMClassifier", "LGBMRegressor"
+_NATIVE = NativeFormat(
+    "lightgbm", "LightGBM", MODEL_FILE, FORMAT, FORMAT_VERSION, (_BOOSTER, _CLASSIFIER, _REGRESSOR)
+)
 # dtype kinds that classes are rebuilt with: bool, ints, floats, str, and object arrays of those.
 _CLASS_KINDS = frozenset("biufUO")
 
@@ -104,11 +105,7 @@ class LightGBMFlavor(Flavor):
         """True for a Booster, an LGBMClassifier or LGBMRegressor (not a subclass), or a loaded wrapper."""
         if type(model) in (BoosterClassifier, BoosterRegressor):
             return True
-        lightgbm = sys.modules.get("lightgbm")  # a LightGBM model exists only once lightgbm is imported
-        if lightgbm is None:
-            return False
-        kinds = [getattr(lightgbm, name, None) for name in (_BOOSTER, _CLASSIFIER, _REGRESSOR)]
-        return type(model) in [kind for kind in kinds if kind is not None]
+        return _NATIVE.accepts(model)
 
     def save(self, model: Any, folder: Path) -> list[str]:
         """Write `model.txt` and `wrapper.json`; `InvalidInput` for an unfitted model or a custom objective."""
@@ -120,8 +117,8 @@ class LightGBMFlavor(Flavor):
 
     def load(self, folder: Path, *, trusted: bool = False) -> Any:
         """A `lightgbm.Booster`, or a `BoosterClassifier` / `BoosterRegressor` (`trusted` is ignored)."""
-        document = _read(folder)
-        lightgbm = _lightgbm()
+        document = _NATIVE.read(folder)
+        lightgbm = _NATIVE.import_library()
         try:
             booster = lightgbm.Booster(model_file=str(folder / MODEL_FILE))
         except lightgbm.basic.LightGBMError as error:
@@ -141,8 +138,7 @@ class LightGBMFlavor(Flavor):
 
     def libraries(self, model: Any = None) -> dict[str, str]:
         """Installed versions of lightgbm and numpy (`model` adds nothing)."""
-        found = {name: installed_version(name) for name in ("lightgbm", "numpy")}
-        return {name: version for name, version in found.items() if version is not None}
+        return installed_versions(("lightgbm", "numpy"))
 
 
 def _describe(model: Any) -> tuple[dict[str, Any], str]:
@@ -186,32 +182,6 @@ def _dumps(document: dict[str, Any]) -> str:
         raise InvalidInput(f"the classes of the LightGBM model are not JSON values: {error}") from None
 
 
-def _read(folder: Path) -> dict[str, Any]:
-    path = folder / WRAPPER_FILE
-    if not path.is_file() or not (folder / MODEL_FILE).is_file():
-        raise NotFound(
-            f"the model package at {folder} has no {WRAPPER_FILE} or {MODEL_FILE}: it is incomplete or not "
-            "lightgbm"
-        )
-    try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise InvalidInput(f"{path} is not valid JSON: {error}") from None
-    if not isinstance(document, dict) or document.get("format") != FORMAT:
-        raise InvalidInput(f"{path} is not a LoopML LightGBM wrapper file")
-    version = document.get("format_version")
-    if type(version) is not int or version > FORMAT_VERSION:
-        raise InvalidInput(
-            f"{path} has format version {version!r}, newer than this LoopML reads ({FORMAT_VERSION}): "
-            "upgrade loopml to load it"
-        )
-    if document.get("class") not in (_BOOSTER, _CLASSIFIER, _REGRESSOR):
-        raise InvalidInput(f"{path} names the class {document.get('class')!r}, not one LoopML rebuilds")
-    if not isinstance(document.get("params"), dict):
-        raise InvalidInput(f"{path} has no params")
-    return document
-
-
 def _classes_from(document: dict[str, Any]) -> np.ndarray:
     values, dtype = document.get("classes"), document.get("classes_dtype")
     if not isinstance(values, list) or not isinstance(dtype, str):
@@ -225,11 +195,3 @@ def _classes_from(document: dict[str, Any]) -> np.ndarray:
             f"the wrapper file names the dtype {dtype!r} for its classes, not one LoopML reads"
         )
     return np.asarray(values, dtype=kind)
-
-
-def _lightgbm() -> Any:
-    try:
-        import lightgbm
-    except ImportError:
-        raise InvalidInput(f"LightGBM models need lightgbm: {_INSTALL_HINT}") from None
-    return lightgbm

@@ -18,23 +18,24 @@ module, so a model saved with one loads with the other without a warning.
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from loopml.core.errors import InvalidInput, NotFound
+from loopml.core.errors import InvalidInput
 from loopml.core.hashing import hash_text
 from loopml.registry.flavor import Flavor, installed_version, json_params
+from loopml.registry.flavor_wrappers import WRAPPER_FILE, NativeFormat, installed_versions
 
 __all__ = ["XGBoostFlavor"]
 
 MODEL_FILE = "model.json"
-WRAPPER_FILE = "wrapper.json"
 FORMAT = "loopml.xgboost_model"
 FORMAT_VERSION = 1
-_INSTALL_HINT = "pip install 'loopml[boosting]'"
 _BOOSTER, _CLASSIFIER, _REGRESSOR = "Booster", "XGBClassifier", "XGBRegressor"
+_NATIVE = NativeFormat(
+    "xgboost", "XGBoost", MODEL_FILE, FORMAT, FORMAT_VERSION, (_BOOSTER, _CLASSIFIER, _REGRESSOR)
+)
 _DISTRIBUTIONS = ("xgboost", "xgboost-cpu")
 # Params that XGBClassifier.load_model sets from the model itself: the model JSON's hash covers them.
 _SET_BY_LOAD = frozenset({"objective", "booster", "base_score", "feature_types", "enable_categorical"})
@@ -49,11 +50,7 @@ class XGBoostFlavor(Flavor):
 
     def accepts(self, model: Any) -> bool:
         """True for a Booster, an XGBClassifier or an XGBRegressor (not a subclass)."""
-        xgboost = sys.modules.get("xgboost")  # an XGBoost model exists only once xgboost is imported
-        if xgboost is None:
-            return False
-        kinds = [getattr(xgboost, name, None) for name in (_BOOSTER, _CLASSIFIER, _REGRESSOR)]
-        return type(model) in [kind for kind in kinds if kind is not None]
+        return _NATIVE.accepts(model)
 
     def save(self, model: Any, folder: Path) -> list[str]:
         """Write `model.json` with XGBoost's `save_model`, and `wrapper.json`."""
@@ -68,8 +65,8 @@ class XGBoostFlavor(Flavor):
 
     def load(self, folder: Path, *, trusted: bool = False) -> Any:
         """The saved class built again and its `load_model` called on `model.json` (`trusted` is ignored)."""
-        document = _read(folder)
-        xgboost = _xgboost()
+        document = _NATIVE.read(folder)
+        xgboost = _NATIVE.import_library()
         kind = document["class"]
         try:
             model = xgboost.Booster() if kind == _BOOSTER else getattr(xgboost, kind)(**document["params"])
@@ -93,8 +90,7 @@ class XGBoostFlavor(Flavor):
 
     def libraries(self, model: Any = None) -> dict[str, str]:
         """The installed XGBoost (as `xgboost` or `xgboost-cpu`) and numpy versions (`model` adds nothing)."""
-        found = {name: installed_version(name) for name in (*_DISTRIBUTIONS, "numpy")}
-        return {name: version for name, version in found.items() if version is not None}
+        return installed_versions((*_DISTRIBUTIONS, "numpy"))
 
     def check_libraries(self, saved: Mapping[str, str]) -> list[str]:
         """As `Flavor.check_libraries`, taking `xgboost` and `xgboost-cpu` as one library."""
@@ -135,37 +131,3 @@ def _canonical_model(model: Any) -> Any:
     attributes = document.get("learner", {}).get("attributes", {})
     attributes.pop(_SKLEARN_ATTRIBUTE, None)
     return document
-
-
-def _read(folder: Path) -> dict[str, Any]:
-    path = folder / WRAPPER_FILE
-    if not path.is_file() or not (folder / MODEL_FILE).is_file():
-        raise NotFound(
-            f"the model package at {folder} has no {WRAPPER_FILE} or {MODEL_FILE}: it is incomplete or not "
-            "xgboost"
-        )
-    try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise InvalidInput(f"{path} is not valid JSON: {error}") from None
-    if not isinstance(document, dict) or document.get("format") != FORMAT:
-        raise InvalidInput(f"{path} is not a LoopML XGBoost wrapper file")
-    version = document.get("format_version")
-    if type(version) is not int or version > FORMAT_VERSION:
-        raise InvalidInput(
-            f"{path} has format version {version!r}, newer than this LoopML reads ({FORMAT_VERSION}): "
-            "upgrade loopml to load it"
-        )
-    if document.get("class") not in (_BOOSTER, _CLASSIFIER, _REGRESSOR):
-        raise InvalidInput(f"{path} names the class {document.get('class')!r}, not one LoopML rebuilds")
-    if not isinstance(document.get("params"), dict):
-        raise InvalidInput(f"{path} has no params")
-    return document
-
-
-def _xgboost() -> Any:
-    try:
-        import xgboost
-    except ImportError:
-        raise InvalidInput(f"XGBoost models need xgboost: {_INSTALL_HINT}") from None
-    return xgboost

@@ -126,3 +126,35 @@ def test_promote_prints_gates_and_refuses_with_exit_1(project: Path) -> None:
     assert passed.returncode == 0, passed.stderr
     assert "pass" in passed.stdout
     assert "v1 -> v2" in passed.stdout
+
+
+def test_register_a_runs_skops_artifact(project: Path) -> None:
+    tracker = Tracker(load_settings(project_dir=project))
+    rng = np.random.default_rng(1)
+    frame = pd.DataFrame({"amount": rng.normal(100, 20, 60), "age": rng.integers(18, 80, 60)})
+    label = (frame["amount"] > 100).astype(int)
+    try:
+        loopml.datasets.add("train_rows", frame.assign(label=label), tracker=tracker)
+        import skops.io
+
+        with loopml.start_run(experiment="cli", tracker=tracker) as run:
+            model = LogisticRegression(C=5.0, max_iter=1000).fit(frame, label)
+            run.log_bytes(skops.io.dumps(model), "model/model.skops")
+            run.log_bytes(b"not a model", "model/model.pkl")
+    finally:
+        tracker.close()
+    result = cli(
+        project, "models", "register", "fraud", "--run", run.run_id, "--artifact", "model/model.skops",
+        "--sample", "train_rows@v1", "--target", "label", "--json",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["version"]["version"] == 3
+    assert json.loads(result.stdout)["version"]["run_id"] == run.run_id
+    pickled = cli(
+        project, "models", "register", "fraud", "--run", run.run_id, "--artifact", "model/model.pkl"
+    )
+    assert pickled.returncode == 2
+    assert "never pickle" in pickled.stderr
+    missing = cli(project, "models", "register", "fraud", "--run", run.run_id, "--artifact", "nope.skops")
+    assert missing.returncode == 2
+    assert "its artifacts: model/model.pkl, model/model.skops" in missing.stderr

@@ -144,3 +144,17 @@ def test_a_verified_onnx_copy_is_kept_and_served(tracker: Tracker) -> None:
     assert type(served).__name__.startswith("Onnx")
     assert (served.predict(x) == native.predict(x)).all()
     assert np.allclose(served.predict_proba(x), native.predict_proba(x), atol=1e-5)
+
+
+def test_a_scikit_learn_version_mismatch_is_warned_with_both_versions(tracker: Tracker) -> None:
+    from loopml.registry.loading import package_folder
+    from loopml.registry.package import LibraryMismatch, load_from, read_manifest
+
+    x, _ = data()
+    version = loopml.models.register("fraud", fitted(), sample=x, onnx=False).version
+    folder = package_folder(tracker, version)
+    manifest = read_manifest(folder)
+    manifest["libraries"] = {**manifest["libraries"], "scikit-learn": "0.24.2"}
+    with pytest.warns(LibraryMismatch, match=r"0\.24\.2.*\d+\.\d+"):
+        model = load_from(folder, manifest)
+    assert (model.predict(x) == fitted().predict(x)).all()

@@ -37,6 +37,55 @@ def list_models(json_output: JsonOption = False) -> None:
     table("Registered models", ["model", "latest", "aliases", "owner", "updated"], rows)
 
 
+@app.command("register")
+def register(
+    name: Annotated[str, typer.Argument(help="Model name")],
+    run: Annotated[str, typer.Option("--run", help="Run that logged the model")],
+    artifact: Annotated[
+        str, typer.Option("--artifact", help="The run's skops artifact, e.g. model/model.skops")
+    ],
+    sample: Annotated[
+        str | None, typer.Option("--sample", help="Training rows for the signature: a table dataset NAME@vN")
+    ] = None,
+    target: Annotated[
+        str | None, typer.Option("--target", help="Label column to drop from the sample")
+    ] = None,
+    eval_dataset: Annotated[
+        str | None, typer.Option("--eval-dataset", help="Held-out rows for the gates")
+    ] = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Register a model a run logged as a skops artifact (loaded with LoopML's allow-list, never pickle)."""
+    from loopml import datasets, models
+    from loopml.core.errors import InvalidInput
+    from loopml.registry.skops_io import loads
+    from loopml.tracking.client import Client
+
+    client = Client()
+    found = [a for a in client.list_artifacts(run) if a.path == artifact]
+    if not found:
+        known = ", ".join(a.path for a in client.list_artifacts(run)) or "(none)"
+        raise InvalidInput(f"run {run} has no artifact {artifact!r}; its artifacts: {known}")
+    if not artifact.endswith(".skops"):
+        raise InvalidInput(
+            f"{artifact!r} is not a skops file: LoopML registers models saved safely (never pickle)"
+        )
+    model = loads(client.tracker.blobs.get_bytes(found[0].digest, verify=True))
+    rows = None
+    if sample is not None:
+        rows = datasets.load(sample)
+        if target is not None:
+            rows = rows.drop(columns=[target])
+    registered = models.register(
+        name, model, sample=rows, run=run, eval_dataset=eval_dataset, eval_target=target
+    )
+    if json_output:
+        print_json(registered)
+        return
+    state = "registered" if registered.created else "already registered (same model)"
+    console.print(f"{escape(registered.version.ref)} {state}")
+
+
 @app.command("versions")
 def list_versions(
     name: Annotated[str, typer.Argument(help="Model name")], json_output: JsonOption = False

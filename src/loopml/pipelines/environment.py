@@ -8,15 +8,13 @@ Apart from `fingerprint` because it reads installed metadata rather than code, a
 from __future__ import annotations
 
 import functools
-import json
-import os
-import sys
 import sysconfig
-import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
-from loopml.core.hashing import hash_file, hash_text
+from loopml.core.hashing import hash_text
+from loopml.core.installed import cached_json, installed_key
 from loopml.pipelines.sources import SCHEMA
 
 _TABLES: dict[str, dict[str, list[list[str]]]] = {}  # environment key -> import name -> [[dist, version]]
@@ -32,32 +30,16 @@ def environment_fingerprint(
     `sys.prefix`, the entry names of every site-packages folder on `sys.path` (dist-info names carry versions,
     so a pip install changes them) and the content of `lock_files`. Names that are not installed are ignored.
     """
-    key = _environment_key(lock_files)
+    key = installed_key(lock_files, schema=f"pipelines-environment-{SCHEMA}")
     table = _TABLES.get(key)
     if table is None:
         path = cache_dir / f"environment-{key}.json" if cache_dir is not None else None
-        table = _read_table(path) if path is not None else None
-        if table is None:
-            table = _package_table()
-            if path is not None:
-                _write_atomically(path, json.dumps(table, sort_keys=True))
+        table = cached_json(path, _package_table, valid=_valid_table)
         _TABLES[key] = table
     result = {"python": _python_tag()}
     for name in sorted(set(packages)):
         result.update((dist, value) for dist, value in table.get(name, []))
     return result
-
-
-def _environment_key(lock_files: Sequence[Path]) -> str:
-    listings = []
-    for folder in sys.path:
-        if os.path.basename(os.path.normpath(folder)) in {"site-packages", "dist-packages"}:
-            try:
-                listings.append([folder, sorted(os.listdir(folder))])
-            except OSError:
-                listings.append([folder, []])
-    locks = [hash_file(path) for path in lock_files if path.is_file()]
-    return hash_text(json.dumps([SCHEMA, sys.version, sys.prefix, listings, locks]))
 
 
 def _package_table() -> dict[str, list[list[str]]]:
@@ -76,28 +58,8 @@ def _package_table() -> dict[str, list[list[str]]]:
     }
 
 
-def _read_table(path: Path) -> dict[str, list[list[str]]] | None:
-    try:
-        table = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    valid = isinstance(table, dict) and all(isinstance(rows, list) for rows in table.values())
-    return table if valid else None
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".environment-", suffix=".tmp")
-        try:
-            with os.fdopen(handle, "w", encoding="utf-8") as stream:
-                stream.write(text)
-            os.replace(temporary, path)
-        except BaseException:
-            os.unlink(temporary)
-            raise
-    except OSError:  # the file only saves time: a read-only cache folder must not stop a run
-        pass
+def _valid_table(table: Any) -> bool:
+    return isinstance(table, dict) and all(isinstance(rows, list) for rows in table.values())
 
 
 @functools.cache

@@ -19,8 +19,10 @@ import time
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 from loopml.core.hashing import hash_text
+from loopml.core.installed import cached_json, installed_key
 
 _GIT_TIMEOUT_S = 10.0
 # `git diff <empty tree>` is `git diff HEAD` for a repository without commits; the id depends on the hash.
@@ -162,21 +164,17 @@ def _read_changes(
     return GitState(commit, branch, True, shown, truncated, hash_text(text), root)
 
 
-def python_environment() -> PythonEnvironment:
-    """Python version, platform and installed distributions of this process, computed once."""
+def python_environment(cache_dir: Path | None = None) -> PythonEnvironment:
+    """Python version, platform and installed distributions of this process, computed once.
+
+    With `cache_dir`, the package list is also kept on disk per installed set (see `core.installed`), so a
+    cold process does not read every distribution's metadata again (~35 ms with 200 packages).
+    """
     with _lock:
         if _python_cache:
             return _python_cache[0]
-    packages: dict[str, str] = {}
-    for dist in metadata.distributions():
-        # get_all, not [...]: a missing field is deprecated (later an error) on newer Pythons.
-        names, versions = dist.metadata.get_all("Name"), dist.metadata.get_all("Version")
-        if names and names[0]:
-            # First on sys.path wins, as for importlib.metadata.version() and for imports.
-            packages.setdefault(
-                _NAME_SEPARATORS.sub("-", str(names[0])).lower(), str(versions[0]) if versions else ""
-            )
-    packages = dict(sorted(packages.items()))
+    path = cache_dir / f"python-{installed_key(schema='tracking-packages-1')}.json" if cache_dir else None
+    packages: dict[str, str] = cached_json(path, _installed_packages, valid=_valid_packages)
     version, plat = platform.python_version(), platform.platform()
     canonical = json.dumps(
         {"python_version": version, "platform": plat, "packages": packages},
@@ -188,6 +186,25 @@ def python_environment() -> PythonEnvironment:
         if not _python_cache:
             _python_cache.append(env)
         return _python_cache[0]
+
+
+def _valid_packages(value: Any) -> bool:
+    return isinstance(value, dict) and all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    )
+
+
+def _installed_packages() -> dict[str, str]:
+    packages: dict[str, str] = {}
+    for dist in metadata.distributions():
+        # get_all, not [...]: a missing field is deprecated (later an error) on newer Pythons.
+        names, versions = dist.metadata.get_all("Name"), dist.metadata.get_all("Version")
+        if names and names[0]:
+            # First on sys.path wins, as for importlib.metadata.version() and for imports.
+            packages.setdefault(
+                _NAME_SEPARATORS.sub("-", str(names[0])).lower(), str(versions[0]) if versions else ""
+            )
+    return dict(sorted(packages.items()))
 
 
 def entry_point() -> str:

@@ -54,7 +54,7 @@ def start_run(
     settings = tracker.settings
     exp = tracker.store.experiment_for_run(experiment or settings.experiment)
     git = git_state(max_diff_bytes=settings.max_diff_bytes) if settings.capture_git else None
-    env = python_environment() if settings.capture_packages else None
+    env = python_environment(settings.home_dir / "state") if settings.capture_packages else None
     run = tracker.store.create_run(
         exp.experiment_id,
         name=name,

@@ -163,7 +163,7 @@ class Runner:
             if not self.executor.kill(future):
                 self.abandoned = True
         for call in [*running.values(), *pending]:
-            record = self._failure_record(call, error=reason, duration_s=0.0)
+            record = self._call_record(call, status=StepStatus.FAILED, duration_s=0.0, error=reason)
             try:
                 self.store.record_step(self.pipeline_run, record)
             except Exception:  # noqa: S112  (the store may be what failed: the interruption wins)
@@ -258,27 +258,13 @@ class Runner:
             outputs[name] = Output(ref, self.tracker, value, loaded=result.values is not None)
             artifacts.append((artifact_path(name, stored.serializer), digest, len(stored.data)))
         artifacts += self._log_artifact(result.log)
-        record = StepRecord(
-            node=call.node.id,
-            step=call.node.step.qualified_name,
+        record = self._call_record(
+            call,
             status=StepStatus.FINISHED,
-            cache=call.cache,
-            run_id=call.run.run_id,
-            cache_note=call.cache_note,
-            cache_key=call.key.digest if call.key is not None and call.cache is CacheState.MISS else None,
-            key=call.key.record if call.key is not None else None,
-            upstream=call.node.upstream,
+            duration_s=result.duration_s,
             outputs=tuple(o.ref for o in outputs.values()),
-            attempts=call.attempt,
-            started_time=call.started_ms,
-            duration_ms=round(result.duration_s * 1000),
         )
-        self.store.record_step(
-            self.pipeline_run,
-            record,
-            params=call_params(call.node.step.fn, call.node.args, call.node.kwargs),
-            artifacts=artifacts,
-        )
+        self._save(call, record, artifacts)
         self.outputs[call.node.id] = outputs
         if self.progress:
             self.progress(call.node.id, record)
@@ -292,13 +278,8 @@ class Runner:
             return
         error = result.error or RuntimeError("unknown failure")
         text = result.traceback or f"{type(error).__name__}: {error}"
-        record = self._failure_record(call, error=text, duration_s=result.duration_s)
-        self.store.record_step(
-            self.pipeline_run,
-            record,
-            params=call_params(call.node.step.fn, call.node.args, call.node.kwargs),
-            artifacts=self._log_artifact(result.log),
-        )
+        record = self._call_record(call, status=StepStatus.FAILED, duration_s=result.duration_s, error=text)
+        self._save(call, record, self._log_artifact(result.log))
         self.failed[call.node.id] = text
         if step.on_failure is not None:
             failure = StepFailure(
@@ -313,22 +294,37 @@ class Runner:
         if self.progress:
             self.progress(call.node.id, record)
 
-    def _failure_record(self, call: _Call, *, error: str, duration_s: float) -> StepRecord:
+    def _call_record(
+        self,
+        call: _Call,
+        *,
+        status: StepStatus,
+        duration_s: float,
+        outputs: tuple[OutputRef, ...] = (),
+        error: str | None = None,
+    ) -> StepRecord:
+        """The record of a call that ran (finished or failed): only calls that may be served again from
+        the cache keep their key digest."""
         return StepRecord(
             node=call.node.id,
             step=call.node.step.qualified_name,
-            status=StepStatus.FAILED,
+            status=status,
             cache=call.cache,
             run_id=call.run.run_id,
             cache_note=call.cache_note,
             cache_key=call.key.digest if call.key is not None and call.cache is CacheState.MISS else None,
             key=call.key.record if call.key is not None else None,
             upstream=call.node.upstream,
+            outputs=outputs,
             attempts=call.attempt,
             started_time=call.started_ms,
             duration_ms=round(duration_s * 1000),
             error=error,
         )
+
+    def _save(self, call: _Call, record: StepRecord, artifacts: list[tuple[str, str, int]]) -> None:
+        params = call_params(call.node.step.fn, call.node.args, call.node.kwargs)
+        self.store.record_step(self.pipeline_run, record, params=params, artifacts=artifacts)
 
     def _expire(self, running: dict[cf.Future[CallResult], _Call], delayed: list[_Call]) -> None:
         now = time.monotonic()

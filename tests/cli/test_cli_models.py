@@ -158,3 +158,23 @@ def test_register_a_runs_skops_artifact(project: Path) -> None:
     missing = cli(project, "models", "register", "fraud", "--run", run.run_id, "--artifact", "nope.skops")
     assert missing.returncode == 2
     assert "its artifacts: model/model.pkl, model/model.skops" in missing.stderr
+
+
+def test_compare_scores_versions_side_by_side(project: Path) -> None:
+    args = ("models", "compare", "fraud", "v1", "v2", "--dataset", "holdout@v1", "--target", "label")
+    shown = cli(project, *args)
+    assert shown.returncode == 0, shown.stderr
+    assert "roc_auc" in shown.stdout
+    assert "v1" in shown.stdout
+    assert "v2" in shown.stdout
+    scores = json.loads(cli(project, *args, "--json").stdout)
+    assert set(scores) == {"v1", "v2"}
+    assert 0.5 < scores["v1"]["metrics"]["roc_auc"] <= 1.0
+    assert scores["v1"]["latency_ms_per_row"] > 0
+    one = cli(project, "models", "compare", "fraud", "v1", "--dataset", "holdout@v1", "--target", "label")
+    assert one.returncode == 2
+    assert "at least two" in one.stderr
+    unknown = cli(project, "models", "compare", "fraud", "v1", "v9", "--dataset", "holdout@v1")
+    assert unknown.returncode == 2
+    assert "v9" in unknown.stderr
+    assert "Traceback" not in unknown.stderr

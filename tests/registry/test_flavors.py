@@ -379,3 +379,22 @@ def test_check_libraries_of_the_python_flavor_names_a_missing_package() -> None:
         "the model was saved with loopml-no-such-dist 1.2, which is not installed: "
         "pip install 'loopml-no-such-dist==1.2'"
     ]
+
+
+def test_skops_loading_falls_back_to_the_public_api_when_internals_move(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import skops.io as sio
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import FunctionTransformer
+
+    from loopml.registry import skops_io
+
+    monkeypatch.setitem(sys.modules, "skops.io._audit", None)  # `from skops.io._audit import ...` fails
+    model = LogisticRegression().fit(np.array([[0.0], [1.0], [2.0], [3.0]]), [0, 0, 1, 1])
+    loaded = skops_io.loads(skops_io.dumps(model))
+    assert loaded.predict(np.array([[3.0]])).tolist() == [1]
+    with pytest.raises(UntrustedArtifact, match="transform_twice"):
+        skops_io.loads(sio.dumps(FunctionTransformer(func=transform_twice)))
+    with pytest.raises(InvalidInput, match="not a readable skops artifact"):
+        skops_io.loads(b"not a zip")

@@ -1,4 +1,5 @@
-"""`loopml models ...`: list models and versions, show a version, move aliases, the alias history, download."""
+"""`loopml models ...`: list models and versions, show a version, move aliases, promote, compare, the alias
+history, download."""
 
 from __future__ import annotations
 
@@ -257,6 +258,42 @@ def _print_gates(gates: list[Any], json_output: bool) -> None:
     for gate in gates:
         mark = "[green]pass[/]" if gate.passed else "[red]FAIL[/]"
         console.print(f"  {mark}  {escape(gate.gate)}: {escape(gate.detail)}")
+
+
+@app.command("compare")
+def compare(
+    name: Annotated[str, typer.Argument(help="Model name")],
+    refs: Annotated[list[str], typer.Argument(help="Two or more aliases or versions: champion v3 ...")],
+    dataset: Annotated[str | None, typer.Option("--dataset", "-d", help="Held-out rows: NAME@vN")] = None,
+    target: Annotated[str | None, typer.Option("--target", help="Target column of the dataset")] = None,
+    slice_by: Annotated[
+        str | None, typer.Option("--slice-by", help="Also score per value of a column")
+    ] = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Score versions of a model on the same held-out rows (the artifact serving loads), side by side."""
+    from loopml import models
+
+    scores = models.compare(name, *refs, dataset=dataset, target=target, slice_by=slice_by)
+    if json_output:
+        print_json(scores)
+        return
+    metrics = sorted({m for s in scores.values() for m in s.metrics})
+    rows = [(metric, *(_number(s.metrics.get(metric)) for s in scores.values())) for metric in metrics]
+    rows.append(("latency ms/row", *(_number(s.latency_ms_per_row) for s in scores.values())))
+    for key in sorted({k for s in scores.values() for k in s.per_slice}):
+        for metric in sorted({m for s in scores.values() for m in s.per_slice.get(key, {})}):
+            rows.append(
+                (
+                    f"{metric} [{key}]",
+                    *(_number(s.per_slice.get(key, {}).get(metric)) for s in scores.values()),
+                )
+            )
+    table(f"{name}: {', '.join(refs)}", ["metric", *scores], rows)
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4g}"
 
 
 @app.command("history")

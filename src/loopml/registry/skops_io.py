@@ -12,8 +12,11 @@ optional: skops is imported only to dump or load a model.
 from __future__ import annotations
 
 import builtins
-from collections.abc import Iterable, Sequence
+import contextlib
+import io
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
+from zipfile import ZIP_STORED, ZipFile
 
 from loopml.core.errors import InvalidInput
 
@@ -63,9 +66,7 @@ def _compact_dumps(model: Any) -> bytes:
     """`skops.io.dumps` with compact JSON: skops writes its schema indented, which forces Python's slow
     encoder (about half the save time of a 100-tree forest) and a third more bytes. The file is the same
     format; if skops' internals differ from the ones this relies on, its public `dumps` is used."""
-    import io
     import json
-    from zipfile import ZIP_STORED, ZipFile
 
     try:
         import skops
@@ -89,22 +90,57 @@ def loads(data: bytes, *, trusted_modules: Sequence[str] = ()) -> Any:
     `UntrustedArtifact` naming the refused types, before anything is imported or built; `InvalidInput` when
     `data` is not a readable skops artifact.
     """
-    sio = _skops()
+    with _parsed(data) as tree:
+        refused = refused_types(sorted(tree.get_unsafe_set()), trusted_modules=trusted_modules)
+        if refused:
+            raise UntrustedArtifact(
+                f"skops artifact refused: it names types outside LoopML's allow-list: {', '.join(refused)}",
+                types=refused,
+            )
+        try:
+            # Every name the tree holds passed the check above: LoopML's list is trusted, not the artifact's.
+            return tree.construct()
+        except Exception as error:  # as below: a damaged artifact can fail anywhere in skops' loaders
+            raise InvalidInput(f"not a loadable skops artifact: {error}") from None
+
+
+@contextlib.contextmanager
+def _parsed(data: bytes) -> Iterator[Any]:
+    """skops' node tree of `data`, parsed once and open while it is used. The public pair
+    `get_untrusted_types` + `loads` parses and audits the whole schema twice (a third of loading a 100-tree
+    forest). Building the tree imports and calls nothing the artifact names; only `construct()` does, and
+    `loads` calls it after the audit. If skops' internals moved, the public API stands in."""
     try:
-        untrusted = sio.get_untrusted_types(data=data)
+        from skops.io._audit import get_tree
+        from skops.io._persist import read_schema
+    except ImportError:
+        yield _PublicTree(data)
+        return
+    try:
+        zip_file = ZipFile(io.BytesIO(data), "r")
+        schema, load_context = read_schema(zip_file)
+        tree = get_tree(schema, load_context, trusted=None)
     except Exception as error:  # a damaged zip or schema raises anything from zipfile to json
         raise InvalidInput(f"not a readable skops artifact: {error}") from None
-    refused = refused_types(untrusted, trusted_modules=trusted_modules)
-    if refused:
-        raise UntrustedArtifact(
-            f"skops artifact refused: it names types outside LoopML's allow-list: {', '.join(refused)}",
-            types=refused,
-        )
-    try:
-        # Every name in `untrusted` passed the check above, so this trusts LoopML's list, not the artifact's.
-        return sio.loads(data, trusted=untrusted)
-    except Exception as error:  # as above: a damaged artifact can fail anywhere in skops' loaders
-        raise InvalidInput(f"not a loadable skops artifact: {error}") from None
+    with zip_file:
+        yield tree
+
+
+class _PublicTree:
+    """Stands in for skops' tree through its public API (which parses the artifact twice)."""
+
+    def __init__(self, data: bytes) -> None:
+        try:
+            self._untrusted = _skops().get_untrusted_types(data=data)
+        except Exception as error:
+            raise InvalidInput(f"not a readable skops artifact: {error}") from None
+        self._data = data
+
+    def get_unsafe_set(self) -> set[str]:
+        return set(self._untrusted)
+
+    def construct(self) -> Any:
+        return _skops().loads(self._data, trusted=self._untrusted)
 
 
 def _is_builtin_class(name: str) -> bool:

@@ -22,7 +22,7 @@ from sqlalchemy import (
 )
 
 # Bump together with a new migration; `tests/storage/test_database.py` checks it equals Alembic's head.
-SCHEMA_HEAD = "0004"
+SCHEMA_HEAD = "0005"
 APPLICATION_ID = "loopml"
 DEFAULT_WORKSPACE = "default"
 
@@ -354,4 +354,72 @@ alias_events = Table(
     Column("user_name", String(250), nullable=True),
     Column("time", BigInteger, nullable=False),
     Index(None, "model_id", "alias", "time"),
+)
+
+# One row per closed Parquet segment of the prediction log (serving and batch scoring write the same segments).
+prediction_segments = Table(
+    "prediction_segments",
+    metadata,
+    Column("segment_id", String(32), primary_key=True),
+    _workspace(),
+    Column("model_id", String(32), ForeignKey("registered_models.model_id"), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("route", String(32), nullable=False),  # champion | challenger | shadow | batch
+    Column("source", String(16), nullable=False),  # serve | batch
+    Column("blob_digest", String(64), nullable=False),
+    Column("rows", Integer, nullable=False),
+    Column("bytes", BigInteger, nullable=False),
+    Column("start_time", BigInteger, nullable=False),  # first and last prediction in the segment
+    Column("end_time", BigInteger, nullable=False),
+    Column("created_time", BigInteger, nullable=False),
+    Index(None, "model_id", "version", "start_time"),
+    Index(None, "model_id", "end_time"),
+)
+
+# Append-only true labels sent after the fact; the latest row per prediction id wins when joined.
+feedback = Table(
+    "feedback",
+    metadata,
+    Column("feedback_id", Integer, primary_key=True, autoincrement=True),
+    _workspace(),
+    Column("prediction_id", String(128), nullable=False),
+    Column("model_id", String(32), ForeignKey("registered_models.model_id"), nullable=True),
+    Column("label_json", Text, nullable=False),
+    Column("received_time", BigInteger, nullable=False),
+    Index(None, "prediction_id"),
+    Index(None, "model_id", "received_time"),
+)
+
+# The desired serving state of a model; `revision` grows with every change so servers poll one integer.
+deployments = Table(
+    "deployments",
+    metadata,
+    Column(
+        "model_id", String(32), ForeignKey("registered_models.model_id", ondelete="CASCADE"), primary_key=True
+    ),
+    _workspace(),
+    Column("champion", String(250), nullable=False),  # alias (or vN) answering requests
+    Column("challenger", String(250), nullable=True),
+    Column("mode", String(16), nullable=False),  # single | canary | shadow
+    Column("share", Float, nullable=False),  # canary: share of requests to the challenger
+    Column("sticky_key", String(250), nullable=True),
+    Column("limits_json", Text, nullable=True),
+    Column("revision", Integer, nullable=False),
+    Column("updated_by", String(250), nullable=True),
+    Column("updated_time", BigInteger, nullable=False),
+)
+
+# Append-only: every change of a deployment, by a user, the controller or a server that hit a limit.
+deployment_events = Table(
+    "deployment_events",
+    metadata,
+    Column("event_id", Integer, primary_key=True, autoincrement=True),
+    _workspace(),
+    Column("model_id", String(32), ForeignKey("registered_models.model_id"), nullable=False),
+    Column("revision", Integer, nullable=False),
+    Column("kind", String(32), nullable=False),  # set | limit_breached | removed
+    Column("detail_json", Text, nullable=True),
+    Column("user_name", String(250), nullable=True),
+    Column("time", BigInteger, nullable=False),
+    Index(None, "model_id", "time"),
 )

@@ -14,7 +14,7 @@ from sqlalchemy import Connection, Row, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from loopml.core.clock import now_ms
-from loopml.core.errors import Conflict, NotFound
+from loopml.core.errors import Conflict, InvalidInput, NotFound
 from loopml.core.ids import new_id
 from loopml.registry.records import AliasEvent, ModelRef, ModelVersion, Registered, RegisteredModel
 from loopml.storage.metadata import schema as t
@@ -231,6 +231,8 @@ class RegistryStore:
         writer moved the alias since the caller looked (e.g. while gates ran), `Conflict` and nothing changes.
         """
         ModelRef.parse(f"{name}@{alias}")  # the alias must be a valid name
+        if version is not None and (isinstance(version, bool) or not isinstance(version, int) or version < 1):
+            raise InvalidInput(f"a version is a positive integer (e.g. 3), got {version!r:.60}")
 
         def change(conn: Connection) -> AliasEvent:
             model_id = self._model_id(conn, name)

@@ -1,0 +1,58 @@
+"""`loopml serve MODEL[@ALIAS] ...`: the model server (uvicorn running `loopml.serving.app.create_app`)."""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated
+
+import typer
+
+from loopml.core.errors import InvalidInput
+
+
+def serve(
+    models: Annotated[list[str], typer.Argument(help="NAME@ALIAS, NAME@vN or NAME (latest), one or more")],
+    host: Annotated[
+        str, typer.Option(help="Address to bind (0.0.0.0 only inside a container)")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on")] = 8000,
+    max_concurrency: Annotated[int, typer.Option(min=1, help="Predictions running at once")] = 4,
+    max_queue: Annotated[int, typer.Option(min=0, help="Requests waiting beyond those (then 503)")] = 256,
+    timeout_s: Annotated[
+        float, typer.Option(min=0.001, help="Seconds before a prediction answers 504")
+    ] = 30.0,
+    max_body_mb: Annotated[float, typer.Option(min=0.001, help="Largest request body (then 413)")] = 16.0,
+    poll_s: Annotated[float, typer.Option(min=0, help="Seconds between alias checks (0: never)")] = 2.0,
+    unseen_levels: Annotated[str, typer.Option(help="pass | reject categories training never saw")] = "pass",
+    out_of_range: Annotated[
+        str, typer.Option(help="pass | reject numbers outside the training range")
+    ] = "pass",
+    log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "warning",
+) -> None:
+    """Serve models over HTTP: Open Inference Protocol V2, MLflow's /invocations, /predict, /metrics.
+
+    API keys: set LOOPML_API_KEYS to a comma-separated list to require one on every route but health.
+    """
+    import uvicorn
+
+    from loopml.serving.app import create_app
+    from loopml.serving.predictor import ValidationPolicy
+    from loopml.serving.server import ServeOptions
+
+    keys = tuple(k.strip() for k in os.environ.get("LOOPML_API_KEYS", "").split(",") if k.strip())
+    if log_level not in ("critical", "error", "warning", "info", "debug"):
+        raise InvalidInput(f"--log-level must be critical, error, warning, info or debug, not {log_level!r}")
+    options = ServeOptions(
+        max_body_bytes=int(max_body_mb * 2**20),
+        max_concurrency=max_concurrency,
+        max_queue=max_queue,
+        timeout_s=timeout_s,
+        poll_s=poll_s,
+        api_keys=keys,
+        policy=ValidationPolicy(unseen_levels=unseen_levels, out_of_range=out_of_range),
+    )
+    app = create_app(models, options=options)
+    typer.echo(f"serving {', '.join(models)} on http://{host}:{port} (Ctrl-C to stop)", err=True)
+    uvicorn.run(
+        app, host=host, port=port, log_level=log_level, access_log=False, http="httptools", loop="uvloop"
+    )

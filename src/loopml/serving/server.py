@@ -1,0 +1,154 @@
+"""What every prediction endpoint does, whatever its wire format: admit, decode, validate, predict, answer.
+
+`Server` holds the model pool, the admission limits and the metrics of one app. An endpoint gives it the
+model name (and version), the body and a `Codec`: how to turn the body into a frame and the outputs into a
+response document. Decoding, validation and the model call all run in one worker thread, so the event loop
+only moves bytes. Every answer names the version that produced it (`X-Model-Version`) and carries the
+request id (`X-Request-Id`), which is also the prediction id of a one-row request.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from loopml.core.errors import InvalidInput, LoopMLError
+from loopml.serving.limits import Admission
+from loopml.serving.metrics import ServingMetrics
+from loopml.serving.pool import ModelPool, ServedModel
+from loopml.serving.predictor import ValidationPolicy
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    """Limits and policies of a serving app (every field has a safe default)."""
+
+    max_body_bytes: int = 16 * 2**20
+    max_concurrency: int = 4
+    max_queue: int = 256
+    timeout_s: float = 30.0
+    poll_s: float = 2.0
+    api_keys: tuple[str, ...] = ()
+    policy: ValidationPolicy = field(default_factory=ValidationPolicy)
+
+    def __post_init__(self) -> None:
+        for name in ("max_body_bytes", "max_concurrency"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise InvalidInput(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+        if not isinstance(self.max_queue, int) or self.max_queue < 0:
+            raise InvalidInput(f"max_queue must be 0 or more, got {self.max_queue!r}")
+        if not self.timeout_s > 0:
+            raise InvalidInput(f"timeout_s must be positive, got {self.timeout_s!r}")
+        if any(not isinstance(k, str) or len(k) < 16 for k in self.api_keys):
+            raise InvalidInput("API keys must be strings of at least 16 characters")
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """A request turned into rows: the frame, the ids the client chose (if any) and what to send back."""
+
+    frame: pd.DataFrame
+    prediction_ids: list[str] | None = None
+    probabilities: bool = True
+    context: Any = None
+
+
+@dataclass(frozen=True)
+class Codec:
+    """One wire format: `decode(body, served)` and `encode(outputs, served, decoded, request_id)`."""
+
+    decode: Callable[[bytes, ServedModel], Decoded]
+    encode: Callable[[dict[str, np.ndarray], ServedModel, Decoded, str], Any]
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A response document and the version that produced it."""
+
+    document: Any
+    served: ServedModel
+    request_id: str
+    rows: int
+
+
+class Server:
+    """The pool, limits and metrics behind one app's endpoints."""
+
+    def __init__(self, pool: ModelPool, options: ServeOptions) -> None:
+        self.pool = pool
+        self.options = options
+        self.admission = Admission(
+            max_concurrency=options.max_concurrency, max_queue=options.max_queue, timeout_s=options.timeout_s
+        )
+        self.metrics = ServingMetrics(
+            queue_depth=lambda: self.admission.waiting, in_flight=lambda: self.admission.admitted
+        )
+
+    async def predict(
+        self, name: str, version: int | None, body: bytes, codec: Codec, headers: Mapping[str, str]
+    ) -> Answer:
+        """Decode, validate and predict `body` for model `name` in a worker thread."""
+        request_id = request_id_of(headers)
+        served = self.pool.get(name, version)
+
+        def work() -> Answer:
+            decoded = codec.decode(body, served)
+            if len(decoded.frame) == 0:
+                raise InvalidInput("the request holds no rows; send at least one")
+            frame = served.predictor.validate(decoded.frame)
+            outputs = served.predictor.predict(frame, probabilities=decoded.probabilities)
+            self.metrics.rows.labels(served.name, str(served.number)).observe(len(frame))
+            return Answer(codec.encode(outputs, served, decoded, request_id), served, request_id, len(frame))
+
+        return await self.admission.run(work)
+
+
+def request_id_of(headers: Mapping[str, str]) -> str:
+    """The client's id (`X-Prediction-Id`, else `X-Request-Id`) or a new one; `InvalidInput` if malformed."""
+    given = headers.get("x-prediction-id") or headers.get("x-request-id")
+    if given is None:
+        return uuid.uuid4().hex
+    if not _ID.match(given):
+        raise InvalidInput(
+            "X-Prediction-Id / X-Request-Id must be 1-128 characters of letters, digits, . _ : -"
+        )
+    return given
+
+
+def row_ids(request_id: str, rows: int, given: list[str] | None) -> list[str]:
+    """Prediction ids of a request's rows: the client's, else the request id (one row) or `<id>-<row>`."""
+    if given is not None:
+        return given
+    return [request_id] if rows == 1 else [f"{request_id}-{i}" for i in range(rows)]
+
+
+def error_document(error: LoopMLError) -> dict[str, Any]:
+    """The JSON body of an error: `error` (the message, as OIP asks), `code`, and `problems` when listed."""
+    document: dict[str, Any] = {"error": error.message, "code": error.code}
+    violations = getattr(error, "violations", None)
+    if violations:
+        document["problems"] = [
+            {"column": v.column, "problem": v.problem, "detail": v.detail} for v in violations
+        ]
+    return document
+
+
+def dumps(document: Any) -> bytes:
+    """Compact JSON without NaN (refused by JSON parsers)."""
+    return json.dumps(document, separators=(",", ":"), allow_nan=False).encode()
+
+
+def elapsed_since(start: float) -> float:
+    """Seconds since `start` (a `time.perf_counter()` value)."""
+    return time.perf_counter() - start

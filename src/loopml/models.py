@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from loopml.core.errors import InvalidInput
 
 if TYPE_CHECKING:
+    from loopml.registry.deployments import Deployment, DeploymentEvent
     from loopml.registry.gates import GatePolicy, Scores
     from loopml.registry.promotion import Promotion
     from loopml.registry.records import AliasEvent, ModelVersion, Registered, RegisteredModel
@@ -243,6 +244,56 @@ def validate(ref: str, frame: Any, *, strict: bool = False, tracker: Tracker | N
     if not version.signature:
         raise InvalidInput(f"{version.ref} has no signature (register it with sample=...)")
     return check(Signature.from_dict(version.signature), frame, strict_levels=strict, strict_ranges=strict)
+
+
+def deploy(
+    name: str,
+    *,
+    champion: str = "champion",
+    challenger: str | None = None,
+    mode: str = "single",
+    share: float = 0.0,
+    sticky_key: str | None = None,
+    limits: dict[str, float] | None = None,
+    reason: str | None = None,
+    tracker: Tracker | None = None,
+) -> Deployment:
+    """Set how `name` is served: `mode` "single", "canary" (`share` of requests to `challenger`) or "shadow"
+    (`share` of requests mirrored to it, the champion answers). Running servers follow within their poll
+    interval. `limits` (max_error_rate, max_p99_ms, min_requests) take the challenger out when broken."""
+    from loopml.registry.deployments import Deployment, DeploymentStore
+    from loopml.registry.promoter import current_user
+
+    wanted = Deployment(
+        model=name,
+        champion=champion,
+        challenger=challenger,
+        mode=mode,
+        share=share,
+        sticky_key=sticky_key,
+        limits=dict(limits or {}),
+    )
+    opened = _tracker(tracker)
+    for ref in (champion, challenger):
+        if ref is not None:
+            _store(opened).get_version(f"{name}@{ref}")  # NotFound now, not in a server later
+    return DeploymentStore(opened.stores.db).set(
+        wanted, user=current_user(), detail={"reason": reason} if reason else None
+    )
+
+
+def deployment(name: str, *, tracker: Tracker | None = None) -> Deployment | None:
+    """How `name` is served (None: no deployment; servers serve the reference they were started with)."""
+    from loopml.registry.deployments import DeploymentStore
+
+    return DeploymentStore(_tracker(tracker).stores.db).get(name)
+
+
+def deployment_history(name: str, *, tracker: Tracker | None = None) -> list[DeploymentEvent]:
+    """Every change of the deployment of `name`, oldest first (set by users, limits broken by servers)."""
+    from loopml.registry.deployments import DeploymentStore
+
+    return DeploymentStore(_tracker(tracker).stores.db).events(name)
 
 
 def _tracker(tracker: Tracker | None) -> Tracker:

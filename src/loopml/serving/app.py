@@ -56,7 +56,7 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
-        pool.close()
+        server.close()
 
     app = FastAPI(title="LoopML model server", version=__version__, lifespan=lifespan)
     app.state.server = server
@@ -94,6 +94,17 @@ def _health_routes(app: FastAPI, server: Server) -> None:
     @app.get("/v2")
     async def server_metadata() -> Response:
         return _json({"name": "loopml", "version": __version__, "extensions": []})
+
+    @app.get("/deployments/{model}")
+    async def deployment(model: str) -> Response:
+        route = pool.route(model)
+        roles = route.roles
+        counts = server.watch.counts(model)
+        versions = {
+            str(v): {"role": roles.get(v, "pinned"), **counts.get(v, {"requests": 0, "failures": 0})}
+            for v in sorted({*roles, *counts})
+        }
+        return _json({"deployment": route.deployment.to_dict(), "versions": versions})
 
     @app.get("/metrics")
     async def metrics() -> Response:
@@ -184,6 +195,7 @@ async def _predict(
         "x-request-id": answer.request_id,
         "x-model-version": number,
         "x-model-name": answer.served.name,
+        "x-model-role": answer.role,
     }
     return Response(dumps(answer.document), media_type=JSON, headers=headers)
 

@@ -10,24 +10,35 @@ request id (`X-Request-Id`), which is also the prediction id of a one-row reques
 from __future__ import annotations
 
 import json
+import logging
 import re
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from loopml.core.errors import InvalidInput, LoopMLError
+from loopml.core.errors import Conflict, InvalidInput, LoopMLError
 from loopml.serving.limits import Admission
 from loopml.serving.metrics import ServingMetrics
-from loopml.serving.pool import ModelPool, ServedModel
+from loopml.serving.pool import ModelPool, Route, ServedModel
 from loopml.serving.predictor import ValidationPolicy
+from loopml.serving.rollout import Mirror, Watch, choose, mirror
 
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
+log = logging.getLogger(__name__)
 _ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+BREACH_USER = "loopml-serve"
+
+
+class ModelFailed(LoopMLError):
+    """The model raised on input that passed validation (a bug or a limit of the model, not of the request)."""
+
+    code = "model_failed"
+    http_status = 500
 
 
 @dataclass(frozen=True)
@@ -80,10 +91,11 @@ class Answer:
     served: ServedModel
     request_id: str
     rows: int
+    role: str  # champion | challenger | pinned
 
 
 class Server:
-    """The pool, limits and metrics behind one app's endpoints."""
+    """The pool, limits, routing and metrics behind one app's endpoints."""
 
     def __init__(self, pool: ModelPool, options: ServeOptions) -> None:
         self.pool = pool
@@ -94,24 +106,76 @@ class Server:
         self.metrics = ServingMetrics(
             queue_depth=lambda: self.admission.waiting, in_flight=lambda: self.admission.admitted
         )
+        self.watch = Watch(self._breached)
+        self.mirror = Mirror()
+
+    def close(self) -> None:
+        """Stop polling and finish queued shadow predictions."""
+        self.pool.close()
+        self.mirror.close()
 
     async def predict(
         self, name: str, version: int | None, body: bytes, codec: Codec, headers: Mapping[str, str]
     ) -> Answer:
         """Decode, validate and predict `body` for model `name` in a worker thread."""
         request_id = request_id_of(headers)
-        served = self.pool.get(name, version)
+        route = self.pool.route(name)
+        if version is None:
+            served, role = choose(route, headers)
+            shadow = mirror(route, headers)
+        else:
+            served, role, shadow = self.pool.get(name, version), "pinned", None
 
         def work() -> Answer:
             decoded = codec.decode(body, served)
             if len(decoded.frame) == 0:
                 raise InvalidInput("the request holds no rows; send at least one")
-            frame = served.predictor.validate(decoded.frame)
-            outputs = served.predictor.predict(frame, probabilities=decoded.probabilities)
-            self.metrics.rows.labels(served.name, str(served.number)).observe(len(frame))
-            return Answer(codec.encode(outputs, served, decoded, request_id), served, request_id, len(frame))
+            outputs = self._run(route, served, decoded)
+            self.metrics.rows.labels(served.name, str(served.number)).observe(len(decoded.frame))
+            if shadow is not None:
+                self.mirror.submit(lambda: self._shadow(route, shadow, decoded))
+            document = codec.encode(outputs, served, decoded, request_id)
+            return Answer(document, served, request_id, len(decoded.frame), role)
 
         return await self.admission.run(work)
+
+    def _run(self, route: Route, served: ServedModel, decoded: Decoded) -> dict[str, np.ndarray]:
+        frame = served.predictor.validate(decoded.frame)
+        start = time.perf_counter()
+        try:
+            outputs = served.predictor.predict(frame, probabilities=decoded.probabilities)
+        except Exception as error:
+            self.watch.record(route, served, False, (time.perf_counter() - start) * 1000)
+            if isinstance(error, LoopMLError):
+                raise
+            first = str(error).splitlines()[0] if str(error) else type(error).__name__
+            raise ModelFailed(f"{served.version.ref} failed on this input: {first}") from error
+        self.watch.record(route, served, True, (time.perf_counter() - start) * 1000)
+        return outputs
+
+    def _shadow(self, route: Route, shadow: ServedModel, decoded: Decoded) -> None:
+        try:
+            self._run(route, shadow, decoded)
+        except LoopMLError as error:  # the champion answered this request, so the challenger failed it
+            if not isinstance(error, ModelFailed):
+                self.watch.record(route, shadow, False, 0.0)
+
+    def _breached(self, route: Route, evidence: dict[str, Any]) -> None:
+        """Take the challenger out (share 0, with the evidence); a newer change by someone else stands."""
+        deployment = route.deployment
+        try:
+            self.pool.deployments.set(
+                replace(deployment, share=0.0),
+                user=BREACH_USER,
+                kind="limit_breached",
+                detail=evidence,
+                expected_revision=deployment.revision,
+            )
+        except Conflict:
+            log.info("deployment of %s changed meanwhile; leaving it as it is", deployment.model)
+        except LoopMLError as error:
+            log.warning("cannot record the breach of %s: %s", deployment.model, error.message)
+        self.pool.refresh()
 
 
 def request_id_of(headers: Mapping[str, str]) -> str:

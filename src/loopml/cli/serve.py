@@ -27,6 +27,12 @@ def serve(
     out_of_range: Annotated[
         str, typer.Option(help="pass | reject numbers outside the training range")
     ] = "pass",
+    batch: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Micro-batch a model: NAME:MAX_BATCH_SIZE:MAX_WAIT_MS (e.g. fraud:64:2), repeatable"
+        ),
+    ] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "warning",
 ) -> None:
     """Serve models over HTTP: Open Inference Protocol V2, MLflow's /invocations, /predict, /metrics.
@@ -36,6 +42,7 @@ def serve(
     import uvicorn
 
     from loopml.serving.app import create_app
+    from loopml.serving.batching import BatchPolicy
     from loopml.serving.predictor import ValidationPolicy
     from loopml.serving.server import ServeOptions
 
@@ -50,6 +57,7 @@ def serve(
         poll_s=poll_s,
         api_keys=keys,
         policy=ValidationPolicy(unseen_levels=unseen_levels, out_of_range=out_of_range),
+        batching=dict(BatchPolicy.parse(text) for text in batch or ()),
     )
     app = create_app(models, options=options)
     typer.echo(f"serving {', '.join(models)} on http://{host}:{port} (Ctrl-C to stop)", err=True)

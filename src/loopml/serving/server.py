@@ -19,10 +19,11 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from loopml.core.errors import Conflict, InvalidInput, LoopMLError
+from loopml.serving.batching import BatchPolicy, MicroBatcher
 from loopml.serving.limits import Admission
 from loopml.serving.metrics import ServingMetrics
 from loopml.serving.pool import ModelPool, Route, ServedModel
-from loopml.serving.predictor import ValidationPolicy
+from loopml.serving.predictor import PREDICTION, ValidationPolicy
 from loopml.serving.rollout import Mirror, Watch, choose, mirror
 
 if TYPE_CHECKING:
@@ -52,6 +53,7 @@ class ServeOptions:
     poll_s: float = 2.0
     api_keys: tuple[str, ...] = ()
     policy: ValidationPolicy = field(default_factory=ValidationPolicy)
+    batching: Mapping[str, BatchPolicy] = field(default_factory=dict)  # model name -> opt-in micro-batching
 
     def __post_init__(self) -> None:
         for name in ("max_body_bytes", "max_concurrency"):
@@ -108,6 +110,7 @@ class Server:
         )
         self.watch = Watch(self._breached)
         self.mirror = Mirror()
+        self._batchers: dict[str, MicroBatcher] = {}  # version id -> its batcher
 
     def close(self) -> None:
         """Stop polling and finish queued shadow predictions."""
@@ -126,24 +129,51 @@ class Server:
         else:
             served, role, shadow = self.pool.get(name, version), "pinned", None
 
-        def work() -> Answer:
+        def prepare() -> tuple[Decoded, pd.DataFrame]:
             decoded = codec.decode(body, served)
             if len(decoded.frame) == 0:
                 raise InvalidInput("the request holds no rows; send at least one")
-            outputs = self._run(route, served, decoded)
-            self.metrics.rows.labels(served.name, str(served.number)).observe(len(decoded.frame))
+            return decoded, served.predictor.validate(decoded.frame)
+
+        def finish(decoded: Decoded, frame: pd.DataFrame, outputs: dict[str, np.ndarray]) -> Answer:
+            self.metrics.rows.labels(served.name, str(served.number)).observe(len(frame))
             if shadow is not None:
-                self.mirror.submit(lambda: self._shadow(route, shadow, decoded))
+                self.mirror.submit(lambda: self._shadow(name, shadow, decoded))
             document = codec.encode(outputs, served, decoded, request_id)
-            return Answer(document, served, request_id, len(decoded.frame), role)
+            return Answer(document, served, request_id, len(frame), role)
+
+        policy = self.options.batching.get(name)
+        if policy is not None:
+            decoded, frame = await self.admission.run(prepare)
+            outputs = await self._batcher(served, policy).predict(frame)
+            if not decoded.probabilities:
+                outputs = {PREDICTION: outputs[PREDICTION]}
+            return finish(decoded, frame, outputs)
+
+        def work() -> Answer:
+            decoded, frame = prepare()
+            outputs = self._run(route, served, frame, probabilities=decoded.probabilities)
+            return finish(decoded, frame, outputs)
 
         return await self.admission.run(work)
 
-    def _run(self, route: Route, served: ServedModel, decoded: Decoded) -> dict[str, np.ndarray]:
-        frame = served.predictor.validate(decoded.frame)
+    def _batcher(self, served: ServedModel, policy: BatchPolicy) -> MicroBatcher:
+        batcher = self._batchers.get(served.version.version_id)
+        if batcher is None:
+
+            async def run(frame: pd.DataFrame) -> dict[str, np.ndarray]:
+                route = self.pool.route(served.name)  # the route now, not when the first request came
+                return await self.admission.run(lambda: self._run(route, served, frame, probabilities=True))
+
+            batcher = self._batchers.setdefault(served.version.version_id, MicroBatcher(policy, run))
+        return batcher
+
+    def _run(
+        self, route: Route, served: ServedModel, frame: pd.DataFrame, *, probabilities: bool
+    ) -> dict[str, np.ndarray]:
         start = time.perf_counter()
         try:
-            outputs = served.predictor.predict(frame, probabilities=decoded.probabilities)
+            outputs = served.predictor.predict(frame, probabilities=probabilities)
         except Exception as error:
             self.watch.record(route, served, False, (time.perf_counter() - start) * 1000)
             if isinstance(error, LoopMLError):
@@ -153,9 +183,10 @@ class Server:
         self.watch.record(route, served, True, (time.perf_counter() - start) * 1000)
         return outputs
 
-    def _shadow(self, route: Route, shadow: ServedModel, decoded: Decoded) -> None:
+    def _shadow(self, name: str, shadow: ServedModel, decoded: Decoded) -> None:
+        route = self.pool.route(name)
         try:
-            self._run(route, shadow, decoded)
+            self._run(route, shadow, shadow.predictor.validate(decoded.frame), probabilities=True)
         except LoopMLError as error:  # the champion answered this request, so the challenger failed it
             if not isinstance(error, ModelFailed):
                 self.watch.record(route, shadow, False, 0.0)

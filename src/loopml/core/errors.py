@@ -8,6 +8,8 @@ LoopMLError                      code                HTTP  exit
 │   ├── SignatureMismatch        signature_mismatch  400   2
 │   ├── UntrustedArtifact        untrusted_artifact  400   2
 │   ├── NotCanonical             not_canonical       400   2
+│   ├── PayloadTooLarge          payload_too_large   413   2
+│   ├── UnsupportedMediaType     unsupported_media_type 415 2
 │   ├── Unserializable           unserializable      400   2
 │   ├── HandleMisuse             handle_misuse       400   2
 │   └── GraphError               graph_error         400   2
@@ -19,6 +21,10 @@ LoopMLError                      code                HTTP  exit
 ├── StepTimeout                  step_timeout        500   1
 ├── PipelineFailed               pipeline_failed     500   1
 ├── PromotionRefused             promotion_refused   409   1
+├── ScoringFailed                scoring_failed      422   1
+├── ModelFailed                  model_failed        500   1
+├── PredictionTimeout            prediction_timeout  504   1
+├── Overloaded                   overloaded          503   3
 ├── RerunFailed                  rerun_failed        500   1
 └── StoreError                   store_error         500   3
     ├── StoreCorrupt             store_corrupt       500   3
@@ -31,7 +37,9 @@ The classes not defined here sit beside the code that raises them: `SignatureMis
 `registry.signature_check`, `UntrustedArtifact` in `registry.skops_io`, `NotCanonical` in
 `registry.model_hash`, `Unserializable` in `pipelines.serializer`, `HandleMisuse` and `GraphError` in
 `pipelines.graph`, `StepTimeout` and `PipelineFailed` in `pipelines.runner`, `RerunFailed` in
-`pipelines.rerun`, `PromotionRefused` in `registry.promotion`, `TaskKilled` and `WorkerLost` in `core.executors`.
+`pipelines.rerun`, `PromotionRefused` in `registry.promotion`, `TaskKilled` and `WorkerLost` in `core.executors`,
+`PayloadTooLarge`, `Overloaded` and `PredictionTimeout` in `serving.limits`, `UnsupportedMediaType` in
+`serving.codecs`, `ModelFailed` in `serving.server`, `ScoringFailed` in `serving.batch`.
 
 Messages say what was wrong and what to do, in one line, so the CLI can print them as they are.
 """

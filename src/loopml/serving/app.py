@@ -7,6 +7,8 @@ Routes (every prediction answer names its version in `X-Model-Version` and its i
     POST /v2/models/{m}[/versions/{v}]/infer                       inference on tensors
     GET  /ping, /health, /version;  POST /invocations              MLflow's scoring server, for its clients
     POST /predict/{m}                                              plain JSON records -> predictions + ids
+    POST /feedback                                                 true labels for earlier prediction ids
+    GET  /deployments/{m}                                          routing now, requests per version
     GET  /metrics                                                  Prometheus
 
 With API keys configured, every route but the health ones needs `Authorization: Bearer KEY` (or `X-API-Key`).
@@ -23,13 +25,16 @@ import time
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
+import anyio.to_thread
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from loopml._version import __version__
 from loopml.core.errors import InvalidInput, LoopMLError, NotFound
+from loopml.predictions import record_feedback
 from loopml.serving import formats
+from loopml.serving.codecs import parse_json
 from loopml.serving.limits import BodyLimit, Overloaded
 from loopml.serving.pool import ModelPool
 from loopml.serving.server import Answer, Codec, ServeOptions, Server, dumps, error_document
@@ -175,6 +180,15 @@ def _predict_routes(app: FastAPI, server: Server) -> None:
             server, request, endpoint="/predict/{m}", name=model, version=None, codec=formats.RECORDS
         )
 
+    feedback_body = {"requestBody": {"required": True, "content": {JSON: {"schema": _FEEDBACK_REQUEST}}}}
+
+    @app.post("/feedback", openapi_extra=feedback_body)
+    async def feedback(request: Request) -> Response:
+        _require_json(request)
+        model, items = formats.feedback_items(parse_json(await request.body()), server.pool.names)
+        recorded = await anyio.to_thread.run_sync(lambda: record_feedback(server.pool.tracker, items, model))
+        return _json({"recorded": recorded})
+
 
 async def _predict(
     server: Server, request: Request, *, endpoint: str, name: str, version: int | None, codec: Codec
@@ -315,6 +329,21 @@ _MLFLOW_REQUEST: dict[str, Any] = {
         "dataframe_records": {"type": "array", "items": {"type": "object", "additionalProperties": _SCALAR}},
         "instances": {"type": "array"},
         "inputs": {},
+    },
+}
+_FEEDBACK_REQUEST: dict[str, Any] = {
+    "type": "object",
+    "required": ["labels"],
+    "properties": {
+        "model": {"type": "string"},
+        "labels": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["prediction_id", "label"],
+                "properties": {"prediction_id": {"type": "string"}, "label": _SCALAR},
+            },
+        },
     },
 }
 _RECORDS_REQUEST: dict[str, Any] = {

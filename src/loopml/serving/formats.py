@@ -130,3 +130,36 @@ def _records_encode(
 
 
 RECORDS = Codec(_records_decode, _records_encode)
+
+
+# --- feedback ----------------------------------------------------------------------------------------------
+
+MAX_FEEDBACK_ITEMS = 10_000
+
+
+def feedback_items(document: Any, served: list[str]) -> tuple[str | None, list[tuple[str, Any]]]:
+    """`{"model"?, "labels": [{"prediction_id", "label"}, ...]}` as (model, pairs); the model, when given,
+    must be one this server serves (labels of other models go to their own server or the team server)."""
+    if not isinstance(document, dict) or not isinstance(document.get("labels"), list):
+        raise InvalidInput(
+            'feedback is {"labels": [{"prediction_id": "...", "label": ...}, ...], "model"?: NAME}'
+        )
+    unknown = sorted(set(document) - {"model", "labels"})
+    if unknown:
+        raise InvalidInput(f"unknown keys {unknown}; feedback holds 'labels' and optionally 'model'")
+    model = document.get("model")
+    if model is not None and model not in served:
+        raise InvalidInput(f"model {model!r} is not served here (served: {', '.join(served)})")
+    labels = document["labels"]
+    if len(labels) > MAX_FEEDBACK_ITEMS:
+        raise InvalidInput(
+            f"at most {MAX_FEEDBACK_ITEMS:,} labels per request; send {len(labels):,} in batches"
+        )
+    bad = [
+        i
+        for i, item in enumerate(labels)
+        if not isinstance(item, dict) or set(item) != {"prediction_id", "label"}
+    ]
+    if bad:
+        raise InvalidInput(f"labels {bad[:10]} are not objects with exactly prediction_id and label")
+    return model, [(item["prediction_id"], item["label"]) for item in labels]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -36,12 +37,6 @@ class ServingMetrics:
             buckets=_ROW_BUCKETS,
             registry=self.registry,
         )
-        self.log_dropped = Counter(
-            "loopml_prediction_log_dropped_rows",
-            "Prediction rows not logged because the log queue was full",
-            ["model"],
-            registry=self.registry,
-        )
         self.swaps = Counter(
             "loopml_model_swaps", "Version switches made while serving", ["model"], registry=self.registry
         )
@@ -55,6 +50,21 @@ class ServingMetrics:
             ["model", "version", "runtime"],
             registry=self.registry,
         )
+
+    def watch_log(self, log: Any) -> None:
+        """Export the prediction log's drops and backlog (`log` None: logging is off, both stay 0)."""
+        dropped = Gauge(
+            "loopml_prediction_log_dropped_rows",
+            "Prediction rows not logged since start (log queue full or write failed)",
+            registry=self.registry,
+        )
+        dropped.set_function(lambda: log.dropped_rows if log is not None else 0)
+        backlog = Gauge(
+            "loopml_prediction_log_queue_depth",
+            "Prediction batches waiting to be written",
+            registry=self.registry,
+        )
+        backlog.set_function(lambda: log.queue_depth if log is not None else 0)
 
     def observe(self, model: str, version: str, endpoint: str, status: int, seconds: float) -> None:
         """Count one answered request."""

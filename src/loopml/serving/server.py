@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from loopml.core.errors import Conflict, InvalidInput, LoopMLError
+from loopml.predictions import PredictionBatch, PredictionLog
 from loopml.serving.batching import BatchPolicy, MicroBatcher
 from loopml.serving.limits import Admission
 from loopml.serving.metrics import ServingMetrics
@@ -54,6 +55,9 @@ class ServeOptions:
     api_keys: tuple[str, ...] = ()
     policy: ValidationPolicy = field(default_factory=ValidationPolicy)
     batching: Mapping[str, BatchPolicy] = field(default_factory=dict)  # model name -> opt-in micro-batching
+    log_predictions: bool = True
+    redact: tuple[str, ...] = ()  # input columns left out of the prediction log
+    hash_columns: tuple[str, ...] = ()  # input columns logged as keyed digests
 
     def __post_init__(self) -> None:
         for name in ("max_body_bytes", "max_concurrency"):
@@ -111,11 +115,17 @@ class Server:
         self.watch = Watch(self._breached)
         self.mirror = Mirror()
         self._batchers: dict[str, MicroBatcher] = {}  # version id -> its batcher
+        self.log: PredictionLog | None = None
+        if options.log_predictions:
+            self.log = PredictionLog(pool.tracker, redact=options.redact, hash=options.hash_columns)
+        self.metrics.watch_log(self.log)
 
     def close(self) -> None:
-        """Stop polling and finish queued shadow predictions."""
+        """Stop polling, finish queued shadow predictions and write the open prediction log segments."""
         self.pool.close()
         self.mirror.close()
+        if self.log is not None:
+            self.log.close()
 
     async def predict(
         self, name: str, version: int | None, body: bytes, codec: Codec, headers: Mapping[str, str]
@@ -135,10 +145,14 @@ class Server:
                 raise InvalidInput("the request holds no rows; send at least one")
             return decoded, served.predictor.validate(decoded.frame)
 
+        received = time.time()
+
         def finish(decoded: Decoded, frame: pd.DataFrame, outputs: dict[str, np.ndarray]) -> Answer:
             self.metrics.rows.labels(served.name, str(served.number)).observe(len(frame))
+            ids = row_ids(request_id, len(frame), decoded.prediction_ids)
+            self._log(served, route=role, ids=ids, frame=frame, outputs=outputs, received=received)
             if shadow is not None:
-                self.mirror.submit(lambda: self._shadow(name, shadow, decoded))
+                self.mirror.submit(lambda: self._shadow(name, shadow, decoded, ids, received))
             document = codec.encode(outputs, served, decoded, request_id)
             return Answer(document, served, request_id, len(frame), role)
 
@@ -183,10 +197,38 @@ class Server:
         self.watch.record(route, served, True, (time.perf_counter() - start) * 1000)
         return outputs
 
-    def _shadow(self, name: str, shadow: ServedModel, decoded: Decoded) -> None:
+    def _log(
+        self,
+        served: ServedModel,
+        *,
+        route: str,
+        ids: list[str],
+        frame: pd.DataFrame,
+        outputs: dict[str, np.ndarray],
+        received: float,
+    ) -> None:
+        if self.log is None:
+            return
+        batch = PredictionBatch(
+            model=served.name,
+            version=served.number,
+            route=route,
+            prediction_ids=ids,
+            inputs=frame,
+            outputs=outputs,
+            time_ms=int(received * 1000),
+            latency_ms=(time.time() - received) * 1000,
+        )
+        self.log.append(batch)  # never blocks or raises: a full queue drops and counts
+
+    def _shadow(
+        self, name: str, shadow: ServedModel, decoded: Decoded, ids: list[str], received: float
+    ) -> None:
         route = self.pool.route(name)
         try:
-            self._run(route, shadow, shadow.predictor.validate(decoded.frame), probabilities=True)
+            frame = shadow.predictor.validate(decoded.frame)
+            outputs = self._run(route, shadow, frame, probabilities=True)
+            self._log(shadow, route="shadow", ids=ids, frame=frame, outputs=outputs, received=received)
         except LoopMLError as error:  # the champion answered this request, so the challenger failed it
             if not isinstance(error, ModelFailed):
                 self.watch.record(route, shadow, False, 0.0)

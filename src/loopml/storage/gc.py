@@ -29,6 +29,8 @@ def referenced_digests(db: Database, blobs: BlobStore, *, ignoring_runs: Sequenc
         trees.update(conn.execute(select(t.model_versions.c.package_digest).distinct()).scalars())
         profiles = conn.execute(select(t.dataset_versions.c.profile_digest).distinct()).scalars()
         keep.update(p for p in profiles if p)
+        # Prediction log segments: `loopml predictions prune` deletes their rows and leaves the files to gc.
+        keep.update(conn.execute(select(t.prediction_segments.c.blob_digest).distinct()).scalars())
     for tree in trees:
         keep.add(tree)
         if blobs.exists(tree):

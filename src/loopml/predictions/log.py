@@ -1,0 +1,275 @@
+"""`PredictionLog`: the asynchronous writer of the prediction log, shared by serving and batch scoring.
+
+    log = PredictionLog(tracker, max_rows=10_000, max_age_s=60, hash={"email"})
+    log.append(PredictionBatch(model="fraud", version=3, route="champion", ...))   # never blocks, never raises
+    log.flush()                                                                    # tests, shutdown
+
+`append` only puts the batch on a bounded queue: when the queue is full (the store is slower than traffic) or
+the log is closed, the batch is dropped and counted in `dropped_rows`, so a request is never slowed or failed
+by logging. One background thread drains the queue and keeps one open segment per (model, version, route,
+source); a segment is closed, written and indexed when it reaches `max_rows` rows, when it has been open
+`max_age_s` seconds, when a batch with a different column schema arrives for it, or on `flush` / `close`.
+A failed write (disk full, database locked too long, unknown model) is logged once per kind of error, counted
+in `write_errors` and its rows in `dropped_rows`; the thread carries on.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import pyarrow as pa
+
+from loopml.core.errors import InvalidInput
+from loopml.predictions.privacy import apply_policy, check_policy, project_key
+from loopml.predictions.records import PredictionBatch, Segment
+from loopml.predictions.segments import batch_table, compatible, model_id_of, stores_of, write_segment
+
+if TYPE_CHECKING:
+    from loopml.storage.stores import Stores
+    from loopml.tracking.tracker import Tracker
+
+logger = logging.getLogger("loopml.predictions")
+
+_Key = tuple[str, int, str, str]  # model, version, route, source
+
+
+@dataclass
+class _Open:
+    """A segment being filled: its tables so far, their common schema and when it was opened."""
+
+    schema: pa.Schema
+    opened_at: float
+    tables: list[pa.Table] = field(default_factory=list)
+    rows: int = 0
+
+
+@dataclass(frozen=True)
+class _Flush:
+    done: threading.Event
+    stop: bool = False
+
+
+class PredictionLog:
+    """Writes prediction batches to Parquet segments in the background; see the module docstring.
+
+    `redact`: input columns left out of the log; `hash`: input columns stored as keyed BLAKE3 digests
+    (`hash_key`, 32 bytes; default a per-project key, see `loopml.predictions.privacy`). `clock` (monotonic
+    seconds) decides segment age; tests pass their own.
+    """
+
+    def __init__(
+        self,
+        project: Tracker | Stores,
+        *,
+        max_rows: int = 10_000,
+        max_age_s: float = 60.0,
+        queue_size: int = 1_000,
+        redact: Collection[str] = (),
+        hash: Collection[str] = (),  # the policy's name in the issue and in loopml.toml
+        hash_key: bytes | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        check_policy(redact, hash, hash_key)
+        if max_rows < 1 or max_age_s <= 0 or queue_size < 1:
+            raise InvalidInput("max_rows and queue_size must be at least 1 and max_age_s above 0")
+        self.project = project
+        self.max_rows = max_rows
+        self.max_age_s = max_age_s
+        self.queue_size = queue_size
+        self.redact = frozenset(redact)
+        self.hash = frozenset(hash)
+        self.hash_key = hash_key
+        self.clock = clock
+        self.dropped_rows = 0
+        self.written_rows = 0
+        self.write_errors = 0
+        self.written: list[Segment] = []  # the segments this log closed, oldest first (bounded below)
+        self._queue: queue.Queue[PredictionBatch | _Flush] = queue.Queue(maxsize=queue_size)
+        self._closed = False
+        self._count_lock = threading.Lock()
+        self._open: dict[_Key, _Open] = {}
+        self._pending = 0  # rows in open segments (written by the writer thread only)
+        self._model_ids: dict[str, str] = {}
+        self._seen_errors: set[str] = set()
+        self._thread = threading.Thread(target=self._run, name="loopml-prediction-log", daemon=True)
+        self._thread.start()
+        atexit.register(self.close)
+
+    # -- the caller's side: never blocks, never raises -----------------------------------------------------
+
+    def append(self, batch: PredictionBatch) -> bool:
+        """Queue `batch` for writing; False (and its rows counted as dropped) when the queue is full or the
+        log is closed. Never blocks and never raises; do not modify the batch's frame afterwards."""
+        try:
+            if not self._closed:
+                self._queue.put_nowait(batch)
+                return True
+        except queue.Full:
+            pass
+        except Exception:  # logging must never fail a request
+            logger.debug("prediction batch refused", exc_info=True)
+        self._drop(_rows(batch))
+        return False
+
+    @property
+    def queue_depth(self) -> int:
+        """Batches waiting to be written."""
+        return self._queue.qsize()
+
+    @property
+    def pending_rows(self) -> int:
+        """Rows in open segments, not yet written."""
+        return self._pending
+
+    def flush(self, timeout_s: float = 30.0) -> bool:
+        """Write everything queued and close every open segment; True when done within `timeout_s`."""
+        return self._control(_Flush(threading.Event()), timeout_s)
+
+    def close(self, timeout_s: float = 30.0) -> bool:
+        """Flush, stop the writer thread and refuse later batches (idempotent)."""
+        if self._closed:
+            return not self._thread.is_alive()
+        self._closed = True
+        atexit.unregister(self.close)
+        done = self._control(_Flush(threading.Event(), stop=True), timeout_s)
+        self._thread.join(timeout=timeout_s)
+        return done
+
+    def _control(self, request: _Flush, timeout_s: float) -> bool:
+        if not self._thread.is_alive():
+            return False
+        deadline = time.monotonic() + timeout_s
+        try:
+            self._queue.put(request, timeout=timeout_s)  # may wait: flushing is allowed to
+        except queue.Full:
+            return False
+        return request.done.wait(max(0.0, deadline - time.monotonic()))
+
+    def _drop(self, rows: int) -> None:
+        with self._count_lock:
+            self.dropped_rows += rows
+
+    # -- the writer thread ---------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        poll = min(1.0, self.max_age_s / 4)
+        while True:
+            try:
+                item = self._queue.get(timeout=poll)
+            except queue.Empty:
+                item = None
+            try:
+                if isinstance(item, _Flush):
+                    self._close_all()
+                else:  # aged segments close before a new batch could join them
+                    self._close_aged()
+                    if item is not None:
+                        self._add(item)
+            except Exception as error:  # the writer must outlive any one bad batch
+                self._failed("writer", error)
+            if isinstance(item, _Flush):
+                item.done.set()  # even after an error: a waiting flush must not hang
+                if item.stop:
+                    return
+
+    def _add(self, batch: PredictionBatch) -> None:
+        try:
+            table = self._table(batch)
+        except Exception as error:  # a malformed batch is dropped, not fatal
+            self._failed("malformed batch", error)
+            self._drop(_rows(batch))
+            return
+        key: _Key = (batch.model, batch.version, batch.route, batch.source)
+        current = self._open.get(key)
+        if current is not None and not compatible(current.schema, table.schema):
+            self._close(key)  # e.g. a column came and went: its rows go to a segment of their own
+            current = None
+        offset = 0
+        while offset < table.num_rows:
+            if current is None:
+                current = self._open[key] = _Open(table.schema, self.clock())
+            elif current.schema != table.schema:
+                current.schema = _merged(current.schema, table.schema)
+            take = min(self.max_rows - current.rows, table.num_rows - offset)
+            current.tables.append(table.slice(offset, take))
+            current.rows += take
+            self._pending += take
+            offset += take
+            if current.rows >= self.max_rows:
+                self._close(key)
+                current = None
+
+    def _table(self, batch: PredictionBatch) -> pa.Table:
+        key = None
+        if self.hash:
+            key = self.hash_key or project_key(stores_of(self.project).settings.home_dir)
+            self.hash_key = key  # read once per log
+        inputs = apply_policy(batch.inputs, self.redact, self.hash, key)
+        return batch_table(batch, inputs)
+
+    def _close_aged(self) -> None:
+        now = self.clock()
+        for key in [k for k, s in self._open.items() if now - s.opened_at >= self.max_age_s]:
+            self._close(key)
+
+    def _close_all(self) -> None:
+        for key in list(self._open):
+            self._close(key)
+
+    def _close(self, key: _Key) -> None:
+        segment = self._open.pop(key)
+        self._pending -= segment.rows
+        model, version, route, source = key
+        try:
+            table = pa.concat_tables(segment.tables, promote_options="default")
+            stores = stores_of(self.project)
+            written = write_segment(
+                stores,
+                table,
+                model_id=self._model_id(model),
+                model=model,
+                version=version,
+                route=route,
+                source=source,
+            )
+        except Exception as error:  # counted and logged; the next segment may well succeed
+            self._failed("write", error)
+            self._drop(segment.rows)
+            return
+        with self._count_lock:
+            self.written_rows += written.rows
+            self.written.append(written)
+            del self.written[:-1000]
+
+    def _model_id(self, name: str) -> str:
+        if name not in self._model_ids:
+            with stores_of(self.project).db.read() as conn:
+                self._model_ids[name] = model_id_of(conn, name)
+        return self._model_ids[name]
+
+    def _failed(self, stage: str, error: Exception) -> None:
+        with self._count_lock:
+            self.write_errors += 1
+        kind = f"{stage}:{type(error).__name__}"
+        if kind not in self._seen_errors:  # once per kind: a full disk must not flood the server's log
+            self._seen_errors.add(kind)
+            logger.error("prediction log %s failed (%s); counting and carrying on", stage, error)
+
+
+def _merged(old: pa.Schema, new: pa.Schema) -> pa.Schema:
+    """The schema of a segment after `new` rows joined: a column null so far takes the type that arrived."""
+    return pa.schema(b if pa.types.is_null(a.type) else a for a, b in zip(old, new, strict=True))
+
+
+def _rows(batch: object) -> int:
+    try:
+        return len(batch.prediction_ids)  # type: ignore[attr-defined]
+    except Exception:  # counting a malformed batch must not raise either
+        return 0

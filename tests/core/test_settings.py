@@ -55,3 +55,19 @@ def test_bad_values_are_one_clear_error(tmp_path: Path, monkeypatch: pytest.Monk
 def test_unknown_setting_names_are_refused(tmp_path: Path) -> None:
     with pytest.raises(InvalidInput, match="unknown LoopML setting"):
         load_settings(tmp_path, flush_interval=5)
+
+
+def test_loopml_project_dir_picks_the_project_and_its_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    elsewhere = tmp_path / "app" / "project"
+    elsewhere.mkdir(parents=True)
+    (elsewhere / "loopml.toml").write_text('experiment = "baked"\n')
+    monkeypatch.setenv("LOOPML_PROJECT_DIR", str(elsewhere))
+    settings = load_settings(tmp_path)
+    assert settings.project_dir == elsewhere.resolve()
+    assert settings.experiment == "baked"
+    assert settings.home_dir == elsewhere.resolve() / ".loopml"
+    assert (
+        load_settings(tmp_path, project_dir=tmp_path).project_dir == tmp_path.resolve()
+    )  # the argument wins

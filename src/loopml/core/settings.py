@@ -8,6 +8,7 @@ with none, the working directory (and `.loopml/` is created there on first use, 
 from __future__ import annotations
 
 import contextvars
+import os
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -109,7 +110,14 @@ def read_project_file(path: Path) -> dict[str, Any]:
 def load_settings(start: Path | None = None, **overrides: Any) -> Settings:
     """Build the settings for the project containing `start` (default: the working directory)."""
     start = (start or Path.cwd()).resolve()
-    project = overrides.pop("project_dir", None) or find_project(start) or start
+    # The project folder decides which loopml.toml is read, so it is resolved before the other settings:
+    # argument, then LOOPML_PROJECT_DIR (containers set it), then the nearest loopml.toml above `start`.
+    project = (
+        overrides.pop("project_dir", None)
+        or os.environ.get("LOOPML_PROJECT_DIR")
+        or find_project(start)
+        or start
+    )
     project = Path(project).resolve()
     unknown = sorted(set(overrides) - set(Settings.model_fields))
     if unknown:

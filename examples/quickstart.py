@@ -2,8 +2,10 @@
 
 Versions the bundled breast-cancer data set (schema and profile included), trains three scikit-learn
 models on it in a throwaway project folder (`demo-project/`), logging params, per-epoch metrics and the model
-(skops, never pickle) to LoopML, then searches and compares the runs and shows which runs read the data. The full closed loop (retrain on drift, gate, roll out) replaces this demo
-once those parts exist.
+(skops, never pickle) to LoopML, then searches and compares the runs and shows which runs read the data; runs
+the same training as a cached pipeline and a sweep, promotes through the gates, and serves the champion over
+HTTP with a canary steered from another process. The full closed loop (retrain on drift, gate, roll out)
+replaces this demo once those parts exist.
 """
 
 from __future__ import annotations
@@ -123,6 +125,7 @@ def run_pipeline(cli: str) -> str:
         print(f"  C={trial.params['C']:<5} roc_auc={trial.value:.4f}")
     print(f"  best: C={swept.best.params['C']}")
     promote_models(cli)
+    serve_models(cli)
     return str(result["run_id"])
 
 
@@ -139,6 +142,70 @@ def promote_models(cli: str) -> None:
         subprocess.run([cli, "models", "promote", "breast_cancer", str(version)], check=False)
     print("\n$ loopml models history breast_cancer")
     subprocess.run([cli, "models", "history", "breast_cancer"], check=True)
+
+
+def serve_models(cli: str) -> None:
+    """The champion behind a real HTTP server; a canary to another version, steered from another process."""
+    import socket
+    import urllib.request
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    print(f"\n$ loopml serve breast_cancer@champion --port {port} --poll-s 0.5 &")
+    server = subprocess.Popen(
+        [cli, "serve", "breast_cancer@champion", "--port", str(port), "--poll-s", "0.5"],
+        stderr=subprocess.DEVNULL,
+    )
+    rows = load_breast_cancer(as_frame=True).data.head(3).to_dict(orient="records")
+
+    def post(path: str, body: object) -> tuple[dict[str, str], dict[str, object]]:
+        request = urllib.request.Request(  # noqa: S310 - our own server on 127.0.0.1
+            url + path, json.dumps(body).encode(), {"content-type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310 - our own local server
+            return dict(answer.headers), json.loads(answer.read())
+
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(url + "/v2/health/ready", timeout=1)  # noqa: S310
+                break
+            except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise RuntimeError("loopml serve did not start") from None
+                time.sleep(0.2)
+        _, body = post("/predict/breast_cancer", rows)
+        print(f"$ curl {url}/predict/breast_cancer -d '<3 rows>'")
+        print(f"  version {body['model_version']} answered: {[p['prediction'] for p in body['predictions']]}")  # type: ignore[union-attr]
+        champion = loopml.models.get("breast_cancer@champion").version
+        other = next(
+            (v.version for v in loopml.models.versions("breast_cancer") if v.version != champion), None
+        )
+        if other is not None:
+            loopml.models.set_alias("breast_cancer", "challenger", other, reason="demo canary")
+            print("\n$ loopml deploy set breast_cancer --challenger challenger --mode canary --share 0.5")
+            subprocess.run(
+                [cli, "deploy", "set", "breast_cancer", "--challenger", "challenger", "--mode", "canary",
+                 "--share", "0.5", "--max-error-rate", "0.05"],
+                check=True,
+            )  # fmt: skip
+            time.sleep(1.0)  # the server polls every 0.5 s
+            answered = [post("/predict/breast_cancer", rows[:1])[0]["x-model-version"] for _ in range(40)]
+            print(f"  40 requests answered by: { {v: answered.count(v) for v in sorted(set(answered))} }")
+            subprocess.run(
+                [cli, "deploy", "set", "breast_cancer", "-m", "demo over: champion only"], check=True
+            )
+        ids = [p["prediction_id"] for p in body["predictions"]]  # type: ignore[union-attr]
+        post("/feedback", {"labels": [{"prediction_id": i, "label": 1} for i in ids]})
+        print(f"  labels for {len(ids)} predictions sent to /feedback (joined by prediction id)")
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    print("\n$ loopml predictions list breast_cancer")
+    subprocess.run([cli, "predictions", "list", "breast_cancer"], check=True)
 
 
 if __name__ == "__main__":

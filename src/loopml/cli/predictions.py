@@ -31,20 +31,18 @@ def list_segments(
         return
     rows = [
         (
-            s.segment_id,
+            s.segment_id[:12],  # enough to tell segments apart; --json has the whole id
             f"v{s.version}",
-            s.route,
-            s.source,
+            f"{s.route}/{s.source}",
             s.rows,
-            s.bytes,
             when(s.start_time),
-            when(s.end_time),
+            when(s.end_time)[-8:],  # a segment spans minutes: the end's time of day
         )
         for s in found
     ]
     table(
         f"Prediction log of {model}",
-        ["segment", "version", "route", "source", "rows", "bytes", "from", "to"],
+        ["segment", "version", "route/source", "rows", "from", "to"],
         rows,
     )
 

@@ -127,6 +127,11 @@ def test_serve_follows_deployments_and_aliases_set_by_other_processes(project: P
         (["serve", "fraud@champion", "fraud@v2"], "given twice"),
         (["serve", "fraud@champion", "--unseen-levels", "maybe"], "'pass' or 'reject'"),
         (["serve", "fraud@champion", "--batch", "fraud:x:1"], "NAME:MAX_BATCH_SIZE"),
+        (
+            ["serve", "fraud@champion", "--redact", "amount", "--hash", "emial"],
+            "no served model takes: emial",
+        ),
+        (["serve", "fraud@champion", "--redact", "age", "--hash", "age"], "both redacted and hashed"),
         (["deploy", "set", "fraud", "--mode", "canary"], "needs a challenger"),
         (
             ["deploy", "set", "fraud", "--challenger", "challenger", "--mode", "canary", "--share", "2"],

@@ -33,6 +33,13 @@ def serve(
             help="Micro-batch a model: NAME:MAX_BATCH_SIZE:MAX_WAIT_MS (e.g. fraud:64:2), repeatable"
         ),
     ] = None,
+    redact: Annotated[
+        list[str] | None, typer.Option(help="Input column left out of the prediction log, repeatable")
+    ] = None,
+    hash_column: Annotated[
+        list[str] | None, typer.Option("--hash", help="Input column logged as a keyed digest, repeatable")
+    ] = None,
+    no_log: Annotated[bool, typer.Option("--no-log", help="Do not write the prediction log")] = False,
     log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "warning",
 ) -> None:
     """Serve models over HTTP: Open Inference Protocol V2, MLflow's /invocations, /predict, /metrics.
@@ -58,6 +65,9 @@ def serve(
         api_keys=keys,
         policy=ValidationPolicy(unseen_levels=unseen_levels, out_of_range=out_of_range),
         batching=dict(BatchPolicy.parse(text) for text in batch or ()),
+        log_predictions=not no_log,
+        redact=tuple(redact or ()),
+        hash_columns=tuple(hash_column or ()),
     )
     app = create_app(models, options=options)
     typer.echo(f"serving {', '.join(models)} on http://{host}:{port} (Ctrl-C to stop)", err=True)

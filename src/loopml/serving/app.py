@@ -55,6 +55,7 @@ def create_app(
     options = options or ServeOptions()
     pool = ModelPool(tracker or default_tracker(), refs, poll_s=options.poll_s, policy=options.policy)
     pool.start()
+    _check_log_policy(pool, options)
     server = Server(pool, options)
     _observe_versions(server)
 
@@ -74,6 +75,20 @@ def create_app(
         app.add_middleware(ApiKeyGuard, keys=options.api_keys)
     app.add_middleware(BodyLimit, max_body_bytes=options.max_body_bytes)  # added last: runs first
     return app
+
+
+def _check_log_policy(pool: ModelPool, options: ServeOptions) -> None:
+    """A redacted or hashed column must exist: a misspelt one would log the data it was meant to hide."""
+    known: set[str] = set()
+    for name in pool.names:
+        signature = pool.get(name).predictor.signature
+        known |= set(signature.column_names) if signature is not None else set()
+    unknown = sorted((set(options.redact) | set(options.hash_columns)) - known)
+    if unknown:
+        raise InvalidInput(
+            f"--redact/--hash name columns no served model takes: {', '.join(unknown)} "
+            f"(columns: {', '.join(sorted(known)) or 'none'})"
+        )
 
 
 def _health_routes(app: FastAPI, server: Server) -> None:

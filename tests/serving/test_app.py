@@ -333,6 +333,11 @@ def test_an_alias_move_swaps_versions_and_in_flight_requests_finish_on_the_old_o
         worker.join(10)
     assert answers[0].headers["x-model-version"] == "1"
     assert answers[0].status_code == 200
+    # The old version is forgotten once nothing routes to it: a server's memory does not grow per retrain.
+    from loopml.registry import loading
+
+    assert [s.number for s in server.pool._loaded.values()] == [2]
+    assert not [key for key in loading._loaded if key[1] == old.version.package_digest]
 
 
 def test_a_broken_new_version_leaves_the_old_one_serving(serve: Any, project: Tracker) -> None:

@@ -45,10 +45,15 @@ def load_version(
     return model
 
 
-def forget_loaded() -> None:
-    """Drop every loaded model of this process (the next load reads its package again)."""
+def forget_loaded(version: ModelVersion | None = None) -> None:
+    """Drop the loaded models of this process: every one, or those of `version` (a long-running server drops
+    the versions it no longer serves, so memory does not grow with each retrain)."""
     with _loaded_lock:
-        _loaded.clear()
+        if version is None:
+            _loaded.clear()
+            return
+        for key in [k for k in _loaded if k[1] == version.package_digest]:
+            del _loaded[key]
 
 
 def manifest_of(tracker: Tracker, version: ModelVersion) -> dict[str, Any]:

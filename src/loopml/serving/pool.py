@@ -21,7 +21,7 @@ from typing import Any
 
 from loopml.core.errors import InvalidInput, LoopMLError, NotFound
 from loopml.registry.deployments import Deployment, DeploymentStore
-from loopml.registry.loading import load_version, package_folder
+from loopml.registry.loading import forget_loaded, load_version, package_folder
 from loopml.registry.records import ModelRef, ModelVersion
 from loopml.registry.signature import Signature
 from loopml.registry.store import RegistryStore
@@ -177,6 +177,7 @@ class ModelPool:
             )
             old = self._routes.get(name)
             self._routes[name] = route  # one assignment: requests see the old route or the new, never half
+            self._evict()
         if old is not None and old.champion.number != route.champion.number:
             log.info("serving %s: v%d -> v%d", name, old.champion.number, route.champion.number)
         return route
@@ -191,6 +192,17 @@ class ModelPool:
             loaded = ServedModel(version.name, version.ref, version, predictor, time.time())
             self._loaded[version.version_id] = loaded
         return replace(loaded, ref=ref) if ref is not None and ref != loaded.ref else loaded
+
+    def _evict(self) -> None:
+        """Forget versions no route serves (in-flight requests keep theirs alive until they finish)."""
+        live = {
+            served.version.version_id
+            for route in self._routes.values()
+            for served in (route.champion, route.challenger)
+            if served is not None
+        }
+        for version_id in [v for v in self._loaded if v not in live]:
+            forget_loaded(self._loaded.pop(version_id).version)
 
     def _warm(self, predictor: Predictor, version: ModelVersion) -> None:
         """Run the input example once, so the first request does not pay for lazy initialisation."""

@@ -359,3 +359,22 @@ def test_a_broken_new_version_leaves_the_old_one_serving(serve: Any, project: Tr
 
 def _server_of(app: Any) -> Any:
     return app.state.server
+
+
+def test_numeric_rows_take_the_fast_path_and_still_refuse_what_validation_refuses() -> None:
+    from loopml.registry.signature import ColumnSpec, Signature
+    from loopml.serving.codecs import mlflow_frame
+
+    signature = Signature((ColumnSpec("x", "float", False), ColumnSpec("n", "integer", False)))
+    frame = mlflow_frame(
+        b'{"dataframe_split": {"columns": ["x", "n"], "data": [[1.5, 2], [3, 4]]}}', None, signature
+    )
+    assert frame.to_numpy().tolist() == [[1.5, 2.0], [3.0, 4.0]]
+    for body in (
+        b'{"dataframe_split": {"columns": ["x", "n"], "data": [[1.5, true]]}}',  # a bool is not a number
+        b'{"dataframe_split": {"columns": ["x", "n"], "data": [[1.5, null]]}}',
+        b'{"dataframe_split": {"columns": ["x", "n"], "data": [[1.5, 9007199254740993]]}}',  # 2**53 + 1
+        b'{"dataframe_records": [{"x": 1.5, "n": "2"}]}',
+    ):
+        general = mlflow_frame(body, None, signature)
+        assert general.dtypes.tolist() != ["float64", "float64"] or general.isna().any().any(), body

@@ -378,3 +378,19 @@ def test_numeric_rows_take_the_fast_path_and_still_refuse_what_validation_refuse
     ):
         general = mlflow_frame(body, None, signature)
         assert general.dtypes.tolist() != ["float64", "float64"] or general.isna().any().any(), body
+
+
+def test_the_null_policy_lets_nulls_through_only_when_asked(serve: Any) -> None:
+    row = {"amount": None, "age": 30, "channel": "web"}
+    strict: LiveServer = serve()
+    with strict.client() as client:
+        refused = client.post("/predict/fraud", json=[row])
+    assert refused.status_code == 400
+    assert refused.json()["problems"][0]["problem"] == "null"
+    lenient: LiveServer = serve(policy=ValidationPolicy(nulls="pass"))
+    with lenient.client() as client:
+        answered = client.post("/predict/fraud", json=[row])
+    # The model itself decides what a null means: the ONNX copy of this pipeline carries NaN through to
+    # the probabilities, which JSON answers as null.
+    assert answered.status_code == 200, answered.text
+    assert answered.json()["predictions"][0]["probabilities"]["1"] is None

@@ -27,6 +27,9 @@ def serve(
     out_of_range: Annotated[
         str, typer.Option(help="pass | reject numbers outside the training range")
     ] = "pass",
+    nulls: Annotated[
+        str, typer.Option(help="signature (nulls where training saw them) | pass (any column may be null)")
+    ] = "signature",
     batch: Annotated[
         list[str] | None,
         typer.Option(
@@ -63,7 +66,7 @@ def serve(
         timeout_s=timeout_s,
         poll_s=poll_s,
         api_keys=keys,
-        policy=ValidationPolicy(unseen_levels=unseen_levels, out_of_range=out_of_range),
+        policy=ValidationPolicy(unseen_levels=unseen_levels, out_of_range=out_of_range, nulls=nulls),
         batching=dict(BatchPolicy.parse(text) for text in batch or ()),
         log_predictions=not no_log,
         redact=tuple(redact or ()),

@@ -10,7 +10,8 @@ wants them, since `predict_proba` of a forest costs as much again as `predict`.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -29,12 +30,17 @@ PREDICTION = "prediction"
 @dataclass(frozen=True)
 class ValidationPolicy:
     """What a request may hold beyond what training saw. `unseen_levels` and `out_of_range`: "pass" (the
-    model sees them; monitoring reports the drift) or "reject" (a 400 listing each one)."""
+    model sees them; monitoring reports the drift) or "reject" (a 400 listing each one). `nulls`: "signature"
+    (nulls only in columns where training saw some) or "pass" (any column may be null, for models that
+    handle missing values themselves, such as gradient-boosted trees)."""
 
     unseen_levels: str = "pass"
     out_of_range: str = "pass"
+    nulls: str = "signature"
 
     def __post_init__(self) -> None:
+        if self.nulls not in ("signature", "pass"):
+            raise InvalidInput(f"nulls must be 'signature' or 'pass', got {self.nulls!r}")
         for name in ("unseen_levels", "out_of_range"):
             if getattr(self, name) not in ("pass", "reject"):
                 raise InvalidInput(f"{name} must be 'pass' or 'reject', got {getattr(self, name)!r}")
@@ -47,6 +53,14 @@ class Predictor:
     model: Any
     signature: Signature | None
     policy: ValidationPolicy = field(default_factory=ValidationPolicy)
+
+    @cached_property
+    def _checked(self) -> Signature:
+        """The signature requests are checked against: with `nulls="pass"`, every input is nullable."""
+        assert self.signature is not None
+        if self.policy.nulls == "signature":
+            return self.signature
+        return replace(self.signature, inputs=tuple(replace(c, nullable=True) for c in self.signature.inputs))
 
     @property
     def runtime(self) -> str:
@@ -76,7 +90,7 @@ class Predictor:
         if self.signature is None:
             return frame
         return validate(
-            self.signature,
+            self._checked,
             frame,
             strict_levels=self.policy.unseen_levels == "reject",
             strict_ranges=self.policy.out_of_range == "reject",

@@ -21,15 +21,16 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Collection
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
+import numpy as np
 import pyarrow as pa
 
 from loopml.core.errors import InvalidInput
 from loopml.predictions.privacy import apply_policy, check_policy, project_key
 from loopml.predictions.records import PredictionBatch, Segment
-from loopml.predictions.segments import batch_table, compatible, model_id_of, stores_of, write_segment
+from loopml.predictions.segments import check_batch, model_id_of, segment_table, stores_of, write_segment
 
 if TYPE_CHECKING:
     from loopml.storage.stores import Stores
@@ -42,11 +43,12 @@ _Key = tuple[str, int, str, str]  # model, version, route, source
 
 @dataclass
 class _Open:
-    """A segment being filled: its tables so far, their common schema and when it was opened."""
+    """A segment being filled: its batches so far (converted to Arrow once, when it closes), their layout
+    (input columns and output names) and when it was opened."""
 
-    schema: pa.Schema
+    layout: tuple[tuple[str, ...], tuple[str, ...]]
     opened_at: float
-    tables: list[pa.Table] = field(default_factory=list)
+    batches: list[PredictionBatch] = field(default_factory=list)
     rows: int = 0
 
 
@@ -181,24 +183,23 @@ class PredictionLog:
 
     def _add(self, batch: PredictionBatch) -> None:
         try:
-            table = self._table(batch)
+            check_batch(batch)
+            layout = (tuple(str(c) for c in batch.inputs.columns), tuple(batch.outputs))
         except Exception as error:  # a malformed batch is dropped, not fatal
             self._failed("malformed batch", error)
             self._drop(_rows(batch))
             return
         key: _Key = (batch.model, batch.version, batch.route, batch.source)
         current = self._open.get(key)
-        if current is not None and not compatible(current.schema, table.schema):
+        if current is not None and current.layout != layout:
             self._close(key)  # e.g. a column came and went: its rows go to a segment of their own
             current = None
-        offset = 0
-        while offset < table.num_rows:
+        rows, offset = len(batch.prediction_ids), 0
+        while offset < rows:
             if current is None:
-                current = self._open[key] = _Open(table.schema, self.clock())
-            elif current.schema != table.schema:
-                current.schema = _merged(current.schema, table.schema)
-            take = min(self.max_rows - current.rows, table.num_rows - offset)
-            current.tables.append(table.slice(offset, take))
+                current = self._open[key] = _Open(layout, self.clock())
+            take = min(self.max_rows - current.rows, rows - offset)
+            current.batches.append(batch if take == rows else _slice(batch, offset, offset + take))
             current.rows += take
             self._pending += take
             offset += take
@@ -206,13 +207,16 @@ class PredictionLog:
                 self._close(key)
                 current = None
 
-    def _table(self, batch: PredictionBatch) -> pa.Table:
+    def _table(self, batches: list[PredictionBatch]) -> pa.Table:
+        import pandas as pd
+
+        frames = [b.inputs for b in batches]
+        joined = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
         key = None
         if self.hash:
             key = self.hash_key or project_key(stores_of(self.project).settings.home_dir)
             self.hash_key = key  # read once per log
-        inputs = apply_policy(batch.inputs, self.redact, self.hash, key)
-        return batch_table(batch, inputs)
+        return segment_table(batches, apply_policy(joined, self.redact, self.hash, key))
 
     def _close_aged(self) -> None:
         now = self.clock()
@@ -228,7 +232,7 @@ class PredictionLog:
         self._pending -= segment.rows
         model, version, route, source = key
         try:
-            table = pa.concat_tables(segment.tables, promote_options="default")
+            table = self._table(segment.batches)
             stores = stores_of(self.project)
             written = write_segment(
                 stores,
@@ -263,9 +267,14 @@ class PredictionLog:
             logger.error("prediction log %s failed (%s); counting and carrying on", stage, error)
 
 
-def _merged(old: pa.Schema, new: pa.Schema) -> pa.Schema:
-    """The schema of a segment after `new` rows joined: a column null so far takes the type that arrived."""
-    return pa.schema(b if pa.types.is_null(a.type) else a for a, b in zip(old, new, strict=True))
+def _slice(batch: PredictionBatch, start: int, stop: int) -> PredictionBatch:
+    """Rows [start, stop) of a batch (a batch larger than a segment's room is split across segments)."""
+    return replace(
+        batch,
+        prediction_ids=list(batch.prediction_ids[start:stop]),
+        inputs=batch.inputs.iloc[start:stop],
+        outputs={name: np.asarray(values)[start:stop] for name, values in batch.outputs.items()},
+    )
 
 
 def _rows(batch: object) -> int:

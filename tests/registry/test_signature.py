@@ -512,3 +512,78 @@ def test_validate_timing_on_ten_rows_by_thirty_columns(capsys: pytest.CaptureFix
         for name, value in timings.items():
             print(f"\n[signature timing, 10 rows x 30 columns] {name}: {value:.0f} us", end="")
         print()
+
+
+@given(
+    columns=st.lists(
+        st.tuples(st.sampled_from(["float", "integer"]), st.booleans(), st.sampled_from([None, -1.0, 0.0])),
+        min_size=1,
+        max_size=4,
+    ),
+    cells=st.lists(
+        st.one_of(
+            st.floats(allow_nan=True, allow_infinity=True, width=64),
+            st.integers(-(2**64), 2**64).map(float),
+            st.sampled_from([0.0, 1.0, 2.5, -3.0]),
+        ),
+        min_size=16,
+        max_size=16,
+    ),
+    rows=st.integers(1, 4),
+    strict=st.booleans(),
+)
+@settings(max_examples=200, deadline=None)
+def test_the_float_block_fast_path_answers_as_the_column_by_column_path(
+    columns: list[tuple[str, bool, float | None]], cells: list[float], rows: int, strict: bool
+) -> None:
+    import pandas as pd
+
+    from loopml.registry import signature_check
+
+    specs = tuple(
+        ColumnSpec(f"c{i}", kind, nullable, None, low, None)
+        for i, (kind, nullable, low) in enumerate(columns)
+    )
+    signature = Signature(specs)
+    frame = pd.DataFrame(
+        np.array(cells[: rows * len(specs)] + [0.0] * max(0, rows * len(specs) - len(cells))).reshape(
+            rows, len(specs)
+        ),
+        columns=signature.column_names,
+    )
+
+    def outcome(fast: bool) -> Any:
+        original = signature_check._float_block
+        if not fast:
+            signature_check._float_block = lambda *a, **k: None  # type: ignore[assignment]
+        try:
+            out = signature_check.validate(signature, frame, strict_ranges=strict)
+            return (
+                "ok",
+                [str(d) for d in out.dtypes],
+                out.astype(object).where(out.notna(), None).values.tolist(),
+            )
+        except SignatureMismatch as error:
+            return ("refused", sorted((v.column, v.problem) for v in error.violations))
+        finally:
+            signature_check._float_block = original  # type: ignore[assignment]
+
+    assert outcome(fast=True) == outcome(fast=False)
+
+
+def test_a_clean_float_block_takes_the_fast_path_and_integers_come_back_as_integers() -> None:
+    from loopml.registry import signature_check
+
+    signature = Signature(
+        (ColumnSpec("x", "float", False), ColumnSpec("n", "integer", False, None, 0.0, 9.0))
+    )
+    frame = pd.DataFrame(np.array([[1.5, 2.0], [3.0, 4.0]]), columns=["x", "n"])
+    fast = signature_check._float_block(signature, frame, strict_ranges=True)
+    assert fast is not None
+    assert fast["n"].tolist() == [2, 4]
+    assert fast.dtypes.tolist() == [np.float64, np.int64]
+    assert frame.dtypes.tolist() == [np.float64, np.float64]  # the caller's frame is untouched
+    frame.iloc[0, 1] = 10.0  # out of range: the general path reports it
+    assert signature_check._float_block(signature, frame, strict_ranges=True) is None
+    with pytest.raises(SignatureMismatch, match="out_of_range"):
+        signature_check.validate(signature, frame, strict_ranges=True)

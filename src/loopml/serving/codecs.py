@@ -89,6 +89,9 @@ def oip_frame(body: Any, signature: Signature | None) -> pd.DataFrame:
                 f"input {name!r} has {shape[1]} columns; the model takes {len(columns)}: {', '.join(columns)}"
             )
         rows = [values[r * shape[1] : (r + 1) * shape[1]] for r in range(shape[0])]
+        fast = numeric_frame(rows, columns, signature)
+        if fast is not None:
+            return fast
         return pd.DataFrame(rows, columns=columns or [f"{name}_{c}" for c in range(shape[1])])
     lengths = {name: shape[0] for name, shape, _ in tensors}
     if len(set(lengths.values())) > 1:
@@ -100,6 +103,12 @@ def oip_frame(body: Any, signature: Signature | None) -> pd.DataFrame:
     for name, shape, _ in tensors:
         if len(shape) == 2 and shape[1] != 1:
             raise InvalidInput(f"input {name!r} has shape {shape}: send one column per tensor, shape [N]")
+    if signature is not None and names == signature.column_names:
+        fast = numeric_frame(
+            [list(row) for row in zip(*(v for _, _, v in tensors), strict=True)], names, signature
+        )
+        if fast is not None:
+            return fast
     return pd.DataFrame({name: values for name, _, values in tensors})
 
 

@@ -100,6 +100,31 @@ class Answer:
     role: str  # champion | challenger | pinned
 
 
+INLINE_MAX_BODY = 16 * 1024  # bytes: larger bodies always go to a worker thread
+INLINE_MAX_S = 0.0005  # a version whose requests take less than this (moving average) runs in the event loop
+
+
+class Costs:
+    """Moving average of the time one request of each version takes, to run the cheap ones inline.
+
+    A request to a worker thread costs ~0.15 ms more than running it in the event loop; for a fast model on
+    a small body that is a third of the whole request. A version starts on threads and moves to the loop
+    only once its requests are measured cheap; one slow request (a larger batch) moves it back.
+    """
+
+    def __init__(self) -> None:
+        self._seconds: dict[str, float] = {}
+
+    def observe(self, version_id: str, seconds: float) -> None:
+        """Add one request's time (atomic enough: a lost update only delays the switch by a request)."""
+        old = self._seconds.get(version_id)
+        self._seconds[version_id] = seconds if old is None else 0.8 * old + 0.2 * seconds
+
+    def cheap(self, version_id: str) -> bool:
+        """True when the version's requests take under `INLINE_MAX_S` on average."""
+        return self._seconds.get(version_id, INLINE_MAX_S) < INLINE_MAX_S
+
+
 class Server:
     """The pool, limits, routing and metrics behind one app's endpoints."""
 
@@ -115,6 +140,7 @@ class Server:
         self.watch = Watch(self._breached)
         self.mirror = Mirror()
         self._batchers: dict[str, MicroBatcher] = {}  # version id -> its batcher
+        self._costs = Costs()
         self.log: PredictionLog | None = None
         if options.log_predictions:
             self.log = PredictionLog(pool.tracker, redact=options.redact, hash=options.hash_columns)
@@ -165,10 +191,15 @@ class Server:
             return finish(decoded, frame, outputs)
 
         def work() -> Answer:
+            started = time.perf_counter()
             decoded, frame = prepare()
             outputs = self._run(route, served, frame, probabilities=decoded.probabilities)
-            return finish(decoded, frame, outputs)
+            answer = finish(decoded, frame, outputs)
+            self._costs.observe(served.version.version_id, time.perf_counter() - started)
+            return answer
 
+        if len(body) <= INLINE_MAX_BODY and self._costs.cheap(served.version.version_id):
+            return work()  # cheaper than the hop to a worker thread, and too short to stall the loop
         return await self.admission.run(work)
 
     def _batcher(self, served: ServedModel, policy: BatchPolicy) -> MicroBatcher:

@@ -45,12 +45,18 @@ class UnsupportedMediaType(InvalidInput):
     http_status = 415
 
 
+try:  # orjson parses request bodies ~4x faster (the serve extra installs it); json is the fallback
+    from orjson import loads as _loads
+except ImportError:  # pragma: no cover - the serve extra is installed where tests run
+    _loads = json.loads  # type: ignore[assignment]
+
+
 def parse_json(body: bytes) -> Any:
-    """The JSON document in `body`; `InvalidInput` saying where it breaks."""
+    """The JSON document in `body` (strict JSON: no NaN literals); `InvalidInput` saying where it breaks."""
     if not body.strip():
         raise InvalidInput("the request body is empty; send a JSON document")
     try:
-        return json.loads(body)
+        return _loads(body)
     except UnicodeDecodeError:
         raise InvalidInput("the request body is not UTF-8 JSON") from None
     except json.JSONDecodeError as error:

@@ -313,8 +313,12 @@ def error_document(error: LoopMLError) -> dict[str, Any]:
 
 
 def dumps(document: Any) -> bytes:
-    """Compact JSON without NaN (refused by JSON parsers)."""
-    return json.dumps(document, separators=(",", ":"), allow_nan=False).encode()
+    """Compact JSON (orjson when installed: NaN is written as null, as JSON has no NaN)."""
+    try:
+        import orjson
+    except ImportError:  # pragma: no cover - the serve extra is installed where tests run
+        return json.dumps(document, separators=(",", ":"), allow_nan=False).encode()
+    return orjson.dumps(document, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
 def elapsed_since(start: float) -> float:

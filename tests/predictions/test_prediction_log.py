@@ -213,3 +213,24 @@ def test_bad_configuration_and_unknown_models(tracker: Tracker, models: list[str
         segments(tracker, "nope")
     with pytest.raises(NotFound, match="nope"):
         read_predictions(tracker, "nope")
+
+
+def test_a_segment_converted_in_chunks_reads_back_whole(
+    models: list[str],
+    open_log: OpenLog,
+    make_batch: MakeBatch,
+    tracker: Tracker,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from loopml.predictions import log as log_module
+
+    monkeypatch.setattr(log_module, "CHUNK_BATCHES", 3)  # chunks of 3 batches: 10 batches -> 4 tables
+    log = open_log(max_rows=100)
+    for i in range(10):
+        assert log.append(make_batch(2 * i, 2, time_ms=1_000 + i))
+    assert log.flush()
+    assert [s.rows for s in segments(tracker, "fraud")] == [20]
+    frame = read_predictions(tracker, "fraud")
+    assert frame["prediction_id"].tolist() == [f"p{i}" for i in range(20)]
+    assert frame["in.amount"].tolist() == features(20)["amount"].tolist()
+    assert frame["time_ms"].tolist() == [1_000 + i // 2 for i in range(20)]

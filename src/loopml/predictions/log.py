@@ -43,13 +43,19 @@ _Key = tuple[str, int, str, str]  # model, version, route, source
 
 @dataclass
 class _Open:
-    """A segment being filled: its batches so far (converted to Arrow once, when it closes), their layout
-    (input columns and output names) and when it was opened."""
+    """A segment being filled: its batches not yet converted, the Arrow tables of those converted (in
+    chunks of `CHUNK_BATCHES`), their layout (input columns and output names) and when it was opened."""
 
     layout: tuple[tuple[str, ...], tuple[str, ...]]
     opened_at: float
     batches: list[PredictionBatch] = field(default_factory=list)
+    tables: list[pa.Table] = field(default_factory=list)
     rows: int = 0
+
+
+# Batches are converted to Arrow in chunks: once per request would cost ~1 ms each (one-row conversions);
+# once per segment would hold the GIL for up to a second every 10,000 rows and stall the server meanwhile.
+CHUNK_BATCHES = 256
 
 
 @dataclass(frozen=True)
@@ -200,12 +206,26 @@ class PredictionLog:
                 current = self._open[key] = _Open(layout, self.clock())
             take = min(self.max_rows - current.rows, rows - offset)
             current.batches.append(batch if take == rows else _slice(batch, offset, offset + take))
+            if len(current.batches) >= CHUNK_BATCHES:
+                self._compact(current)
             current.rows += take
             self._pending += take
             offset += take
             if current.rows >= self.max_rows:
                 self._close(key)
                 current = None
+
+    def _compact(self, segment: _Open) -> None:
+        """Convert the segment's waiting batches to one Arrow table (their rows are dropped if that fails)."""
+        batches, segment.batches = segment.batches, []
+        try:
+            segment.tables.append(self._table(batches))
+        except Exception as error:
+            lost = sum(len(b.prediction_ids) for b in batches)
+            segment.rows -= lost
+            self._pending -= lost
+            self._failed("convert", error)
+            self._drop(lost)
 
     def _table(self, batches: list[PredictionBatch]) -> pa.Table:
         import pandas as pd
@@ -232,7 +252,9 @@ class PredictionLog:
         self._pending -= segment.rows
         model, version, route, source = key
         try:
-            table = self._table(segment.batches)
+            tables = segment.tables + ([self._table(segment.batches)] if segment.batches else [])
+            # Chunks may differ where a column was all null in one of them, or int in one and float in another.
+            table = tables[0] if len(tables) == 1 else pa.concat_tables(tables, promote_options="permissive")
             stores = stores_of(self.project)
             written = write_segment(
                 stores,

@@ -56,6 +56,7 @@ class _Open:
 # Batches are converted to Arrow in chunks: once per request would cost ~1 ms each (one-row conversions);
 # once per segment would hold the GIL for up to a second every 10,000 rows and stall the server meanwhile.
 CHUNK_BATCHES = 256
+DRAIN_S = 0.1  # how often an idle writer looks for new batches
 
 
 @dataclass(frozen=True)
@@ -106,6 +107,7 @@ class PredictionLog:
         self._pending = 0  # rows in open segments (written by the writer thread only)
         self._model_ids: dict[str, str] = {}
         self._seen_errors: set[str] = set()
+        self._wake = threading.Event()  # set by flush and close; batches wait for the next drain
         self._thread = threading.Thread(target=self._run, name="loopml-prediction-log", daemon=True)
         self._thread.start()
         atexit.register(self.close)
@@ -158,6 +160,7 @@ class PredictionLog:
             self._queue.put(request, timeout=timeout_s)  # may wait: flushing is allowed to
         except queue.Full:
             return False
+        self._wake.set()
         return request.done.wait(max(0.0, deadline - time.monotonic()))
 
     def _drop(self, rows: int) -> None:
@@ -169,10 +172,7 @@ class PredictionLog:
     def _run(self) -> None:
         poll = min(1.0, self.max_age_s / 4)
         while True:
-            try:
-                item = self._queue.get(timeout=poll)
-            except queue.Empty:
-                item = None
+            item = self._next(poll)
             try:
                 if isinstance(item, _Flush):
                     self._close_all()
@@ -186,6 +186,22 @@ class PredictionLog:
                 item.done.set()  # even after an error: a waiting flush must not hang
                 if item.stop:
                     return
+
+    def _next(self, poll: float) -> PredictionBatch | _Flush | None:
+        """The next queued item; when the queue is empty, wait for `DRAIN_S` (or a flush) before looking
+        again. Waking for every batch would hand the GIL back and forth with the serving thread on each
+        request (measured: ~0.15 ms of a one-row request); draining a tenth of a second's batches at a
+        time costs the server nothing it notices."""
+        try:
+            return self._queue.get_nowait()
+        except queue.Empty:
+            pass
+        self._wake.wait(min(poll, DRAIN_S))
+        self._wake.clear()
+        try:
+            return self._queue.get_nowait()
+        except queue.Empty:
+            return None
 
     def _add(self, batch: PredictionBatch) -> None:
         try:

@@ -324,7 +324,8 @@ def numeric_frame(rows: list[Any], columns: Any, signature: Signature | None) ->
                 return None
     import pandas as pd
 
-    return pd.DataFrame(np.array(rows, dtype=np.float64).reshape(len(rows), len(columns)), columns=columns)
+    block = np.array(rows, dtype=np.float64).reshape(len(rows), len(columns))
+    return pd.DataFrame(block, columns=signature.column_index, copy=False)
 
 
 # --- plain records -----------------------------------------------------------------------------------------

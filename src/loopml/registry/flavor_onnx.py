@@ -17,6 +17,7 @@ second output holds probabilities), which `OnnxModel` reads when present.
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from collections.abc import Iterator, Sequence
@@ -283,7 +284,7 @@ def _classes(proto: Any, metadata: dict[str, Any]) -> np.ndarray | None:
 
 
 def _select(frame: Any, names: Sequence[str]) -> Any:
-    if len(frame.columns) == len(names) and all(a == b for a, b in zip(frame.columns, names, strict=True)):
+    if len(frame.columns) == len(names) and frame.columns.equals(_index(tuple(names))):
         return frame  # already in model order (a validated frame is): selecting copies, ~50 us a call
     missing = [name for name in names if name not in frame.columns]
     if missing:
@@ -291,6 +292,14 @@ def _select(frame: Any, names: Sequence[str]) -> Any:
             f"the ONNX model needs the columns {', '.join(names)}; the data has no {', '.join(missing)}"
         )
     return frame[list(names)]
+
+
+@functools.lru_cache(maxsize=64)
+def _index(names: tuple[str, ...]) -> Any:
+    """Column names as a pandas Index, built once per model: comparing Index objects is vectorised."""
+    import pandas as pd
+
+    return pd.Index(names)
 
 
 def _cast(values: np.ndarray, onnx_type: str, name: str) -> np.ndarray:

@@ -67,10 +67,11 @@ def create_app(
     app = FastAPI(title="LoopML model server", version=__version__, lifespan=lifespan)
     app.state.server = server
     _errors(app)
-    _health_routes(app, server)
-    _oip_routes(app, server)
+    # Routes are matched in order: the prediction routes first, as they take nearly all the traffic.
     _mlflow_routes(app, server)
     _predict_routes(app, server)
+    _oip_routes(app, server)
+    _health_routes(app, server)
     if options.api_keys:
         app.add_middleware(ApiKeyGuard, keys=options.api_keys)
     app.add_middleware(BodyLimit, max_body_bytes=options.max_body_bytes)  # added last: runs first

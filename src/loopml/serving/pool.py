@@ -17,7 +17,6 @@ import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from typing import Any
 
 from loopml.core.errors import InvalidInput, LoopMLError, NotFound
 from loopml.registry.deployments import Deployment, DeploymentStore
@@ -249,14 +248,3 @@ def _unique_names(refs: list[ModelRef]) -> dict[str, ModelRef]:
     if not by_name:
         raise InvalidInput("name at least one model to serve, e.g. fraud@champion")
     return by_name
-
-
-def describe(served: ServedModel) -> dict[str, Any]:
-    """What `/v2/models/{m}` and `/version` say about a served version."""
-    return {
-        "name": served.name,
-        "version": served.number,
-        "ref": served.ref,
-        "runtime": served.predictor.runtime,
-        "content_hash": served.version.content_hash,
-    }

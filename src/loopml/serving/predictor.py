@@ -9,7 +9,6 @@ wants them, since `predict_proba` of a forest costs as much again as `predict`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -132,14 +131,8 @@ def _onnx_outputs(model: OnnxClassifier, frame: Any, probabilities: bool) -> tup
     return labels, np.asarray(raw, dtype=np.float64)
 
 
-def records(outputs: dict[str, np.ndarray], columns: Sequence[str] | None = None) -> list[dict[str, Any]]:
-    """Output columns as one JSON object per row."""
-    names = list(columns or outputs)
-    lists = [_to_list(outputs[name]) for name in names]
-    return [dict(zip(names, row, strict=True)) for row in zip(*lists, strict=True)]
-
-
-def _to_list(values: Any) -> list[Any]:
+def column_list(values: Any) -> list[Any]:
+    """One output column as a JSON list (NaN as null, numpy scalars as Python ones)."""
     array = np.asarray(values)
     if array.dtype.kind == "f":
         # JSON has no NaN: a missing number is null.
@@ -148,11 +141,6 @@ def _to_list(values: Any) -> list[Any]:
             for v, missing in zip(array.tolist(), np.isnan(array).tolist(), strict=True)
         ]
     return [_plain(v) for v in array.tolist()]
-
-
-def column_list(values: Any) -> list[Any]:
-    """One output column as a JSON list (NaN as null, numpy scalars as Python ones)."""
-    return _to_list(values)
 
 
 def _plain(value: Any) -> Any:

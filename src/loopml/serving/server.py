@@ -319,8 +319,3 @@ def dumps(document: Any) -> bytes:
     except ImportError:  # pragma: no cover - the serve extra is installed where tests run
         return json.dumps(document, separators=(",", ":"), allow_nan=False).encode()
     return orjson.dumps(document, option=orjson.OPT_SERIALIZE_NUMPY)
-
-
-def elapsed_since(start: float) -> float:
-    """Seconds since `start` (a `time.perf_counter()` value)."""
-    return time.perf_counter() - start

@@ -158,3 +158,18 @@ def test_a_scikit_learn_version_mismatch_is_warned_with_both_versions(tracker: T
     with pytest.warns(LibraryMismatch, match=r"0\.24\.2.*\d+\.\d+"):
         model = load_from(folder, manifest)
     assert (model.predict(x) == fitted().predict(x)).all()
+
+
+def test_the_training_sample_profile_is_stored_as_the_monitoring_reference(tracker: Tracker) -> None:
+    from loopml.registry.loading import reference_profile_of
+
+    frame, label = data(rows=200)
+    registered = loopml.models.register("fraud", fitted(), sample=frame, tracker=tracker, onnx=False)
+    profile = reference_profile_of(tracker, registered.version)
+    assert profile is not None
+    assert profile.rows == 200
+    assert sorted(profile.columns) == sorted(frame.columns)
+    numeric = profile.columns[frame.columns[0]]
+    assert numeric.mean == pytest.approx(frame[frame.columns[0]].mean())
+    bare = loopml.models.register("bare", fitted(1), tracker=tracker, onnx=False)  # no sample: no reference
+    assert reference_profile_of(tracker, bare.version) is None

@@ -7,12 +7,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from loopml.core.errors import InvalidInput
-from loopml.registry.package import load_from, load_onnx_copy, open_package, read_manifest, training_rows
+from loopml.registry.package import (
+    load_from,
+    load_onnx_copy,
+    open_package,
+    read_manifest,
+    reference_profile,
+    training_rows,
+)
 from loopml.registry.records import ModelVersion
 
 if TYPE_CHECKING:
     import numpy as np
 
+    from loopml.stats import TableProfile
     from loopml.tracking.tracker import Tracker
 
 _loaded: dict[tuple[str, str, bool], Any] = {}  # (blob store, package digest, serving) -> model
@@ -73,3 +81,8 @@ def columns_of(version: ModelVersion) -> list[str]:
 def training_rows_of(tracker: Tracker, version: ModelVersion) -> np.ndarray | None:
     """The row hashes of the version's training sample (None if it was registered without one)."""
     return training_rows(package_folder(tracker, version))
+
+
+def reference_profile_of(tracker: Tracker, version: ModelVersion) -> TableProfile | None:
+    """The profile of the sample the version was registered with (its inputs only), or None."""
+    return reference_profile(package_folder(tracker, version))

@@ -30,11 +30,13 @@ from loopml.registry.flavor import flavor_for, flavor_named
 from loopml.registry.onnx_copy import try_onnx_copy
 from loopml.registry.promotion import ROW_HASHES, row_hashes
 from loopml.registry.signature import Signature, infer_signature
+from loopml.stats import TableProfile, profile_columns
 from loopml.storage.blobs.store import BlobStore
 from loopml.storage.blobs.tree import Tree, TreeEntry, get_tree, put_tree
 
 MANIFEST = "loopml-model.yaml"
 ONNX_COPY = "onnx/model.onnx"  # the verified ONNX copy that serving (and the gates) prefer
+REFERENCE_PROFILE = "reference_profile.json"  # the training sample's profile: monitoring's default reference
 PACKAGE_FORMAT = 1
 EXAMPLE_ROWS = 5
 # The C implementations of YAML's safe dumper and loader when libyaml is there (about 5x faster).
@@ -110,6 +112,10 @@ def build_package(
                 with (folder / ROW_HASHES).open("wb") as stream:
                     np.save(stream, np.unique(row_hashes(sample, columns)), allow_pickle=False)
                 files.append(ROW_HASHES)
+                # A few KB a column, mergeable: drift is measured against it without the training rows.
+                profile = profile_columns({c: sample[c].to_numpy() for c in columns})
+                (folder / REFERENCE_PROFILE).write_text(json.dumps(profile.to_dict()), encoding="utf-8")
+                files.append(REFERENCE_PROFILE)
         onnx_outcome = None
         if onnx and sample is not None and flavor.name == "sklearn":
             outcome = try_onnx_copy(model, sample=sample)
@@ -245,6 +251,14 @@ def load_onnx_copy(folder: Path) -> Any | None:
     from loopml.registry.flavor_onnx import OnnxModel
 
     return OnnxModel.of(path.read_bytes())
+
+
+def reference_profile(folder: Path) -> TableProfile | None:
+    """The profile of the training sample stored in a restored package (None: registered without a sample)."""
+    path = folder / REFERENCE_PROFILE
+    if not path.is_file():
+        return None
+    return TableProfile.from_dict(json.loads(path.read_text(encoding="utf-8")))
 
 
 def training_rows(folder: Path) -> np.ndarray | None:

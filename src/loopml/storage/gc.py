@@ -31,6 +31,8 @@ def referenced_digests(db: Database, blobs: BlobStore, *, ignoring_runs: Sequenc
         keep.update(p for p in profiles if p)
         # Prediction log segments: `loopml predictions prune` deletes their rows and leaves the files to gc.
         keep.update(conn.execute(select(t.prediction_segments.c.blob_digest).distinct()).scalars())
+        window_profiles = conn.execute(select(t.monitor_windows.c.profile_digest).distinct()).scalars()
+        keep.update(p for p in window_profiles if p)
     for tree in trees:
         keep.add(tree)
         if blobs.exists(tree):

@@ -22,7 +22,7 @@ from sqlalchemy import (
 )
 
 # Bump together with a new migration; `tests/storage/test_database.py` checks it equals Alembic's head.
-SCHEMA_HEAD = "0005"
+SCHEMA_HEAD = "0006"
 APPLICATION_ID = "loopml"
 DEFAULT_WORKSPACE = "default"
 
@@ -420,6 +420,49 @@ deployment_events = Table(
     Column("kind", String(32), nullable=False),  # set | limit_breached | removed
     Column("detail_json", Text, nullable=True),
     Column("user_name", String(250), nullable=True),
+    Column("time", BigInteger, nullable=False),
+    Index(None, "model_id", "time"),
+)
+
+# One row per monitored window of a model version: what was computed once (profile, quality, drift) and
+# what is recomputed when late labels arrive (performance).
+monitor_windows = Table(
+    "monitor_windows",
+    metadata,
+    Column("window_id", String(32), primary_key=True),
+    _workspace(),
+    Column("model_id", String(32), ForeignKey("registered_models.model_id"), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("granularity", String(16), nullable=False),  # hour | day | file
+    Column("start_time", BigInteger, nullable=False),
+    Column("end_time", BigInteger, nullable=False),
+    Column("rows", Integer, nullable=False),
+    Column("profile_digest", String(64), nullable=True),  # the window's TableProfile (JSON) in the blob store
+    Column("quality_json", Text, nullable=True),
+    Column("drift_json", Text, nullable=True),
+    Column("performance_json", Text, nullable=True),
+    Column("labelled_rows", Integer, nullable=False, server_default="0"),
+    Column("computed_time", BigInteger, nullable=False),
+    Column("performance_time", BigInteger, nullable=True),
+    UniqueConstraint("model_id", "version", "granularity", "start_time"),
+)
+
+# Append-only: every alert a rule raised, and where it was delivered.
+monitor_alerts = Table(
+    "monitor_alerts",
+    metadata,
+    Column("alert_id", Integer, primary_key=True, autoincrement=True),
+    _workspace(),
+    Column("model_id", String(32), ForeignKey("registered_models.model_id"), nullable=False),
+    Column("version", Integer, nullable=True),
+    Column("rule", String(250), nullable=False),
+    Column("metric", String(250), nullable=False),
+    Column("severity", String(16), nullable=False),
+    Column("window_id", String(32), nullable=True),
+    Column("value", Float, nullable=True),
+    Column("threshold", Float, nullable=True),
+    Column("message", Text, nullable=False),
+    Column("delivered_json", Text, nullable=True),
     Column("time", BigInteger, nullable=False),
     Index(None, "model_id", "time"),
 )

@@ -1,0 +1,164 @@
+"""Monitored windows in the metadata store: one row per (model, version, granularity, window start).
+
+A window's profile, quality and drift are written once, in one transaction; its performance is rewritten as
+late labels arrive. Two runners racing on the same window cannot both write it: the unique key refuses the
+second insert, which then reads the first one's row.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, select
+from sqlalchemy.exc import IntegrityError
+
+from loopml.core.clock import now_ms
+from loopml.core.errors import NotFound
+from loopml.core.ids import new_id
+from loopml.storage.metadata import schema as t
+from loopml.storage.metadata.database import Database
+
+
+@dataclass(frozen=True)
+class WindowRecord:
+    """What was computed for one window of one model version."""
+
+    window_id: str
+    model: str
+    version: int
+    granularity: str
+    start_ms: int
+    end_ms: int
+    rows: int
+    profile_digest: str | None
+    quality: dict[str, Any]
+    drift: dict[str, Any] | None
+    performance: dict[str, Any] | None
+    labelled_rows: int
+    computed_time: int
+
+
+class MonitorStore:
+    """Reads and writes `monitor_windows`."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def done(self, model: str, granularity: str) -> set[tuple[int, int]]:
+        """(version, start) of the windows of `model` already computed at `granularity`."""
+        w = t.monitor_windows.c
+        with self.db.read() as conn:
+            query = select(w.version, w.start_time).where(
+                w.model_id == _model_id(conn, model), w.granularity == granularity
+            )
+            return {(int(v), int(s)) for v, s in conn.execute(query)}
+
+    def save(
+        self,
+        model: str,
+        *,
+        version: int,
+        granularity: str,
+        start_ms: int,
+        end_ms: int,
+        rows: int,
+        profile_digest: str | None,
+        quality: dict[str, Any],
+        drift: dict[str, Any] | None,
+        performance: dict[str, Any] | None = None,
+        labelled_rows: int = 0,
+    ) -> WindowRecord:
+        """Write a computed window (one transaction); if another runner wrote it first, return theirs."""
+        now = now_ms()
+
+        def insert(conn: Connection) -> str:
+            window_id = new_id()
+            conn.execute(
+                t.monitor_windows.insert(),
+                {
+                    "window_id": window_id,
+                    "model_id": _model_id(conn, model),
+                    "version": version,
+                    "granularity": granularity,
+                    "start_time": start_ms,
+                    "end_time": end_ms,
+                    "rows": rows,
+                    "profile_digest": profile_digest,
+                    "quality_json": json.dumps(quality, sort_keys=True),
+                    "drift_json": json.dumps(drift, sort_keys=True) if drift is not None else None,
+                    "performance_json": json.dumps(performance, sort_keys=True)
+                    if performance is not None
+                    else None,
+                    "labelled_rows": labelled_rows,
+                    "computed_time": now,
+                    "performance_time": now if performance is not None else None,
+                },
+            )
+            return window_id
+
+        with contextlib.suppress(IntegrityError):  # computed meanwhile by another runner: theirs stands
+            self.db.transact(insert)
+        return next(
+            r for r in self.windows(model, version=version, granularity=granularity) if r.start_ms == start_ms
+        )
+
+    def set_performance(self, window_id: str, performance: dict[str, Any], labelled_rows: int) -> None:
+        """Rewrite a window's realized performance (late labels arrived)."""
+        w = t.monitor_windows.c
+
+        def update(conn: Connection) -> None:
+            conn.execute(
+                t.monitor_windows.update()
+                .where(w.window_id == window_id)
+                .values(
+                    performance_json=json.dumps(performance, sort_keys=True),
+                    labelled_rows=labelled_rows,
+                    performance_time=now_ms(),
+                )
+            )
+
+        self.db.transact(update)
+
+    def windows(
+        self, model: str, *, version: int | None = None, granularity: str | None = None
+    ) -> list[WindowRecord]:
+        """The computed windows of `model`, oldest first."""
+        w = t.monitor_windows.c
+        with self.db.read() as conn:
+            query = select(t.monitor_windows).where(w.model_id == _model_id(conn, model))
+            if version is not None:
+                query = query.where(w.version == version)
+            if granularity is not None:
+                query = query.where(w.granularity == granularity)
+            rows = conn.execute(query.order_by(w.start_time, w.version)).all()
+        return [_record(model, row) for row in rows]
+
+
+def _model_id(conn: Connection, name: str) -> str:
+    found = conn.execute(
+        select(t.registered_models.c.model_id).where(t.registered_models.c.name == name)
+    ).scalar()
+    if found is None:
+        raise NotFound(f"no registered model {name!r}; monitoring follows registered models")
+    return str(found)
+
+
+def _record(model: str, row: Any) -> WindowRecord:
+    return WindowRecord(
+        window_id=row.window_id,
+        model=model,
+        version=row.version,
+        granularity=row.granularity,
+        start_ms=row.start_time,
+        end_ms=row.end_time,
+        rows=row.rows,
+        profile_digest=row.profile_digest,
+        quality=json.loads(row.quality_json or "{}"),
+        drift=json.loads(row.drift_json) if row.drift_json else None,
+        performance=json.loads(row.performance_json) if row.performance_json else None,
+        labelled_rows=row.labelled_rows,
+        computed_time=row.computed_time,
+    )

@@ -393,7 +393,10 @@ def _fit_platt(scores: FloatArray, hits: FloatArray) -> tuple[tuple[float, ...],
         residual = _sigmoid(z) - hits
         return value, np.array([float(residual @ logit), float(residual.sum())])
 
-    result = minimize(loss, np.array([1.0, 0.0]), jac=True, method="L-BFGS-B")
+    # The slope is kept >= 0: a calibrator maps scores to probabilities without reversing their order (on few
+    # or noisy rows an unconstrained fit can turn the ranking upside down).
+    bounds = [(0.0, None), (None, None)]
+    result = minimize(loss, np.array([1.0, 0.0]), jac=True, method="L-BFGS-B", bounds=bounds)
     a, b = (float(v) for v in result.x)
     if not (math.isfinite(a) and math.isfinite(b)):
         raise InvalidInput("Platt scaling did not converge on these rows; use method='isotonic'")

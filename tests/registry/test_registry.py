@@ -163,7 +163,7 @@ def test_a_scikit_learn_version_mismatch_is_warned_with_both_versions(tracker: T
 def test_the_training_sample_profile_is_stored_as_the_monitoring_reference(tracker: Tracker) -> None:
     from loopml.registry.loading import reference_profile_of
 
-    frame, label = data(rows=200)
+    frame, _ = data(rows=200)
     registered = loopml.models.register("fraud", fitted(), sample=frame, tracker=tracker, onnx=False)
     profile = reference_profile_of(tracker, registered.version)
     assert profile is not None

@@ -1,0 +1,122 @@
+"""`loopml monitor ...`: compute a served model's monitoring windows and look at them."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from loopml.cli.output import print_json, table, when
+
+app = typer.Typer(
+    help="Monitor served models: drift, data quality, latency per window.", no_args_is_help=True
+)
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table")]
+GranularityOption = Annotated[str, typer.Option("--granularity", "-g", help="hour | day")]
+
+
+@app.command("run")
+def run(
+    model: Annotated[str, typer.Argument(help="Registered model name")],
+    granularity: GranularityOption = "hour",
+    label_days: Annotated[
+        float,
+        typer.Option(min=0, help="Refresh the performance of windows this recent when labels came late"),
+    ] = 30.0,
+    json_output: JsonOption = False,
+) -> None:
+    """Compute every closed window of the model's prediction log not computed yet (idempotent), and the
+    performance of recent windows whose labels arrived since; then exit."""
+    import time
+
+    from loopml.monitoring.runner import refresh_performance
+    from loopml.monitoring.runner import run as run_windows
+    from loopml.tracking.tracker import default_tracker
+
+    tracker = default_tracker()
+    computed = run_windows(tracker, model, granularity=granularity)
+    since = int((time.time() - label_days * 86_400) * 1000)
+    refreshed = refresh_performance(tracker, model, since_ms=since, granularity=granularity)
+    if json_output:
+        print_json(computed)
+        return
+    _table(f"{model}: {len(computed)} window(s) computed, {refreshed} updated with late labels", computed)
+
+
+@app.command("windows")
+def windows(
+    model: Annotated[str, typer.Argument(help="Registered model name")],
+    version: Annotated[int | None, typer.Option("--version", "-v", min=1, help="Only this version")] = None,
+    granularity: GranularityOption = "hour",
+    json_output: JsonOption = False,
+) -> None:
+    """The computed windows of a model, oldest first."""
+    from loopml.monitoring.store import MonitorStore
+    from loopml.tracking.tracker import default_tracker
+
+    found = MonitorStore(default_tracker().stores.db).windows(model, version=version, granularity=granularity)
+    if json_output:
+        print_json(found)
+        return
+    _table(f"Monitoring windows of {model}", found)
+
+
+@app.command("labels")
+def labels(
+    model: Annotated[str, typer.Argument(help="Registered model name")],
+    path: Annotated[str, typer.Argument(help="CSV or Parquet file of prediction ids and true labels")],
+    id_column: Annotated[str, typer.Option(help="Column holding the prediction id")] = "prediction_id",
+    label_column: Annotated[str, typer.Option(help="Column holding the true label")] = "label",
+    json_output: JsonOption = False,
+) -> None:
+    """Record late labels for logged predictions; ids the prediction log does not hold are counted, not kept."""
+    from loopml.monitoring.labels import ingest_labels
+    from loopml.tracking.tracker import default_tracker
+
+    result = ingest_labels(default_tracker(), model, path, id_column=id_column, label_column=label_column)
+    if json_output:
+        print_json(result)
+        return
+    typer.echo(f"{result.recorded} of {result.rows} labels recorded for {model}")
+    if result.unknown_ids:
+        shown = ", ".join(result.unknown_examples)
+        typer.echo(f"{result.unknown_ids} ids are not in the prediction log (e.g. {shown})", err=True)
+
+
+def _table(title: str, records: list[Any]) -> None:
+    rows = [
+        (
+            when(r.start_ms),
+            f"v{r.version}",
+            r.rows,
+            _drifted(r.drift),
+            _quality(r.quality),
+            _latency(r.quality),
+        )
+        for r in records
+    ]
+    table(title, ["window", "version", "rows", "drifted columns", "quality", "latency p50/p99 ms"], rows)
+
+
+def _drifted(drift: dict[str, Any] | None) -> str:
+    if drift is None:
+        return "-"
+    names = [name for name, result in (drift.get("columns") or {}).items() if result.get("drifted")]
+    return ", ".join(names) or "none"
+
+
+def _quality(quality: dict[str, Any]) -> str:
+    problems = [f"missing {c}" for c in quality.get("missing_columns", [])]
+    for name, found in (quality.get("columns") or {}).items():
+        if found.get("null_share") and not found.get("nulls_in_training"):
+            problems.append(f"{name} nulls {found['null_share']:.0%}")
+        if found.get("out_of_range"):
+            problems.append(f"{name} out of range {found['out_of_range_share']:.0%}")
+        if found.get("unseen_levels"):
+            problems.append(f"{name} unseen {found['unseen_share']:.0%}")
+    return "; ".join(problems) or "ok"
+
+
+def _latency(quality: dict[str, Any]) -> str:
+    latency = quality.get("latency_ms")
+    return "-" if not latency else f"{latency['p50']:.2f} / {latency['p99']:.2f}"

@@ -1,0 +1,133 @@
+"""`run(tracker, model)`: compute every closed window of a model's prediction log that is not computed yet.
+
+Per window and model version: the profile of the logged inputs and outputs (stored in the blob store, so a
+day can later be the merge of its hours without reading rows again), data quality against the signature,
+drift against the version's reference profile, and realized performance on the labels that have arrived.
+Idempotent: a window is computed once; running again only computes newer windows (`loopml monitor run`, and
+the automation controller on its schedule, call this).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from loopml.monitoring.performance import window_performance
+from loopml.monitoring.quality import INPUT_PREFIX, OUTPUT_PREFIX, inputs_of, outputs_of, window_quality
+from loopml.monitoring.store import MonitorStore, WindowRecord
+from loopml.monitoring.windows import DEFAULT_GRACE_MS, Window, due_windows
+from loopml.predictions import read_predictions, segments
+from loopml.registry.loading import reference_profile_of
+from loopml.registry.records import ModelRef
+from loopml.registry.signature import Signature
+from loopml.registry.store import RegistryStore
+from loopml.stats import TableProfile, profile_columns
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from loopml.tracking.tracker import Tracker
+
+
+@dataclass
+class _Version:
+    """What every window of one version is measured against."""
+
+    signature: Signature | None
+    reference: TableProfile | None
+
+
+def run(
+    tracker: Tracker,
+    model: str,
+    *,
+    granularity: str = "hour",
+    now_ms: int | None = None,
+    grace_ms: int = DEFAULT_GRACE_MS,
+) -> list[WindowRecord]:
+    """Compute the due windows of `model` (oldest first) and return what was stored for them."""
+    store = MonitorStore(tracker.stores.db)
+    now = int(time.time() * 1000) if now_ms is None else now_ms
+    spans = [(s.version, s.start_time, s.end_time) for s in segments(tracker, model)]
+    due = due_windows(
+        spans, granularity=granularity, now_ms=now, done=store.done(model, granularity), grace_ms=grace_ms
+    )
+    versions: dict[int, _Version] = {}
+    computed = []
+    for window in due:
+        if window.version not in versions:
+            versions[window.version] = _version(tracker, model, window.version)
+        computed.append(
+            _compute(tracker, store, model, window, granularity=granularity, version=versions[window.version])
+        )
+    return computed
+
+
+def _version(tracker: Tracker, model: str, number: int) -> _Version:
+    version = RegistryStore(tracker.stores.db).get_version(ModelRef(model, version=number))
+    signature = Signature.from_dict(version.signature) if version.signature else None
+    return _Version(signature, reference_profile_of(tracker, version))
+
+
+def _compute(
+    tracker: Tracker, store: MonitorStore, model: str, window: Window, *, granularity: str, version: _Version
+) -> WindowRecord:
+    frame = read_predictions(
+        tracker, model, version=window.version, start_ms=window.start_ms, end_ms=window.end_ms
+    )
+    profile_digest = None
+    if len(frame):
+        profile = window_profile(frame)
+        profile_digest = tracker.blobs.put_bytes(json.dumps(profile.to_dict()).encode())
+    performance, labelled = window_performance(tracker, frame)
+    return store.save(
+        model,
+        version=window.version,
+        granularity=granularity,
+        start_ms=window.start_ms,
+        end_ms=window.end_ms,
+        rows=len(frame),
+        profile_digest=profile_digest,
+        quality=window_quality(frame, version.signature),
+        drift=window_drift(version.reference, inputs_of(frame)) if len(frame) else None,
+        performance=performance,
+        labelled_rows=labelled,
+    )
+
+
+def refresh_performance(tracker: Tracker, model: str, *, since_ms: int, granularity: str = "hour") -> int:
+    """Recompute the performance of computed windows starting after `since_ms` that lack labels for some of
+    their rows (labels arrive days late); returns how many windows changed."""
+    store = MonitorStore(tracker.stores.db)
+    changed = 0
+    for window in store.windows(model, granularity=granularity):
+        if window.start_ms < since_ms or window.rows == 0 or window.labelled_rows >= window.rows:
+            continue
+        frame = read_predictions(
+            tracker, model, version=window.version, start_ms=window.start_ms, end_ms=window.end_ms
+        )
+        performance, labelled = window_performance(tracker, frame)
+        if performance is not None and labelled != window.labelled_rows:
+            store.set_performance(window.window_id, performance, labelled)
+            changed += 1
+    return changed
+
+
+def window_profile(frame: pd.DataFrame) -> TableProfile:
+    """The mergeable profile of a window's logged inputs (`in.*`) and outputs (`out.*`)."""
+    columns = {f"{INPUT_PREFIX}{name}": values.to_numpy() for name, values in inputs_of(frame).items()}
+    columns |= {f"{OUTPUT_PREFIX}{name}": values.to_numpy() for name, values in outputs_of(frame).items()}
+    return profile_columns(columns)
+
+
+def window_drift(reference: TableProfile | None, inputs: pd.DataFrame) -> dict[str, Any] | None:
+    """Drift of a window's inputs against the version's reference profile (None without a reference)."""
+    if reference is None:
+        return None
+    from loopml.monitoring.drift import drift_report
+
+    shared = [name for name in reference.columns if name in inputs.columns]
+    report = drift_report(reference=reference, current=inputs[shared])
+    return dict(report.to_dict())

@@ -26,13 +26,17 @@ PREDICTION = "prediction"
 PROBA_PREFIX = "proba_"
 
 
-def window_performance(tracker: Tracker, frame: pd.DataFrame) -> tuple[dict[str, Any] | None, int]:
-    """(realized and estimated performance as JSON, labelled rows) of one window of logged predictions."""
+def window_labels(tracker: Tracker, frame: pd.DataFrame) -> dict[str, Any]:
+    """The latest label of each prediction of a window that has one."""
+    return labels_for(tracker, frame["prediction_id"].astype(str).tolist()) if len(frame) else {}
+
+
+def window_performance(frame: pd.DataFrame, labels: dict[str, Any]) -> dict[str, Any] | None:
+    """Realized (on `labels`) and estimated performance of one window of logged predictions, as JSON."""
     outputs = outputs_of(frame)
     if PREDICTION not in outputs.columns or not len(frame):
-        return None, 0
+        return None
     ids = frame["prediction_id"].astype(str).tolist()
-    labels = labels_for(tracker, ids)
     y_pred = outputs[PREDICTION].to_numpy()
     names = [c for c in outputs.columns if str(c).startswith(PROBA_PREFIX)]
     result: dict[str, Any] = {}
@@ -57,7 +61,7 @@ def window_performance(tracker: Tracker, frame: pd.DataFrame) -> tuple[dict[str,
             result["realized"] = realized.to_dict()
         except LoopMLError as error:
             result["realized_error"] = error.message
-    return result or None, len(labels)
+    return result or None
 
 
 def _classes(names: list[str], predictions: Any) -> list[Any]:

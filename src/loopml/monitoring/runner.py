@@ -14,7 +14,9 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from loopml.monitoring.performance import window_performance
+from loopml.monitoring.config import MonitorConfig, load_kpi, monitor_config
+from loopml.monitoring.kpis import KpiFunction, window_kpis
+from loopml.monitoring.performance import window_labels, window_performance
 from loopml.monitoring.quality import INPUT_PREFIX, OUTPUT_PREFIX, inputs_of, outputs_of, window_quality
 from loopml.monitoring.store import MonitorStore, WindowRecord
 from loopml.monitoring.windows import DEFAULT_GRACE_MS, Window, due_windows
@@ -39,6 +41,20 @@ class _Version:
     reference: TableProfile | None
 
 
+@dataclass
+class _Settings:
+    """The model's monitoring settings, read once per run."""
+
+    config: MonitorConfig
+    kpis: dict[str, KpiFunction]
+
+    @classmethod
+    def of(cls, tracker: Tracker, model: str) -> _Settings:
+        project = tracker.settings.project_dir
+        config = monitor_config(project, model)
+        return cls(config, {name: load_kpi(project, target) for name, target in config.kpis.items()})
+
+
 def run(
     tracker: Tracker,
     model: str,
@@ -54,13 +70,19 @@ def run(
     due = due_windows(
         spans, granularity=granularity, now_ms=now, done=store.done(model, granularity), grace_ms=grace_ms
     )
+    if not due:
+        return []
+    settings = _Settings.of(tracker, model)
     versions: dict[int, _Version] = {}
     computed = []
     for window in due:
         if window.version not in versions:
             versions[window.version] = _version(tracker, model, window.version)
+        version = versions[window.version]
         computed.append(
-            _compute(tracker, store, model, window, granularity=granularity, version=versions[window.version])
+            _compute(
+                tracker, store, model, window, granularity=granularity, version=version, settings=settings
+            )
         )
     return computed
 
@@ -72,7 +94,14 @@ def _version(tracker: Tracker, model: str, number: int) -> _Version:
 
 
 def _compute(
-    tracker: Tracker, store: MonitorStore, model: str, window: Window, *, granularity: str, version: _Version
+    tracker: Tracker,
+    store: MonitorStore,
+    model: str,
+    window: Window,
+    *,
+    granularity: str,
+    version: _Version,
+    settings: _Settings,
 ) -> WindowRecord:
     frame = read_predictions(
         tracker, model, version=window.version, start_ms=window.start_ms, end_ms=window.end_ms
@@ -81,7 +110,8 @@ def _compute(
     if len(frame):
         profile = window_profile(frame)
         profile_digest = tracker.blobs.put_bytes(json.dumps(profile.to_dict()).encode())
-    performance, labelled = window_performance(tracker, frame)
+    labels = window_labels(tracker, frame)
+    performance = _performance(frame, labels, settings)
     return store.save(
         model,
         version=window.version,
@@ -91,16 +121,23 @@ def _compute(
         rows=len(frame),
         profile_digest=profile_digest,
         quality=window_quality(frame, version.signature),
-        drift=window_drift(version.reference, inputs_of(frame)) if len(frame) else None,
+        drift=window_drift(version.reference, inputs_of(frame), settings.config) if len(frame) else None,
         performance=performance,
-        labelled_rows=labelled,
+        labelled_rows=len(labels),
     )
+
+
+def _performance(frame: pd.DataFrame, labels: dict[str, Any], settings: _Settings) -> dict[str, Any] | None:
+    performance = window_performance(frame, labels)
+    kpis = window_kpis(settings.kpis, frame, labels) if len(frame) else {}
+    return (performance or {}) | kpis or None
 
 
 def refresh_performance(tracker: Tracker, model: str, *, since_ms: int, granularity: str = "hour") -> int:
     """Recompute the performance of computed windows starting after `since_ms` that lack labels for some of
     their rows (labels arrive days late); returns how many windows changed."""
     store = MonitorStore(tracker.stores.db)
+    settings: _Settings | None = None
     changed = 0
     for window in store.windows(model, granularity=granularity):
         if window.start_ms < since_ms or window.rows == 0 or window.labelled_rows >= window.rows:
@@ -108,9 +145,13 @@ def refresh_performance(tracker: Tracker, model: str, *, since_ms: int, granular
         frame = read_predictions(
             tracker, model, version=window.version, start_ms=window.start_ms, end_ms=window.end_ms
         )
-        performance, labelled = window_performance(tracker, frame)
-        if performance is not None and labelled != window.labelled_rows:
-            store.set_performance(window.window_id, performance, labelled)
+        labels = window_labels(tracker, frame)
+        if len(labels) == window.labelled_rows:
+            continue
+        settings = settings or _Settings.of(tracker, model)
+        performance = _performance(frame, labels, settings)
+        if performance is not None:
+            store.set_performance(window.window_id, performance, len(labels))
             changed += 1
     return changed
 
@@ -122,12 +163,16 @@ def window_profile(frame: pd.DataFrame) -> TableProfile:
     return profile_columns(columns)
 
 
-def window_drift(reference: TableProfile | None, inputs: pd.DataFrame) -> dict[str, Any] | None:
+def window_drift(
+    reference: TableProfile | None, inputs: pd.DataFrame, config: MonitorConfig | None = None
+) -> dict[str, Any] | None:
     """Drift of a window's inputs against the version's reference profile (None without a reference)."""
     if reference is None:
         return None
     from loopml.monitoring.drift import drift_report
 
     shared = [name for name in reference.columns if name in inputs.columns]
-    report = drift_report(reference=reference, current=inputs[shared])
+    report = drift_report(
+        reference=reference, current=inputs[shared], config=config.drift if config else None
+    )
     return dict(report.to_dict())

@@ -1,0 +1,111 @@
+"""A simulated stream with a drift at a known hour, monitored window by window: flagged from that hour on and
+not before; business KPIs from `loopml.toml` computed per window (and a failing one recorded, not fatal)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.compose import ColumnTransformer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+import loopml
+from loopml.core.errors import InvalidInput
+from loopml.core.settings import load_settings
+from loopml.monitoring.config import monitor_config
+from loopml.monitoring.runner import run
+from loopml.predictions import PredictionBatch, PredictionLog
+from loopml.tracking.tracker import Tracker
+
+HOUR = 3_600_000
+START = 1_800_000_000_000 - 1_800_000_000_000 % HOUR
+DRIFT_FROM = 3
+
+KPI_MODULE = """
+def blocked(window):
+    return float((window["out.prediction"] == 1).sum())
+
+def broken(window):
+    raise RuntimeError("the finance table is down")
+"""
+
+
+def stream_frame(hour: int, rows: int = 1200) -> pd.DataFrame:
+    rng = np.random.default_rng(100 + hour)
+    shift = 25.0 if hour >= DRIFT_FROM else 0.0  # 1.25 sigma from the third hour on
+    return pd.DataFrame(
+        {
+            "amount": rng.normal(100 + shift, 20, rows),
+            "age": rng.normal(45, 12, rows),
+            "channel": rng.choice(["web", "shop", "phone"], rows),
+        }
+    )
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Iterator[Tracker]:
+    (tmp_path / "loopml.toml").write_text(
+        '[models.fraud.monitoring.kpis]\nblocked = "stream_kpis:blocked"\nbroken = "stream_kpis:broken"\n'
+    )
+    (tmp_path / "stream_kpis.py").write_text(KPI_MODULE)
+    tracker = Tracker(load_settings(project_dir=tmp_path))
+    yield tracker
+    tracker.close()
+
+
+def test_drift_is_flagged_from_the_known_hour_on_and_kpis_are_computed(project: Tracker) -> None:
+    train = stream_frame(0, 3000)
+    encode = ColumnTransformer(
+        [
+            ("num", StandardScaler(), ["amount", "age"]),
+            ("cat", OneHotEncoder(handle_unknown="ignore"), ["channel"]),
+        ]
+    )
+    model = Pipeline([("encode", encode), ("model", LogisticRegression(max_iter=1000))])
+    model.fit(train, (train["amount"] > 110).astype(int))
+    version = loopml.models.register(
+        "fraud", model, sample=train, tracker=project, onnx=False
+    ).version.version
+    log = PredictionLog(project)
+    for hour in range(6):
+        inputs = stream_frame(hour)
+        proba = model.predict_proba(inputs)
+        outputs = {"prediction": model.predict(inputs), "proba_0": proba[:, 0], "proba_1": proba[:, 1]}
+        ids = [f"{hour}-{i}" for i in range(len(inputs))]
+        log.append(
+            PredictionBatch("fraud", version, "champion", ids, inputs, outputs, START + hour * HOUR + 5, 1.0)
+        )
+    assert log.flush()
+    log.close()
+
+    windows = run(project, "fraud", now_ms=START + 7 * HOUR)
+    assert len(windows) == 6
+    flagged = [sorted(n for n, c in (w.drift or {})["columns"].items() if c["drifted"]) for w in windows]
+    assert flagged == [[], [], [], ["amount"], ["amount"], ["amount"]]
+    for hour, window in enumerate(windows):
+        assert window.performance is not None
+        assert window.performance["kpis"]["blocked"] == float(model.predict(stream_frame(hour)).sum())
+        assert window.performance["kpi_errors"]["broken"] == "RuntimeError: the finance table is down"
+    # More amounts above the training threshold once the stream drifted: the KPI follows the data.
+    assert windows[4].performance["kpis"]["blocked"] > windows[1].performance["kpis"]["blocked"]
+
+
+def test_monitoring_settings_are_checked(tmp_path: Path) -> None:
+    (tmp_path / "loopml.toml").write_text(
+        "[models.fraud.monitoring.drift]\ndrift_share = 0.3\ncolumns = { amount = { threshold = 0.2 } }\n"
+    )
+    config = monitor_config(tmp_path, "fraud")
+    assert config.drift.drift_share == 0.3
+    assert config.drift.columns["amount"].threshold == 0.2
+    assert monitor_config(tmp_path, "other").kpis == {}
+    (tmp_path / "loopml.toml").write_text("[models.fraud.monitoring.drift]\nshare = 0.3\n")
+    with pytest.raises(InvalidInput, match=r"monitoring.drift\].*unknown DriftConfig settings \['share'\]"):
+        monitor_config(tmp_path, "fraud")
+    (tmp_path / "loopml.toml").write_text('[models.fraud.monitoring.kpis]\nmoney = "not a target"\n')
+    with pytest.raises(InvalidInput, match="'module:function'"):
+        monitor_config(tmp_path, "fraud")

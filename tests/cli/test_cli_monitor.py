@@ -61,3 +61,32 @@ def test_monitor_computes_windows_once_and_takes_late_labels(tmp_path: Path) -> 
     wrong = cli(tmp_path, "monitor", "run", "fraud", "--granularity", "week")
     assert wrong.returncode == 2
     assert "granularity must be one of" in wrong.stderr
+
+
+def test_check_measures_a_file_against_the_reference_and_exits_1_on_drift(tmp_path: Path) -> None:
+    assert cli(tmp_path, "init").returncode == 0
+    tracker = Tracker(load_settings(project_dir=tmp_path))
+    rng = np.random.default_rng(1)
+    train = pd.DataFrame({"amount": rng.normal(100, 20, 2000), "age": rng.normal(40, 10, 2000)})
+    model = LogisticRegression().fit(train, (train["amount"] > 100).astype(int))
+    loopml.models.register("fraud", model, sample=train, tracker=tracker, onnx=False)
+    loopml.models.set_alias("fraud", "champion", 1, tracker=tracker)
+    tracker.close()
+    same = tmp_path / "same.parquet"
+    pd.DataFrame({"amount": rng.normal(100, 20, 3000), "age": rng.normal(40, 10, 3000)}).to_parquet(same)
+    moved = tmp_path / "moved.csv"
+    pd.DataFrame({"amount": rng.normal(150, 20, 3000), "age": rng.normal(40, 10, 3000)}).to_csv(
+        moved, index=False
+    )
+
+    quiet = cli(tmp_path, "monitor", "check", "fraud@champion", "--current", str(same), "--json")
+    assert quiet.returncode == 0, quiet.stderr
+    assert json.loads(quiet.stdout)["drift"]["drifted"] is False
+    report = tmp_path / "drift.html"
+    loud = cli(tmp_path, "monitor", "check", "fraud@champion", "--current", str(moved), "--html", str(report))
+    assert loud.returncode == 1
+    assert "amount" in loud.stdout
+    assert report.read_text().lstrip().lower().startswith("<!doctype html")
+    missing = cli(tmp_path, "monitor", "check", "fraud", "--current", str(tmp_path / "nope.parquet"))
+    assert missing.returncode == 2
+    assert "no file" in missing.stderr

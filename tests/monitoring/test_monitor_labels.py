@@ -57,5 +57,5 @@ def test_labels_join_on_prediction_ids_and_unknown_ones_are_reported(
         ingest_labels(tracker, "fraud", path, id_column="id")
     with pytest.raises(InvalidInput, match=r"\.csv or \.parquet"):
         ingest_labels(tracker, "fraud", tmp_path / "loopml.toml")
-    with pytest.raises(InvalidInput, match="no labels file"):
+    with pytest.raises(InvalidInput, match="no file"):
         ingest_labels(tracker, "fraud", tmp_path / "nope.csv")

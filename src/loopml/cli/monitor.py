@@ -61,6 +61,31 @@ def windows(
     _table(f"Monitoring windows of {model}", found)
 
 
+@app.command("check")
+def check(
+    ref: Annotated[str, typer.Argument(help="NAME, NAME@ALIAS or NAME@vN")],
+    current: Annotated[str, typer.Option("--current", "-c", help="CSV or Parquet file to measure")],
+    html: Annotated[
+        str | None, typer.Option("--html", help="Also write the drift report as HTML here")
+    ] = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Drift and data quality of a file against a model version's reference; exit 1 when the data drifted."""
+    from loopml.monitoring.check import check as check_file
+    from loopml.tracking.tracker import default_tracker
+
+    result = check_file(default_tracker(), ref, current)
+    if html:
+        result.drift.to_html(html)
+    if json_output:
+        print_json(result.to_dict())
+    else:
+        typer.echo(repr(result.drift))
+        typer.echo(f"quality: {_quality(result.quality)}")
+    if result.drift.drifted:
+        raise typer.Exit(1)
+
+
 @app.command("labels")
 def labels(
     model: Annotated[str, typer.Argument(help="Registered model name")],

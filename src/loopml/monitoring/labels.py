@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from loopml.core.errors import InvalidInput
+from loopml.monitoring.check import read_table
 from loopml.predictions import read_predictions, record_feedback
 from loopml.tracking.tracker import Tracker
 
@@ -35,7 +36,7 @@ def ingest_labels(
     label_column: str = "label",
 ) -> LabelsResult:
     """Record the labels in `source` (a CSV or Parquet path, or a DataFrame) for the predictions of `model`."""
-    frame = _read(source)
+    frame = read_table(source, text_columns=(id_column,))
     missing = [c for c in (id_column, label_column) if c not in frame.columns]
     if missing:
         raise InvalidInput(
@@ -49,24 +50,6 @@ def ingest_labels(
     unknown = [i for i in ids if i not in known]
     recorded = record_feedback(tracker, pairs, model) if pairs else 0
     return LabelsResult(len(frame), recorded, len(unknown), unknown[:10])
-
-
-def _read(source: str | Path | Any) -> Any:
-    import pandas as pd
-
-    if isinstance(source, pd.DataFrame):
-        return source
-    path = Path(source)
-    if not path.is_file():
-        raise InvalidInput(f"no labels file {path}")
-    try:
-        if path.suffix.lower() == ".parquet":
-            return pd.read_parquet(path)
-        if path.suffix.lower() == ".csv":
-            return pd.read_csv(path, dtype={"prediction_id": str})
-    except (ValueError, OSError) as error:
-        raise InvalidInput(f"cannot read the labels in {path}: {str(error).splitlines()[0]}") from None
-    raise InvalidInput(f"labels come as .csv or .parquet, not {path.suffix or 'a file without extension'}")
 
 
 def _plain(value: Any) -> Any:

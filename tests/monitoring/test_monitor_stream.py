@@ -3,6 +3,7 @@ not before; business KPIs from `loopml.toml` computed per window (and a failing 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +20,9 @@ from loopml.core.errors import InvalidInput
 from loopml.core.settings import load_settings
 from loopml.monitoring.config import monitor_config
 from loopml.monitoring.runner import run
+from loopml.monitoring.store import MonitorStore
 from loopml.predictions import PredictionBatch, PredictionLog
+from loopml.stats import TableProfile
 from loopml.tracking.tracker import Tracker
 
 HOUR = 3_600_000
@@ -109,3 +112,48 @@ def test_monitoring_settings_are_checked(tmp_path: Path) -> None:
     (tmp_path / "loopml.toml").write_text('[models.fraud.monitoring.kpis]\nmoney = "not a target"\n')
     with pytest.raises(InvalidInput, match="'module:function'"):
         monitor_config(tmp_path, "fraud")
+
+
+def test_a_day_is_the_merge_of_its_hours(project: Tracker) -> None:
+    day = 24 * HOUR
+    start = START - START % day
+    train = stream_frame(0, 3000)
+    model = Pipeline(
+        [
+            (
+                "encode",
+                ColumnTransformer(
+                    [("num", StandardScaler(), ["amount", "age"]), ("cat", OneHotEncoder(), ["channel"])]
+                ),
+            ),
+            ("model", LogisticRegression(max_iter=1000)),
+        ]
+    ).fit(train, (train["amount"] > 110).astype(int))
+    version = loopml.models.register(
+        "fraud", model, sample=train, tracker=project, onnx=False
+    ).version.version
+    log = PredictionLog(project)
+    for hour in range(6):  # hours 3 to 5 drifted: half the day
+        inputs = stream_frame(hour)
+        ids = [f"{hour}-{i}" for i in range(len(inputs))]
+        outputs = {"prediction": model.predict(inputs)}
+        log.append(
+            PredictionBatch("fraud", version, "champion", ids, inputs, outputs, start + hour * HOUR + 5, 2.0)
+        )
+    assert log.flush()
+    log.close()
+
+    days = run(project, "fraud", granularity="day", now_ms=start + 2 * day)
+    assert len(days) == 1
+    whole = days[0]
+    hours = MonitorStore(project.stores.db).windows("fraud", granularity="hour")
+    assert len(hours) == 6  # computed on the way
+    assert whole.rows == sum(h.rows for h in hours) == 7200
+    assert whole.drift is not None
+    assert whole.drift["columns"]["amount"]["drifted"] is True
+    assert whole.drift["columns"]["age"]["drifted"] is False
+    assert whole.quality["rows"] == 7200
+    assert whole.quality["latency_ms_worst_hour"]["p99"] == 2.0
+    profile = TableProfile.from_dict(json.loads(project.blobs.get_bytes(whole.profile_digest or "")))
+    assert profile.rows == 7200
+    assert run(project, "fraud", granularity="day", now_ms=start + 2 * day) == []

@@ -122,7 +122,15 @@ def drift_report(
     if not isinstance(config, DriftConfig):
         raise InvalidInput(f"config must be a DriftConfig, got {type(config).__name__}")
     profile = _as_profile(reference)
-    current_columns, current_rows = _table(current, "current")
+    current_profile = _as_profile(current)
+    if current_profile is not None:
+        # A profile against a profile: a day's drift from the merge of its hours' stored profiles.
+        if profile is None:
+            raise InvalidInput("a current profile is compared with a reference profile, not with raw rows")
+        current_columns: Mapping[str, Any] = dict(current_profile.columns)
+        current_rows = current_profile.rows
+    else:
+        current_columns, current_rows = _table(current, "current")
     if profile is not None:
         names, reference_rows = list(profile.columns), profile.rows
         raw: Mapping[str, Any] = {}
@@ -177,14 +185,23 @@ def _against_profile(
     try:
         if isinstance(column, NumericProfile):
             reference_side = NumericSide.from_profile(column)
-            like = column.sketch
-            current_side = NumericSide.sketched(_floats(current[name]), like)  # type: ignore[arg-type]
+            value = current[name]
+            if isinstance(value, NumericProfile):
+                current_side = NumericSide.from_profile(value)
+            else:
+                current_side = NumericSide.sketched(_floats(value), column.sketch)  # type: ignore[arg-type]
             return numeric_drift(name, reference_side, current_side, config.for_column(name, "numeric"))
         assert isinstance(column, CategoricalProfile)
+        value = current[name]
+        current_categories = (
+            CategoricalSide.from_profile(value)
+            if isinstance(value, CategoricalProfile)
+            else _categories(value)
+        )
         return categorical_drift(
             name,
             CategoricalSide.from_profile(column),
-            _categories(current[name]),
+            current_categories,
             config.for_column(name, "categorical"),
         )
     except InvalidInput as error:

@@ -63,9 +63,14 @@ def run(
     now_ms: int | None = None,
     grace_ms: int = DEFAULT_GRACE_MS,
 ) -> list[WindowRecord]:
-    """Compute the due windows of `model` (oldest first) and return what was stored for them."""
+    """Compute the due windows of `model` (oldest first) and return what was stored for them. Day windows
+    are made from their hour windows (computed first if needed) without reading rows again."""
     store = MonitorStore(tracker.stores.db)
     now = int(time.time() * 1000) if now_ms is None else now_ms
+    if granularity == "day":
+        from loopml.monitoring.days import run_days
+
+        return run_days(tracker, model, now_ms=now, grace_ms=grace_ms)
     spans = [(s.version, s.start_time, s.end_time) for s in segments(tracker, model)]
     due = due_windows(
         spans, granularity=granularity, now_ms=now, done=store.done(model, granularity), grace_ms=grace_ms

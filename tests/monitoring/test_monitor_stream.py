@@ -94,6 +94,10 @@ def test_drift_is_flagged_from_the_known_hour_on_and_kpis_are_computed(project: 
         assert window.performance is not None
         assert window.performance["kpis"]["blocked"] == float(model.predict(stream_frame(hour)).sum())
         assert window.performance["kpi_errors"]["broken"] == "RuntimeError: the finance table is down"
+    # Prediction drift: outputs against the version's first window; the scores move with the amounts.
+    assert "predictions" not in (windows[0].drift or {})
+    scores = [(w.drift or {})["predictions"]["columns"]["proba_1"]["drifted"] for w in windows[1:]]
+    assert scores == [False, False, True, True, True]
     # More amounts above the training threshold once the stream drifted: the KPI follows the data.
     assert windows[4].performance["kpis"]["blocked"] > windows[1].performance["kpis"]["blocked"]
 

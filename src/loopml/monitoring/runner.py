@@ -39,6 +39,7 @@ class _Version:
 
     signature: Signature | None
     reference: TableProfile | None
+    baseline: TableProfile | None = None  # the version's first window: the reference of its outputs
 
 
 @dataclass
@@ -112,9 +113,20 @@ def _compute(
         tracker, model, version=window.version, start_ms=window.start_ms, end_ms=window.end_ms
     )
     profile_digest = None
+    drift = None
     if len(frame):
         profile = window_profile(frame)
         profile_digest = tracker.blobs.put_bytes(json.dumps(profile.to_dict()).encode())
+        drift = window_drift(version.reference, inputs_of(frame), settings.config)
+        outputs = _prefixed(profile, OUTPUT_PREFIX)
+        if version.baseline is None:
+            version.baseline = (
+                _first_window_outputs(tracker, store, model, window.version, granularity) or outputs
+            )
+        elif outputs.columns:
+            # The training sample's outputs are not kept; a version's outputs are compared with its first
+            # window in production (NannyML's "reference period" idea).
+            drift = (drift or {}) | {"predictions": _output_drift(version.baseline, outputs)}
     labels = window_labels(tracker, frame)
     performance = _performance(frame, labels, settings)
     return store.save(
@@ -126,10 +138,36 @@ def _compute(
         rows=len(frame),
         profile_digest=profile_digest,
         quality=window_quality(frame, version.signature),
-        drift=window_drift(version.reference, inputs_of(frame), settings.config) if len(frame) else None,
+        drift=drift,
         performance=performance,
         labelled_rows=len(labels),
     )
+
+
+def _prefixed(profile: TableProfile, prefix: str) -> TableProfile:
+    names = [n for n in profile.columns if n.startswith(prefix)]
+    return TableProfile(
+        profile.rows,
+        {n[len(prefix) :]: profile.columns[n] for n in names},
+        {n[len(prefix) :]: profile.kinds[n] for n in names},
+    )
+
+
+def _first_window_outputs(
+    tracker: Tracker, store: MonitorStore, model: str, version: int, granularity: str
+) -> TableProfile | None:
+    for record in store.windows(model, version=version, granularity=granularity):
+        if record.profile_digest:
+            profile = TableProfile.from_dict(json.loads(tracker.blobs.get_bytes(record.profile_digest)))
+            return _prefixed(profile, OUTPUT_PREFIX)
+    return None
+
+
+def _output_drift(baseline: TableProfile, outputs: TableProfile) -> dict[str, Any]:
+    from loopml.monitoring.drift import drift_report
+
+    shared = [name for name in baseline.columns if name in outputs.columns]
+    return dict(drift_report(reference=baseline, current=outputs, columns=shared).to_dict())
 
 
 def _performance(frame: pd.DataFrame, labels: dict[str, Any], settings: _Settings) -> dict[str, Any] | None:

@@ -10,7 +10,7 @@ def test_all_is_pinned_and_importable() -> None:
             "LoopMLError", "Metric", "NotFound", "ParamConflict", "PipelineFailed", "PipelineResult", "Run", "RunInput", "RunPage", "RunStatus",
             "Settings", "StoreError", "Tracker", "__version__", "active_run", "autolog", "configure", "datasets", "end_run",
             "flush", "load_settings", "log_artifact", "log_artifacts", "log_config", "log_metric", "log_metrics", "log_param",
-            "log_params", "models", "pipeline", "set_tag", "set_tags", "start_run", "step", "sweep",
+            "log_params", "models", "monitoring", "pipeline", "set_tag", "set_tags", "start_run", "step", "sweep",
         ]
     )  # fmt: skip
     for name in loopml.__all__:

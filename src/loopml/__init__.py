@@ -109,7 +109,7 @@ _EXPORTS: dict[str, str] = {
     "Tracker": "loopml.tracking.tracker",
     "configure": "loopml.tracking.tracker",
 }
-_SUBMODULES = frozenset({"datasets", "models"})
+_SUBMODULES = frozenset({"datasets", "models", "monitoring"})
 
 __all__ = [
     "ActiveRun",
@@ -149,6 +149,7 @@ __all__ = [
     "log_param",
     "log_params",
     "models",
+    "monitoring",
     "pipeline",
     "set_tag",
     "set_tags",

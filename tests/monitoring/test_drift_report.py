@@ -32,8 +32,10 @@ def frames(rows: int, seed: int, shift: bool) -> pd.DataFrame:
 
 def test_public_names_are_pinned() -> None:
     assert sorted(loopml.monitoring.__all__) == [
-        "ColumnDrift", "ColumnDriftConfig", "DriftConfig", "DriftReport", "drift_report",
+        "ColumnDrift", "ColumnDriftConfig", "DriftConfig", "DriftReport", "check", "drift_report", "run",
     ]  # fmt: skip
+    assert callable(loopml.monitoring.run)
+    assert callable(loopml.monitoring.check)
 
 
 @pytest.mark.parametrize("as_profile", [False, True])

@@ -29,6 +29,7 @@ def run(
     performance of recent windows whose labels arrived since; then exit."""
     import time
 
+    from loopml.monitoring.alerts import alert
     from loopml.monitoring.runner import refresh_performance
     from loopml.monitoring.runner import run as run_windows
     from loopml.tracking.tracker import default_tracker
@@ -37,10 +38,15 @@ def run(
     computed = run_windows(tracker, model, granularity=granularity)
     since = int((time.time() - label_days * 86_400) * 1000)
     refreshed = refresh_performance(tracker, model, since_ms=since, granularity=granularity)
+    fired = alert(tracker, model, computed + refreshed) if computed or refreshed else []
     if json_output:
         print_json(computed)
         return
-    _table(f"{model}: {len(computed)} window(s) computed, {refreshed} updated with late labels", computed)
+    for raised in fired:
+        typer.echo(f"ALERT {raised.severity}: {raised.message}", err=True)
+    _table(
+        f"{model}: {len(computed)} window(s) computed, {len(refreshed)} updated with late labels", computed
+    )
 
 
 @app.command("windows")
@@ -71,7 +77,7 @@ def check(
     json_output: JsonOption = False,
 ) -> None:
     """Drift and data quality of a file against a model version's reference; exit 1 when the data drifted."""
-    from loopml.monitoring.check import check as check_file
+    from loopml.monitoring.checking import check as check_file
     from loopml.tracking.tracker import default_tracker
 
     result = check_file(default_tracker(), ref, current)
@@ -145,3 +151,7 @@ def _quality(quality: dict[str, Any]) -> str:
 def _latency(quality: dict[str, Any]) -> str:
     latency = quality.get("latency_ms")
     return "-" if not latency else f"{latency['p50']:.2f} / {latency['p99']:.2f}"
+
+
+# The sub-commands of their own modules register themselves on `app` when imported.
+from loopml.cli import monitor_alerts, monitor_report  # noqa: E402, F401

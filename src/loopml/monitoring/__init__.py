@@ -6,7 +6,7 @@ DriftReport.to_html(path)                           drift_html.py  self-containe
 DriftConfig / ColumnDriftConfig                     loopml.stats.drift_config: methods and thresholds
 run(tracker, model, granularity=)                   runner.py      the due windows of a served model's log:
                                                                    profile, quality, drift, performance, KPIs
-check(tracker, "fraud@champion", frame_or_path)     check.py       a batch against a version's reference
+check(tracker, "fraud@champion", frame_or_path)     checking.py      a batch against a version's reference
 ```
 Windows (windows.py) are UTC-aligned hours, and days merged from their hours (days.py); their records live
 in `monitor_windows` (store.py). Settings per model come from `loopml.toml` (config.py). The math (distances,
@@ -22,7 +22,7 @@ from loopml.stats.drift_config import ColumnDriftConfig, DriftConfig
 
 # The model-bound functions read the prediction log (pyarrow): imported on first use, so the standalone
 # drift_report needs nothing more than numpy.
-_LAZY = {"run": "loopml.monitoring.runner", "check": "loopml.monitoring.check"}
+_LAZY = {"run": "loopml.monitoring.runner", "check": "loopml.monitoring.checking"}
 
 __all__ = ["ColumnDrift", "ColumnDriftConfig", "DriftConfig", "DriftReport", "check", "drift_report", "run"]
 

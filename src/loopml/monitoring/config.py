@@ -8,7 +8,8 @@ columns = { amount = { method = "psi", threshold = 0.2 } }
 [models.fraud.monitoring.kpis]           # name = "module:function", computed per window
 money_saved = "fraud_kpis:money_saved"   # function(window: DataFrame) -> float; trusted project code
 
-Alert rules and channels have their own tables (`monitoring.alert_config`).
+Alert rules (`[[models.NAME.monitoring.alerts]]`) and channels (`[monitoring.channels.NAME]`) are read by
+`monitoring.alerts` and `monitoring.channels`.
 """
 
 from __future__ import annotations

@@ -58,7 +58,7 @@ def _row(c: ColumnDrift) -> str:
         status += f'<br><span class="muted">{escape(c.note)}</span>'
     psi = c.scores.get("psi")
     psi_text = "" if psi is None else f"{psi:.4g} ({escape(c.psi_level or '')})"
-    chart = _svg(c.histogram) if c.histogram is not None else ""
+    chart = histogram_svg(c.histogram) if c.histogram is not None else ""
     return (
         f"<tr><td>{escape(c.column)}</td><td>{escape(c.kind)}</td><td>{escape(c.method or '')}</td>"
         f"<td>{_number(c.score)}</td><td>{_number(c.threshold)}</td><td>{status}</td><td>{psi_text}</td>"
@@ -70,29 +70,33 @@ def _number(value: float | None) -> str:
     return "" if value is None or math.isnan(value) else f"{value:.4g}"
 
 
-def _svg(h: Histogram) -> str:
+def histogram_svg(h: Histogram, *, width: int = WIDTH, height: int = HEIGHT) -> str:
+    """Reference and current shares per bin as paired bars in one inline SVG (labels escaped).
+
+    Also drawn by the model's monitoring report (`report_html.py`), so both pages look alike.
+    """
     n = len(h.labels)
     top = max([*h.reference, *h.current, 1e-12])
-    slot = (WIDTH - 2 * PAD) / max(n, 1)
+    slot = (width - 2 * PAD) / max(n, 1)
     bar = slot * 0.42
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" role="img">']
-    base = HEIGHT - PAD
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img">']
+    base = height - PAD
     for i, label in enumerate(h.labels):
         x = PAD + i * slot
         for offset, value, color in (
             (0.0, h.reference[i], REFERENCE_COLOR),
             (bar, h.current[i], CURRENT_COLOR),
         ):
-            height = (HEIGHT - 2 * PAD) * value / top
+            bar_height = (height - 2 * PAD) * value / top
             parts.append(
-                f'<rect x="{x + offset:.1f}" y="{base - height:.1f}" width="{bar:.1f}" height="{height:.1f}" '
-                f'fill="{color}"><title>{escape(label)}: {value:.2%}</title></rect>'
+                f'<rect x="{x + offset:.1f}" y="{base - bar_height:.1f}" width="{bar:.1f}" '
+                f'height="{bar_height:.1f}" fill="{color}"><title>{escape(label)}: {value:.2%}</title></rect>'
             )
-    parts.append(f'<line x1="{PAD}" y1="{base}" x2="{WIDTH - PAD}" y2="{base}" stroke="#999"/>')
+    parts.append(f'<line x1="{PAD}" y1="{base}" x2="{width - PAD}" y2="{base}" stroke="#999"/>')
     first, last = escape(h.labels[0]) if n else "", escape(h.labels[-1]) if n else ""
-    parts.append(f'<text x="{PAD}" y="{HEIGHT - 4}" font-size="9" fill="#555">{first}</text>')
+    parts.append(f'<text x="{PAD}" y="{height - 4}" font-size="9" fill="#555">{first}</text>')
     parts.append(
-        f'<text x="{WIDTH - PAD}" y="{HEIGHT - 4}" font-size="9" fill="#555" text-anchor="end">{last}</text>'
+        f'<text x="{width - PAD}" y="{height - 4}" font-size="9" fill="#555" text-anchor="end">{last}</text>'
     )
     parts.append("</svg>")
     return "".join(parts)

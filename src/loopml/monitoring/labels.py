@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from loopml.core.errors import InvalidInput
-from loopml.monitoring.check import read_table
+from loopml.monitoring.checking import read_table
 from loopml.predictions import read_predictions, record_feedback
 from loopml.tracking.tracker import Tracker
 

@@ -176,12 +176,14 @@ def _performance(frame: pd.DataFrame, labels: dict[str, Any], settings: _Setting
     return (performance or {}) | kpis or None
 
 
-def refresh_performance(tracker: Tracker, model: str, *, since_ms: int, granularity: str = "hour") -> int:
+def refresh_performance(
+    tracker: Tracker, model: str, *, since_ms: int, granularity: str = "hour"
+) -> list[WindowRecord]:
     """Recompute the performance of computed windows starting after `since_ms` that lack labels for some of
-    their rows (labels arrive days late); returns how many windows changed."""
+    their rows (labels arrive days late); returns the windows that changed, as stored now."""
     store = MonitorStore(tracker.stores.db)
     settings: _Settings | None = None
-    changed = 0
+    changed: list[str] = []
     for window in store.windows(model, granularity=granularity):
         if window.start_ms < since_ms or window.rows == 0 or window.labelled_rows >= window.rows:
             continue
@@ -195,8 +197,8 @@ def refresh_performance(tracker: Tracker, model: str, *, since_ms: int, granular
         performance = _performance(frame, labels, settings)
         if performance is not None:
             store.set_performance(window.window_id, performance, len(labels))
-            changed += 1
-    return changed
+            changed.append(window.window_id)
+    return [w for w in store.windows(model, granularity=granularity) if w.window_id in changed]
 
 
 def window_profile(frame: pd.DataFrame) -> TableProfile:

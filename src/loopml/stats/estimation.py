@@ -218,6 +218,11 @@ def _rates(proba: FloatArray, one_hot: FloatArray, counted: list[int]) -> dict[s
     }
 
 
+# A metric in [0, 1] cannot vary by more than 0.5 (the standard deviation of a fair coin between 0 and 1);
+# the linear (delta-method) approximation can exceed it on a handful of rows, where it means nothing.
+MAX_ERROR = 0.5
+
+
 def _roc_auc(scores: FloatArray, p: FloatArray) -> tuple[float, float] | None:
     """Expected ROC AUC of `scores` when row i is positive with probability p_i, and its sampling error."""
     order = np.argsort(scores, kind="stable")
@@ -239,13 +244,13 @@ def _roc_auc(scores: FloatArray, p: FloatArray) -> tuple[float, float] | None:
     d_den = (neg.sum() - q) - (pos.sum() - p)
     grad = (d_num - auc * d_den) / pairs
     error = math.sqrt(float(np.sum(grad**2 * p * q)))
-    return min(1.0, max(0.0, auc)), error
+    return min(1.0, max(0.0, auc)), min(error, MAX_ERROR)
 
 
 def _error(weights: FloatArray, proba: FloatArray) -> float:
     """Standard deviation of sum_ik w_ik y_ik when each row's label is one draw from its probabilities."""
     variance = np.sum(weights**2 * proba, axis=1) - np.sum(weights * proba, axis=1) ** 2
-    return math.sqrt(max(0.0, float(variance.sum())))
+    return min(math.sqrt(max(0.0, float(variance.sum()))), MAX_ERROR)
 
 
 def _div(numerator: FloatArray, denominator: FloatArray) -> FloatArray:

@@ -161,3 +161,60 @@ def test_a_day_is_the_merge_of_its_hours(project: Tracker) -> None:
     profile = TableProfile.from_dict(json.loads(project.blobs.get_bytes(whole.profile_digest or "")))
     assert profile.rows == 7200
     assert run(project, "fraud", granularity="day", now_ms=start + 2 * day) == []
+
+
+def test_a_pinned_reference_is_a_dataset_version_or_a_range_of_past_windows(project: Tracker) -> None:
+    import datetime as dt
+
+    from loopml.monitoring.reference import reference_for
+
+    train = stream_frame(0, 3000)
+    model = Pipeline(
+        [
+            (
+                "encode",
+                ColumnTransformer(
+                    [("num", StandardScaler(), ["amount", "age"]), ("cat", OneHotEncoder(), ["channel"])]
+                ),
+            ),
+            ("model", LogisticRegression(max_iter=1000)),
+        ]
+    ).fit(train, (train["amount"] > 110).astype(int))
+    version = loopml.models.register("fraud", model, sample=train, tracker=project, onnx=False).version
+    loopml.datasets.add("normal_week", stream_frame(1, 5000), tracker=project)
+    pinned = reference_for(project, version, "normal_week@v1")
+    assert pinned is not None
+    assert pinned.rows == 5000
+    log = PredictionLog(project)
+    for hour in range(4):
+        inputs = stream_frame(hour)
+        ids = [f"{hour}-{i}" for i in range(len(inputs))]
+        log.append(
+            PredictionBatch(
+                "fraud",
+                version.version,
+                "champion",
+                ids,
+                inputs,
+                {"prediction": model.predict(inputs)},
+                START + hour * HOUR + 5,
+            )
+        )
+    assert log.flush()
+    log.close()
+    run(project, "fraud", now_ms=START + 6 * HOUR)
+    day = dt.datetime.fromtimestamp(START / 1000, dt.UTC).date()
+    week = f"{day - dt.timedelta(days=1)}/{day + dt.timedelta(days=1)}"
+    merged = reference_for(project, version, week)
+    assert merged is not None
+    assert merged.rows == 4 * 1200
+    assert set(merged.columns) == {"amount", "age", "channel"}
+    with pytest.raises(InvalidInput, match="FROM/TO"):
+        reference_for(project, version, "last week")
+    with pytest.raises(InvalidInput, match="no computed window"):
+        reference_for(project, version, "2001-01-01/2001-01-02")
+    (project.settings.project_dir / "loopml.toml").write_text(
+        '[models.fraud.monitoring]\nrefrence = "x@v1"\n'
+    )
+    with pytest.raises(InvalidInput, match="unknown key"):
+        monitor_config(project.settings.project_dir, "fraud")

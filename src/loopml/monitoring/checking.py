@@ -11,7 +11,7 @@ from loopml.core.errors import InvalidInput
 from loopml.monitoring.config import monitor_config
 from loopml.monitoring.drift import DriftReport, drift_report
 from loopml.monitoring.quality import INPUT_PREFIX, window_quality
-from loopml.registry.loading import reference_profile_of
+from loopml.monitoring.reference import reference_for
 from loopml.registry.signature import Signature
 from loopml.registry.store import RegistryStore
 
@@ -45,7 +45,8 @@ class CheckResult:
 def check(tracker: Tracker, ref: str, current: pd.DataFrame | str | Path) -> CheckResult:
     """Drift and quality of `current` (a DataFrame, or a CSV/Parquet path) against the reference of `ref`."""
     version = RegistryStore(tracker.stores.db).get_version(ref)
-    reference = reference_profile_of(tracker, version)
+    config = monitor_config(tracker.settings.project_dir, version.name)
+    reference = reference_for(tracker, version, config.reference)
     if reference is None:
         raise InvalidInput(
             f"{version.ref} has no reference profile (it was registered without a sample); register it with "
@@ -54,7 +55,6 @@ def check(tracker: Tracker, ref: str, current: pd.DataFrame | str | Path) -> Che
     frame = read_table(current)
     signature = Signature.from_dict(version.signature) if version.signature else None
     shared = [name for name in reference.columns if name in frame.columns]
-    config = monitor_config(tracker.settings.project_dir, version.name)
     report = drift_report(reference=reference, current=frame[shared], config=config.drift)
     quality = window_quality(frame.add_prefix(INPUT_PREFIX), signature)
     return CheckResult(version.name, version.version, len(frame), report, quality)

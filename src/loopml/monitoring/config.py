@@ -1,5 +1,9 @@
 """The monitoring part of `loopml.toml`, per model: drift methods and thresholds, business KPIs.
 
+[models.fraud.monitoring]
+reference = "transactions@v3"            # optional: a dataset version's profile instead of the training sample's,
+# reference = "2026-11-01/2026-11-08"    # or the merge of the model's own windows in a UTC date range
+
 [models.fraud.monitoring.drift]          # loopml.stats.drift_config.DriftConfig, every key optional
 drift_share = 0.3
 numeric = { threshold = 0.15 }
@@ -35,6 +39,7 @@ class MonitorConfig:
 
     drift: DriftConfig = field(default_factory=DriftConfig)
     kpis: Mapping[str, str] = field(default_factory=dict)  # name -> "module:function"
+    reference: str | None = None  # "dataset@vN", or "YYYY-MM-DD/YYYY-MM-DD" (a window range)
 
 
 def monitor_config(project_dir: Path, model: str) -> MonitorConfig:
@@ -55,7 +60,15 @@ def monitor_config(project_dir: Path, model: str) -> MonitorConfig:
         raise InvalidInput(
             f"{where[:-1]}.kpis] maps a KPI name to 'module:function', e.g. money = \"kpis:money\""
         )
-    return MonitorConfig(drift=drift, kpis=dict(kpis))
+    reference = table.get("reference")
+    if reference is not None and not (isinstance(reference, str) and reference.strip()):
+        raise InvalidInput(f"{where}: reference is a dataset version (NAME@vN) or a date range (FROM/TO)")
+    unknown = sorted(set(table) - {"drift", "kpis", "reference", "alerts"})
+    if unknown:
+        raise InvalidInput(
+            f"{where}: unknown key(s) {', '.join(unknown)}; known: alerts, drift, kpis, reference"
+        )
+    return MonitorConfig(drift=drift, kpis=dict(kpis), reference=reference)
 
 
 def _drift(table: Any, where: str) -> DriftConfig:

@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any
 from loopml.core.errors import InvalidInput
 from loopml.monitoring.config import monitor_config
 from loopml.monitoring.quality import INPUT_PREFIX
+from loopml.monitoring.reference import reference_for
 from loopml.monitoring.store import MonitorStore, WindowRecord
 from loopml.monitoring.windows import DEFAULT_GRACE_MS, due_windows
-from loopml.registry.loading import reference_profile_of
 from loopml.registry.records import ModelRef
 from loopml.registry.store import RegistryStore
 from loopml.stats import TableProfile, merge
@@ -46,7 +46,7 @@ def run_days(
     for day in due:
         if day.version not in references:
             version = RegistryStore(tracker.stores.db).get_version(ModelRef(model, version=day.version))
-            references[day.version] = reference_profile_of(tracker, version)
+            references[day.version] = reference_for(tracker, version, config.reference)
         members = [h for h in hours if h.version == day.version and day.start_ms <= h.start_ms < day.end_ms]
         profile, left_out = _merged(tracker, members)
         quality = merge_quality([h.quality for h in members])

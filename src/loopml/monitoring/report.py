@@ -28,10 +28,11 @@ from typing import TYPE_CHECKING, Any
 
 from loopml.core.clock import now_ms
 from loopml.core.errors import InvalidInput, NotFound
+from loopml.monitoring.config import monitor_config
+from loopml.monitoring.reference import reference_for
 from loopml.monitoring.report_data import alerts_of, distributions, quality_findings
 from loopml.monitoring.store import MonitorStore, WindowRecord
 from loopml.monitoring.windows import step_of
-from loopml.registry.loading import reference_profile_of
 from loopml.registry.records import ModelRef
 from loopml.registry.store import RegistryStore
 from loopml.stats.drift_config import TEST_METHODS
@@ -124,7 +125,8 @@ def build_report(
     chosen = _last(every, last)
     newest = version if version is not None else max(w.version for w in chosen)
     profile_version = registry.get_version(ModelRef(model, version=newest))
-    reference = reference_profile_of(tracker, profile_version)
+    pinned = monitor_config(tracker.settings.project_dir, model).reference
+    reference = reference_for(tracker, profile_version, pinned)
     merged = [w for w in chosen if w.version == newest]
     performance = _performance(registry, store, model, chosen, granularity)
     drift = _drift(chosen)

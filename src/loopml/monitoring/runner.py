@@ -18,10 +18,10 @@ from loopml.monitoring.config import MonitorConfig, load_kpi, monitor_config
 from loopml.monitoring.kpis import KpiFunction, window_kpis
 from loopml.monitoring.performance import window_labels, window_performance
 from loopml.monitoring.quality import INPUT_PREFIX, OUTPUT_PREFIX, inputs_of, outputs_of, window_quality
+from loopml.monitoring.reference import reference_for
 from loopml.monitoring.store import MonitorStore, WindowRecord
 from loopml.monitoring.windows import DEFAULT_GRACE_MS, Window, due_windows
 from loopml.predictions import read_predictions, segments
-from loopml.registry.loading import reference_profile_of
 from loopml.registry.records import ModelRef
 from loopml.registry.signature import Signature
 from loopml.registry.store import RegistryStore
@@ -83,7 +83,7 @@ def run(
     computed = []
     for window in due:
         if window.version not in versions:
-            versions[window.version] = _version(tracker, model, window.version)
+            versions[window.version] = _version(tracker, model, window.version, settings)
         version = versions[window.version]
         computed.append(
             _compute(
@@ -93,10 +93,10 @@ def run(
     return computed
 
 
-def _version(tracker: Tracker, model: str, number: int) -> _Version:
+def _version(tracker: Tracker, model: str, number: int, settings: _Settings) -> _Version:
     version = RegistryStore(tracker.stores.db).get_version(ModelRef(model, version=number))
     signature = Signature.from_dict(version.signature) if version.signature else None
-    return _Version(signature, reference_profile_of(tracker, version))
+    return _Version(signature, reference_for(tracker, version, settings.config.reference))
 
 
 def _compute(

@@ -206,6 +206,30 @@ def serve_models(cli: str) -> None:
         server.wait(timeout=30)
     print("\n$ loopml predictions list breast_cancer")
     subprocess.run([cli, "predictions", "list", "breast_cancer"], check=True)
+    check_drift(cli)
+
+
+def check_drift(cli: str) -> None:
+    """A batch whose tumours measure 30% larger, checked against the champion's training profile."""
+    batch = load_breast_cancer(as_frame=True).data
+    batch["mean radius"] *= 1.3
+    batch["mean area"] *= 1.3**2
+    batch.to_csv(PROJECT / "bigger_tumours.csv", index=False)
+    print(
+        "\n$ loopml monitor check breast_cancer@champion --current bigger_tumours.csv --html drift.html --json"
+    )
+    args = ["breast_cancer@champion", "--current", "bigger_tumours.csv", "--html", "drift.html", "--json"]
+    done = subprocess.run(
+        [cli, "monitor", "check", *args],
+        check=False,
+        capture_output=True,
+        text=True,
+    )
+    drift = json.loads(done.stdout)["drift"]
+    drifted = [name for name, column in drift["columns"].items() if column["drifted"]]
+    print(f"  drifted columns: {', '.join(drifted)} ({len(drifted)} of {len(drift['columns'])})")
+    verdict = "drifted" if drift["drifted"] else f"not drifted (share under {drift['drift_share']:.0%})"
+    print(f"  dataset: {verdict}; exit {done.returncode}; the report is {PROJECT / 'drift.html'}")
 
 
 if __name__ == "__main__":

@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Any
 
 from loopml.core.errors import InvalidInput
 from loopml.monitoring.config import monitor_config
-from loopml.monitoring.quality import INPUT_PREFIX
+from loopml.monitoring.quality import INPUT_PREFIX, profile_part
 from loopml.monitoring.reference import reference_for
-from loopml.monitoring.store import MonitorStore, WindowRecord
+from loopml.monitoring.store import MonitorStore, WindowRecord, load_profile
 from loopml.monitoring.windows import DEFAULT_GRACE_MS, due_windows
 from loopml.registry.records import ModelRef
 from loopml.registry.store import RegistryStore
@@ -57,7 +57,7 @@ def run_days(
         if profile is not None and reference is not None:
             from loopml.monitoring.drift import drift_report
 
-            inputs = _inputs(profile)
+            inputs = profile_part(profile, INPUT_PREFIX)
             shared = [name for name in reference.columns if name in inputs.columns]
             drift = dict(
                 drift_report(
@@ -85,9 +85,7 @@ def run_days(
 def _merged(tracker: Tracker, hours: list[WindowRecord]) -> tuple[TableProfile | None, list[int]]:
     """The merge of the hours' profiles, and the start times of hours left out (other columns)."""
     profiles = [
-        (h.start_ms, TableProfile.from_dict(json.loads(tracker.blobs.get_bytes(h.profile_digest))))
-        for h in hours
-        if h.profile_digest
+        (h.start_ms, load_profile(tracker.blobs, h.profile_digest)) for h in hours if h.profile_digest
     ]
     if not profiles:
         return None, []
@@ -102,16 +100,6 @@ def _merged(tracker: Tracker, hours: list[WindowRecord]) -> tuple[TableProfile |
         return merge(*same), left_out
     except InvalidInput:  # profiles that cannot merge (sketches of other kinds): the day has no profile
         return None, [start for start, _ in profiles]
-
-
-def _inputs(profile: TableProfile) -> TableProfile:
-    """The model-input columns of a window profile, under their own names."""
-    names = [n for n in profile.columns if n.startswith(INPUT_PREFIX)]
-    return TableProfile(
-        profile.rows,
-        {n[len(INPUT_PREFIX) :]: profile.columns[n] for n in names},
-        {n[len(INPUT_PREFIX) :]: profile.kinds[n] for n in names},
-    )
 
 
 def merge_quality(hours: list[dict[str, Any]]) -> dict[str, Any]:

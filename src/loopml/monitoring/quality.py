@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from loopml.registry.signature import ColumnSpec, Signature
+from loopml.stats import TableProfile
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -33,6 +34,16 @@ def outputs_of(frame: pd.DataFrame) -> pd.DataFrame:
     """The logged model outputs of a window (prediction, proba_<class>), under their own names."""
     columns = [c for c in frame.columns if str(c).startswith(OUTPUT_PREFIX)]
     return frame[columns].rename(columns=lambda c: str(c)[len(OUTPUT_PREFIX) :])
+
+
+def profile_part(profile: TableProfile, prefix: str) -> TableProfile:
+    """The columns of a window profile under `prefix` (`in.` inputs, `out.` outputs), under their own names."""
+    names = [n for n in profile.columns if n.startswith(prefix)]
+    return TableProfile(
+        profile.rows,
+        {n[len(prefix) :]: profile.columns[n] for n in names},
+        {n[len(prefix) :]: profile.kinds[n] for n in names},
+    )
 
 
 def window_quality(frame: pd.DataFrame, signature: Signature | None) -> dict[str, Any]:

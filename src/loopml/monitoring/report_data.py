@@ -10,7 +10,6 @@ side come from its sketch (`NumericProfile.histogram`), within the sketch's rela
 from __future__ import annotations
 
 import itertools
-import json
 import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -19,7 +18,7 @@ import numpy as np
 
 from loopml.monitoring.alert_store import AlertStore
 from loopml.monitoring.quality import INPUT_PREFIX
-from loopml.monitoring.store import WindowRecord
+from loopml.monitoring.store import WindowRecord, load_profile
 from loopml.stats import CategoricalProfile, LogicalType, NumericProfile, TableProfile, merge
 from loopml.stats.drift import HISTOGRAM_BINS, HISTOGRAM_CATEGORIES, OTHER
 
@@ -35,9 +34,7 @@ def distributions(
 ) -> dict[str, Any]:
     """Per feature: reference vs current (merged windows) histogram shares and summary statistics."""
     profiles = [
-        TableProfile.from_dict(json.loads(tracker.blobs.get_bytes(w.profile_digest)))
-        for w in windows
-        if w.profile_digest is not None
+        load_profile(tracker.blobs, w.profile_digest) for w in windows if w.profile_digest is not None
     ]
     names: list[str] = list(reference.columns) if reference is not None else []
     for profile in profiles:

@@ -17,9 +17,16 @@ from typing import TYPE_CHECKING, Any
 from loopml.monitoring.config import MonitorConfig, load_kpi, monitor_config
 from loopml.monitoring.kpis import KpiFunction, window_kpis
 from loopml.monitoring.performance import window_labels, window_performance
-from loopml.monitoring.quality import INPUT_PREFIX, OUTPUT_PREFIX, inputs_of, outputs_of, window_quality
+from loopml.monitoring.quality import (
+    INPUT_PREFIX,
+    OUTPUT_PREFIX,
+    inputs_of,
+    outputs_of,
+    profile_part,
+    window_quality,
+)
 from loopml.monitoring.reference import reference_for
-from loopml.monitoring.store import MonitorStore, WindowRecord
+from loopml.monitoring.store import MonitorStore, WindowRecord, load_profile
 from loopml.monitoring.windows import DEFAULT_GRACE_MS, Window, due_windows
 from loopml.predictions import read_predictions, segments
 from loopml.registry.records import ModelRef
@@ -118,7 +125,7 @@ def _compute(
         profile = window_profile(frame)
         profile_digest = tracker.blobs.put_bytes(json.dumps(profile.to_dict()).encode())
         drift = window_drift(version.reference, inputs_of(frame), settings.config)
-        outputs = _prefixed(profile, OUTPUT_PREFIX)
+        outputs = profile_part(profile, OUTPUT_PREFIX)
         if version.baseline is None:
             version.baseline = (
                 _first_window_outputs(tracker, store, model, window.version, granularity) or outputs
@@ -144,22 +151,12 @@ def _compute(
     )
 
 
-def _prefixed(profile: TableProfile, prefix: str) -> TableProfile:
-    names = [n for n in profile.columns if n.startswith(prefix)]
-    return TableProfile(
-        profile.rows,
-        {n[len(prefix) :]: profile.columns[n] for n in names},
-        {n[len(prefix) :]: profile.kinds[n] for n in names},
-    )
-
-
 def _first_window_outputs(
     tracker: Tracker, store: MonitorStore, model: str, version: int, granularity: str
 ) -> TableProfile | None:
     for record in store.windows(model, version=version, granularity=granularity):
         if record.profile_digest:
-            profile = TableProfile.from_dict(json.loads(tracker.blobs.get_bytes(record.profile_digest)))
-            return _prefixed(profile, OUTPUT_PREFIX)
+            return profile_part(load_profile(tracker.blobs, record.profile_digest), OUTPUT_PREFIX)
     return None
 
 

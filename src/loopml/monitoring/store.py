@@ -18,6 +18,8 @@ from sqlalchemy.exc import IntegrityError
 from loopml.core.clock import now_ms
 from loopml.core.errors import NotFound
 from loopml.core.ids import new_id
+from loopml.stats import TableProfile
+from loopml.storage.blobs.store import BlobStore
 from loopml.storage.metadata import schema as t
 from loopml.storage.metadata.database import Database
 
@@ -39,6 +41,11 @@ class WindowRecord:
     performance: dict[str, Any] | None
     labelled_rows: int
     computed_time: int
+
+
+def load_profile(blobs: BlobStore, digest: str) -> TableProfile:
+    """A window's stored profile."""
+    return TableProfile.from_dict(json.loads(blobs.get_bytes(digest)))
 
 
 class MonitorStore:

@@ -14,9 +14,9 @@ from typing import Any
 from sqlalchemy import Connection, select
 
 from loopml.core.errors import InvalidInput
-from loopml.monitoring.store import _model_id
 from loopml.storage.metadata import schema as t
 from loopml.storage.metadata.database import Database
+from loopml.storage.metadata.lookups import model_id_of
 
 SEVERITIES = ("info", "warning", "critical")
 
@@ -63,7 +63,7 @@ class AlertStore:
             stored = []
             for alert in alerts:
                 if alert.model not in ids:
-                    ids[alert.model] = _model_id(conn, alert.model)
+                    ids[alert.model] = model_id_of(conn, alert.model)
                 pending = {name: {"status": "pending"} for name in alert.channels}
                 result = conn.execute(
                     t.monitor_alerts.insert(),
@@ -118,7 +118,7 @@ class AlertStore:
             query = (
                 select(t.monitor_alerts, w.start_time.label("w_start"), w.end_time.label("w_end"))
                 .select_from(t.monitor_alerts.outerjoin(t.monitor_windows, a.window_id == w.window_id))
-                .where(a.model_id == _model_id(conn, model))
+                .where(a.model_id == model_id_of(conn, model))
             )
             if since_ms is not None:
                 query = query.where(a.time >= since_ms)

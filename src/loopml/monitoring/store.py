@@ -16,12 +16,12 @@ from sqlalchemy import Connection, select
 from sqlalchemy.exc import IntegrityError
 
 from loopml.core.clock import now_ms
-from loopml.core.errors import NotFound
 from loopml.core.ids import new_id
 from loopml.stats import TableProfile
 from loopml.storage.blobs.store import BlobStore
 from loopml.storage.metadata import schema as t
 from loopml.storage.metadata.database import Database
+from loopml.storage.metadata.lookups import model_id_of
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,7 @@ class MonitorStore:
         w = t.monitor_windows.c
         with self.db.read() as conn:
             query = select(w.version, w.start_time).where(
-                w.model_id == _model_id(conn, model), w.granularity == granularity
+                w.model_id == model_id_of(conn, model), w.granularity == granularity
             )
             return {(int(v), int(s)) for v, s in conn.execute(query)}
 
@@ -87,7 +87,7 @@ class MonitorStore:
                 t.monitor_windows.insert(),
                 {
                     "window_id": window_id,
-                    "model_id": _model_id(conn, model),
+                    "model_id": model_id_of(conn, model),
                     "version": version,
                     "granularity": granularity,
                     "start_time": start_ms,
@@ -135,22 +135,13 @@ class MonitorStore:
         """The computed windows of `model`, oldest first."""
         w = t.monitor_windows.c
         with self.db.read() as conn:
-            query = select(t.monitor_windows).where(w.model_id == _model_id(conn, model))
+            query = select(t.monitor_windows).where(w.model_id == model_id_of(conn, model))
             if version is not None:
                 query = query.where(w.version == version)
             if granularity is not None:
                 query = query.where(w.granularity == granularity)
             rows = conn.execute(query.order_by(w.start_time, w.version)).all()
         return [_record(model, row) for row in rows]
-
-
-def _model_id(conn: Connection, name: str) -> str:
-    found = conn.execute(
-        select(t.registered_models.c.model_id).where(t.registered_models.c.name == name)
-    ).scalar()
-    if found is None:
-        raise NotFound(f"no registered model {name!r}; monitoring follows registered models")
-    return str(found)
 
 
 def _record(model: str, row: Any) -> WindowRecord:

@@ -16,8 +16,9 @@ from sqlalchemy import Connection, select
 from loopml.core.clock import now_ms
 from loopml.core.errors import InvalidInput
 from loopml.predictions.records import PREDICTION_ID
-from loopml.predictions.segments import model_id_of, read_predictions, stores_of
+from loopml.predictions.segments import read_predictions, stores_of
 from loopml.storage.metadata import schema as t
+from loopml.storage.metadata.lookups import model_id_of
 
 if TYPE_CHECKING:
     import pandas as pd

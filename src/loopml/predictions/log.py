@@ -30,7 +30,8 @@ import pyarrow as pa
 from loopml.core.errors import InvalidInput
 from loopml.predictions.privacy import apply_policy, check_policy, project_key
 from loopml.predictions.records import PredictionBatch, Segment
-from loopml.predictions.segments import check_batch, model_id_of, segment_table, stores_of, write_segment
+from loopml.predictions.segments import check_batch, segment_table, stores_of, write_segment
+from loopml.storage.metadata.lookups import model_id_of
 
 if TYPE_CHECKING:
     from loopml.storage.stores import Stores

@@ -16,8 +16,9 @@ from sqlalchemy import Connection, delete, func, select
 
 from loopml.core.clock import now_ms as wall_clock_ms
 from loopml.core.errors import InvalidInput
-from loopml.predictions.segments import model_id_of, stores_of
+from loopml.predictions.segments import stores_of
 from loopml.storage.metadata import schema as t
+from loopml.storage.metadata.lookups import model_id_of
 
 if TYPE_CHECKING:
     from loopml.storage.stores import Stores

@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 from sqlalchemy import Connection, Row, select
 
 from loopml.core.clock import now_ms
-from loopml.core.errors import InvalidInput, NotFound
+from loopml.core.errors import InvalidInput
 from loopml.core.ids import new_id
 from loopml.predictions.records import (
     INPUT_PREFIX,
@@ -35,6 +35,7 @@ from loopml.predictions.records import (
     Segment,
 )
 from loopml.storage.metadata import schema as t
+from loopml.storage.metadata.lookups import model_id_of
 from loopml.storage.stores import Stores
 
 if TYPE_CHECKING:
@@ -48,20 +49,6 @@ BASE_COLUMNS = (PREDICTION_ID, TIME_MS, LATENCY_MS, ROUTE)
 def stores_of(project: Tracker | Stores) -> Stores:
     """The stores of a tracker, or the stores themselves."""
     return project if isinstance(project, Stores) else project.stores
-
-
-def model_id_of(conn: Connection, name: str) -> str:
-    """The id of the registered model `name`; `NotFound` listing the registered ones."""
-    found = conn.execute(
-        select(t.registered_models.c.model_id).where(t.registered_models.c.name == name)
-    ).scalar()
-    if found is not None:
-        return str(found)
-    names = list(
-        conn.execute(select(t.registered_models.c.name).order_by(t.registered_models.c.name)).scalars()
-    )
-    known = ", ".join(names[:20]) or "(none yet)"
-    raise NotFound(f"no registered model {name!r}; registered models: {known}")
 
 
 # -- building and writing ------------------------------------------------------------------------------------

@@ -21,10 +21,11 @@ from typing import Any
 from sqlalchemy import Connection, select
 
 from loopml.core.clock import now_ms
-from loopml.core.errors import Conflict, InvalidInput, NotFound
+from loopml.core.errors import Conflict, InvalidInput
 from loopml.registry.records import ModelRef
 from loopml.storage.metadata import schema as t
 from loopml.storage.metadata.database import Database
+from loopml.storage.metadata.lookups import model_id_of
 
 MODES = ("single", "canary", "shadow")
 LIMIT_KEYS = ("max_error_rate", "max_p99_ms", "min_requests")
@@ -104,7 +105,7 @@ class DeploymentStore:
     def get(self, name: str) -> Deployment | None:
         """The deployment of model `name`, or None when it has none (`NotFound` for an unknown model)."""
         with self.db.read() as conn:
-            model_id = _model_id(conn, name)
+            model_id = model_id_of(conn, name)
             row = conn.execute(select(t.deployments).where(t.deployments.c.model_id == model_id)).first()
         return None if row is None else _from_row(name, row)
 
@@ -134,7 +135,7 @@ class DeploymentStore:
         """
 
         def change(conn: Connection) -> Deployment:
-            model_id = _model_id(conn, deployment.model)
+            model_id = model_id_of(conn, deployment.model)
             current = conn.execute(
                 select(t.deployments.c.revision).where(t.deployments.c.model_id == model_id)
             ).scalar()
@@ -186,7 +187,7 @@ class DeploymentStore:
     def events(self, name: str) -> list[DeploymentEvent]:
         """Every change of the deployment of `name`, oldest first."""
         with self.db.read() as conn:
-            model_id = _model_id(conn, name)
+            model_id = model_id_of(conn, name)
             rows = conn.execute(
                 select(t.deployment_events)
                 .where(t.deployment_events.c.model_id == model_id)
@@ -196,15 +197,6 @@ class DeploymentStore:
             DeploymentEvent(name, r.revision, r.kind, json.loads(r.detail_json or "{}"), r.user_name, r.time)
             for r in rows
         ]
-
-
-def _model_id(conn: Connection, name: str) -> str:
-    model_id = conn.execute(
-        select(t.registered_models.c.model_id).where(t.registered_models.c.name == name)
-    ).scalar()
-    if model_id is None:
-        raise NotFound(f"no registered model {name!r}; register it before deploying it")
-    return str(model_id)
 
 
 def _from_row(name: str, row: Any) -> Deployment:

@@ -102,3 +102,33 @@ def _drifted(drift: dict[str, object]) -> set[str]:
     columns = drift["columns"]
     assert isinstance(columns, dict)
     return {name for name, result in columns.items() if result["drifted"]}
+
+
+def test_the_drift_share_is_weighted_by_the_models_feature_importance(tracker: Tracker) -> None:
+    from sklearn.ensemble import RandomForestClassifier
+
+    train = frame(3000, 0, 0)
+    label = (train["age"] > 50).astype(int)  # only age matters to the model
+    model = RandomForestClassifier(n_estimators=20, random_state=0).fit(train, label)
+    version = loopml.models.register("ages", model, sample=train, tracker=tracker, onnx=False).version.version
+    inputs = frame(1500, 60.0, 3)  # amount moves three standard deviations: a column the model ignores
+    log = PredictionLog(tracker)
+    log.append(
+        PredictionBatch(
+            "ages",
+            version,
+            "champion",
+            [f"a{i}" for i in range(1500)],
+            inputs,
+            {"prediction": model.predict(inputs)},
+            START + 10,
+        )
+    )
+    assert log.flush()
+    log.close()
+    (window,) = run(tracker, "ages", now_ms=START + 2 * HOUR)
+    assert window.drift is not None
+    assert window.drift["columns"]["amount"]["drifted"] is True
+    assert window.drift["share"] == 0.5
+    assert window.drift["weighted_share"] < 0.1  # amount carries almost none of the model's importance
+    assert window.drift["drifted"] is False

@@ -10,10 +10,12 @@ the automation controller on its schedule, call this).
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from loopml.core.errors import LoopMLError
 from loopml.monitoring.config import MonitorConfig, load_kpi, monitor_config
 from loopml.monitoring.kpis import KpiFunction, window_kpis
 from loopml.monitoring.performance import window_labels, window_performance
@@ -29,6 +31,7 @@ from loopml.monitoring.reference import reference_for
 from loopml.monitoring.store import MonitorStore, WindowRecord, load_profile
 from loopml.monitoring.windows import DEFAULT_GRACE_MS, Window, due_windows
 from loopml.predictions import read_predictions, segments
+from loopml.registry.loading import load_version
 from loopml.registry.records import ModelRef
 from loopml.registry.signature import Signature
 from loopml.registry.store import RegistryStore
@@ -46,6 +49,7 @@ class _Version:
 
     signature: Signature | None
     reference: TableProfile | None
+    importance: dict[str, float] | None = None  # weights of the dataset drift share, when the model has them
     baseline: TableProfile | None = None  # the version's first window: the reference of its outputs
 
 
@@ -103,7 +107,28 @@ def run(
 def _version(tracker: Tracker, model: str, number: int, settings: _Settings) -> _Version:
     version = RegistryStore(tracker.stores.db).get_version(ModelRef(model, version=number))
     signature = Signature.from_dict(version.signature) if version.signature else None
-    return _Version(signature, reference_for(tracker, version, settings.config.reference))
+    reference = reference_for(tracker, version, settings.config.reference)
+    importance = None
+    if reference is not None:
+        try:
+            importance = feature_importance(load_version(tracker, version))
+        except LoopMLError:  # a model that needs trust to load (python flavor): the plain share decides
+            importance = None
+    return _Version(signature, reference, importance)
+
+
+def feature_importance(model: Any) -> dict[str, float] | None:
+    """{input column: weight} when the model itself says how much each of its input columns counts (tree
+    ensembles fitted on named columns: `feature_importances_` beside `feature_names_in_`); None otherwise,
+    e.g. for a Pipeline whose importances belong to encoded features, not to the columns requests carry."""
+    names = getattr(model, "feature_names_in_", None)
+    weights = getattr(model, "feature_importances_", None)
+    if names is None or weights is None or len(names) != len(weights):
+        return None
+    values = [float(w) for w in weights]
+    if not all(math.isfinite(w) and w >= 0 for w in values) or sum(values) <= 0:
+        return None
+    return {str(n): w for n, w in zip(names, values, strict=True)}
 
 
 def _compute(
@@ -124,7 +149,7 @@ def _compute(
     if len(frame):
         profile = window_profile(frame)
         profile_digest = tracker.blobs.put_bytes(json.dumps(profile.to_dict()).encode())
-        drift = window_drift(version.reference, inputs_of(frame), settings.config)
+        drift = window_drift(version.reference, inputs_of(frame), settings.config, version.importance)
         outputs = profile_part(profile, OUTPUT_PREFIX)
         if version.baseline is None:
             version.baseline = (
@@ -206,7 +231,10 @@ def window_profile(frame: pd.DataFrame) -> TableProfile:
 
 
 def window_drift(
-    reference: TableProfile | None, inputs: pd.DataFrame, config: MonitorConfig | None = None
+    reference: TableProfile | None,
+    inputs: pd.DataFrame,
+    config: MonitorConfig | None = None,
+    importance: dict[str, float] | None = None,
 ) -> dict[str, Any] | None:
     """Drift of a window's inputs against the version's reference profile (None without a reference)."""
     if reference is None:
@@ -214,7 +242,11 @@ def window_drift(
     from loopml.monitoring.drift import drift_report
 
     shared = [name for name in reference.columns if name in inputs.columns]
+    weights = {name: w for name, w in (importance or {}).items() if name in shared} or None
     report = drift_report(
-        reference=reference, current=inputs[shared], config=config.drift if config else None
+        reference=reference,
+        current=inputs[shared],
+        config=config.drift if config else None,
+        feature_importance=weights,
     )
     return dict(report.to_dict())

@@ -10,8 +10,9 @@ from typing import TYPE_CHECKING, Any
 from loopml.core.errors import InvalidInput
 from loopml.monitoring.config import monitor_config
 from loopml.monitoring.drift import DriftReport, drift_report
-from loopml.monitoring.quality import INPUT_PREFIX, window_quality
+from loopml.monitoring.quality import window_quality
 from loopml.monitoring.reference import reference_for
+from loopml.predictions.records import INPUT_PREFIX
 from loopml.registry.signature import Signature
 from loopml.registry.store import RegistryStore
 

@@ -15,10 +15,11 @@ from typing import TYPE_CHECKING, Any
 
 from loopml.core.errors import InvalidInput
 from loopml.monitoring.config import monitor_config
-from loopml.monitoring.quality import INPUT_PREFIX, profile_part
+from loopml.monitoring.quality import profile_part
 from loopml.monitoring.reference import reference_for
 from loopml.monitoring.store import MonitorStore, WindowRecord, load_profile
 from loopml.monitoring.windows import DEFAULT_GRACE_MS, due_windows
+from loopml.predictions.records import INPUT_PREFIX
 from loopml.registry.records import ModelRef
 from loopml.registry.store import RegistryStore
 from loopml.stats import TableProfile, merge

@@ -13,14 +13,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from loopml.predictions.records import INPUT_PREFIX, OUTPUT_PREFIX
 from loopml.registry.signature import ColumnSpec, Signature
 from loopml.stats import TableProfile
 
 if TYPE_CHECKING:
     import pandas as pd
 
-INPUT_PREFIX = "in."
-OUTPUT_PREFIX = "out."
 MAX_LEVELS_LISTED = 20
 
 

@@ -13,8 +13,8 @@ import json
 from typing import TYPE_CHECKING
 
 from loopml.core.errors import InvalidInput
-from loopml.monitoring.quality import INPUT_PREFIX
 from loopml.monitoring.store import MonitorStore
+from loopml.predictions.records import INPUT_PREFIX
 from loopml.registry.loading import reference_profile_of
 from loopml.registry.records import ModelVersion
 from loopml.stats import TableProfile, merge

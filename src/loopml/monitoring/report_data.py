@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from loopml.monitoring.alert_store import AlertStore
-from loopml.monitoring.quality import INPUT_PREFIX
 from loopml.monitoring.store import WindowRecord, load_profile
+from loopml.predictions.records import INPUT_PREFIX
 from loopml.stats import CategoricalProfile, LogicalType, NumericProfile, TableProfile, merge
 from loopml.stats.drift import HISTOGRAM_BINS, HISTOGRAM_CATEGORIES, OTHER
 

@@ -19,18 +19,12 @@ from loopml.core.errors import LoopMLError
 from loopml.monitoring.config import MonitorConfig, load_kpi, monitor_config
 from loopml.monitoring.kpis import KpiFunction, window_kpis
 from loopml.monitoring.performance import window_labels, window_performance
-from loopml.monitoring.quality import (
-    INPUT_PREFIX,
-    OUTPUT_PREFIX,
-    inputs_of,
-    outputs_of,
-    profile_part,
-    window_quality,
-)
+from loopml.monitoring.quality import inputs_of, outputs_of, profile_part, window_quality
 from loopml.monitoring.reference import reference_for
 from loopml.monitoring.store import MonitorStore, WindowRecord, load_profile
 from loopml.monitoring.windows import DEFAULT_GRACE_MS, Window, due_windows
 from loopml.predictions import read_predictions, segments
+from loopml.predictions.records import INPUT_PREFIX, OUTPUT_PREFIX
 from loopml.registry.loading import load_version
 from loopml.registry.records import ModelRef
 from loopml.registry.signature import Signature

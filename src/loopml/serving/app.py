@@ -34,7 +34,7 @@ from loopml._version import __version__
 from loopml.core.errors import InvalidInput, LoopMLError, NotFound
 from loopml.predictions import record_feedback
 from loopml.serving import formats
-from loopml.serving.codecs import parse_json
+from loopml.serving.codecs import parse_json, require_json
 from loopml.serving.limits import BodyLimit, Overloaded
 from loopml.serving.pool import ModelPool
 from loopml.serving.server import Answer, Codec, ServeOptions, Server, dumps, error_document
@@ -231,8 +231,6 @@ async def _predict(
 
 
 def _require_json(request: Request) -> None:
-    from loopml.serving.codecs import require_json
-
     require_json(request.headers.get("content-type"))
 
 

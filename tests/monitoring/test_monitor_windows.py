@@ -7,8 +7,11 @@ import pandas as pd
 import pytest
 
 from loopml.core.errors import InvalidInput
+from loopml.monitoring.days import merge_quality
+from loopml.monitoring.metrics import check_metric_name
 from loopml.monitoring.quality import window_quality
 from loopml.monitoring.windows import Window, due_windows
+from loopml.predictions.requests import request_summary
 from loopml.registry.signature import ColumnSpec, Signature
 
 HOUR = 3_600_000
@@ -66,3 +69,21 @@ def test_quality_reports_nulls_ranges_unseen_levels_schema_and_latency() -> None
     empty = window_quality(frame.iloc[:0], signature)
     assert empty["rows"] == 0
     assert empty["columns"]["amount"]["null_share"] == 0.0
+
+
+def test_a_days_request_counts_are_the_sum_of_its_hours() -> None:
+    hours = [
+        {"rows": 10, "requests": request_summary({200: 10, 400: 2})},
+        {"rows": 5, "requests": request_summary({200: 5, 503: 3})},
+        {"rows": 0},  # an hour before request counting existed
+    ]
+    assert merge_quality(hours)["requests"] == request_summary({200: 15, 400: 2, 500: 3})
+
+
+def test_error_metrics_have_names_rules_can_use() -> None:
+    assert check_metric_name("errors.rate", "rule") == "errors.rate"
+    assert check_metric_name("requests", "rule") == "requests"
+    with pytest.raises(InvalidInput, match=r"errors is one of errors\.rate"):
+        check_metric_name("errors.p99", "rule")
+    with pytest.raises(InvalidInput, match="'requests' takes no suffix"):
+        check_metric_name("requests.total", "rule")

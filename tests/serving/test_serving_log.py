@@ -3,13 +3,16 @@ labels join them by prediction id."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import loopml
 from conftest import LiveServer
+from loopml.monitoring.metrics import window_metrics
 from loopml.predictions import predictions_with_labels, read_predictions
 from loopml.tracking.tracker import Tracker
 
+JSON = {"content-type": "application/json"}
 ROWS = [{"amount": 120.0, "age": 30, "channel": "web"}, {"amount": 70.0, "age": 55, "channel": "phone"}]
 
 
@@ -86,3 +89,22 @@ def _oip(rows: list[dict[str, Any]]) -> dict[str, Any]:
             for name, kind in types.items()
         ]
     }
+
+
+def test_failed_requests_are_counted_and_give_the_window_its_error_rate(serve: Any, project: Tracker) -> None:
+    live: LiveServer = serve()
+    with live.client() as client:
+        for _ in range(6):
+            assert client.post("/predict/fraud", json=ROWS[:1]).status_code == 200
+        assert client.post("/predict/fraud", json=[{"amount": "lots"}]).status_code == 400
+        assert client.post("/predict/fraud", content=b"{not json", headers=JSON).status_code == 400
+    assert live.app.state.server.log.flush(timeout_s=30)
+    windows = loopml.monitoring.run(project, "fraud", now_ms=int(time.time() * 1000) + 2 * 3_600_000)
+    assert len(windows) in (1, 2)  # the requests may straddle an hour
+    counted = [w.quality["requests"] for w in windows]
+    assert sum(c["requests"] for c in counted) == 8
+    assert sum(c["client_errors"] for c in counted) == 2
+    assert sum(c["server_errors"] for c in counted) == 0
+    metrics = window_metrics(windows[-1])
+    assert 0 < metrics["errors.rate"] <= 1
+    assert metrics["errors.server_rate"] == 0

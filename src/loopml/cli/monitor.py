@@ -123,10 +123,12 @@ def _table(title: str, records: list[Any]) -> None:
             _drifted(r.drift),
             _quality(r.quality),
             _latency(r.quality),
+            _errors(r.quality),
         )
         for r in records
     ]
-    table(title, ["window", "version", "rows", "drifted columns", "quality", "latency p50/p99 ms"], rows)
+    columns = ["window", "version", "rows", "drifted columns", "quality", "latency p50/p99 ms", "failed"]
+    table(title, columns, rows)
 
 
 def _drifted(drift: dict[str, Any] | None) -> str:
@@ -151,6 +153,11 @@ def _quality(quality: dict[str, Any]) -> str:
 def _latency(quality: dict[str, Any]) -> str:
     latency = quality.get("latency_ms")
     return "-" if not latency else f"{latency['p50']:.2f} / {latency['p99']:.2f}"
+
+
+def _errors(quality: dict[str, Any]) -> str:
+    counted = quality.get("requests")
+    return "-" if not counted else f"{counted['failed']:,} of {counted['requests']:,}"
 
 
 # The sub-commands of their own modules register themselves on `app` when imported.

@@ -20,6 +20,7 @@ from loopml.monitoring.reference import reference_for
 from loopml.monitoring.store import MonitorStore, WindowRecord, load_profile
 from loopml.monitoring.windows import DEFAULT_GRACE_MS, due_windows
 from loopml.predictions.records import INPUT_PREFIX
+from loopml.predictions.requests import request_summary
 from loopml.registry.records import ModelRef
 from loopml.registry.store import RegistryStore
 from loopml.stats import TableProfile, merge
@@ -124,6 +125,12 @@ def merge_quality(hours: list[dict[str, Any]]) -> dict[str, Any]:
         if levels:
             column["unseen_levels"] = dict(levels.most_common(20))
         merged["columns"][name] = column
+    counted = [q["requests"] for q in hours if isinstance(q.get("requests"), dict)]
+    if counted:
+        statuses = {200: "requests", 400: "client_errors", 500: "server_errors"}  # one status per class
+        by_status = {status: sum(int(c.get(key, 0)) for c in counted) for status, key in statuses.items()}
+        by_status[200] -= by_status[400] + by_status[500]
+        merged["requests"] = request_summary(by_status)
     latencies = [q["latency_ms"] for q in hours if "latency_ms" in q]
     if latencies:  # percentiles do not add up: the day reports its worst hour's
         merged["latency_ms_worst_hour"] = {k: max(lat[k] for lat in latencies) for k in ("p50", "p95", "p99")}

@@ -11,6 +11,9 @@ quality.<column>.out_of_range_share        share of numbers outside the range tr
 quality.<column>.unseen_share              share of categories training never saw
 quality.missing_columns                    how many signature columns the log lacks
 latency.p50 | latency.p95 | latency.p99    serving latency in ms
+requests                                   requests the server answered (failed ones too)
+errors.rate                                share of requests that failed (HTTP 4xx or 5xx)
+errors.client_rate | errors.server_rate    share that failed on bad input (4xx) / in the server (5xx)
 performance.<metric>                       realized on the labels that have arrived (accuracy, f1, mae, ...)
 estimated.<metric>                         estimated from probabilities before labels (CBPE)
 kpi.<name>                                 a business KPI of the window
@@ -35,16 +38,28 @@ from loopml.core.errors import InvalidInput
 from loopml.monitoring.store import WindowRecord
 from loopml.stats.drift_config import TEST_METHODS
 
-KINDS = ("rows", "drift", "quality", "latency", "performance", "estimated", "kpi")
+KINDS = ("rows", "requests", "errors", "drift", "quality", "latency", "performance", "estimated", "kpi")
 QUALITY_FINDINGS = ("null_share", "out_of_range_share", "unseen_share")
 LATENCY_PERCENTILES = ("p50", "p95", "p99")
+ERROR_RATES = {"rate": "error_rate", "client_rate": "client_error_rate", "server_rate": "server_error_rate"}
 
 
 def window_metrics(record: WindowRecord) -> dict[str, float]:
     """The named metrics of one window (see the module docstring); missing values are left out."""
     found: dict[str, float] = {}
     _put(found, "rows", record.rows)
-    drift = record.drift or {}
+    _put_drift(found, record.drift or {})
+    _put_quality(found, record.quality or {})
+    performance = record.performance or {}
+    for side, prefix in (("realized", "performance"), ("estimated", "estimated")):
+        for name, value in _metrics_of(performance.get(side)).items():
+            _put(found, f"{prefix}.{name}", value)
+    for name, value in _kpis_of(record).items():
+        _put(found, f"kpi.{name}", value)
+    return found
+
+
+def _put_drift(found: dict[str, float], drift: Mapping[str, Any]) -> None:
     # Dataset-level values first: `_put` keeps the first value of a name (see the module docstring).
     _put(found, "drift.share", drift.get("share"))
     _put(found, "drift.drifted_count", drift.get("drifted_count"))
@@ -55,7 +70,9 @@ def window_metrics(record: WindowRecord) -> dict[str, float]:
         _put(found, f"drift.{name}.p_value" if test else f"drift.{name}", result.get("score"))
         if isinstance(result.get("drifted"), bool):
             _put(found, f"drift.{name}.drifted", int(result["drifted"]))
-    quality = record.quality or {}
+
+
+def _put_quality(found: dict[str, float], quality: Mapping[str, Any]) -> None:
     for name, result in (quality.get("columns") or {}).items():
         if isinstance(result, Mapping):
             for finding in QUALITY_FINDINGS:
@@ -67,13 +84,11 @@ def window_metrics(record: WindowRecord) -> dict[str, float]:
     if isinstance(latency, Mapping):
         for percentile in LATENCY_PERCENTILES:
             _put(found, f"latency.{percentile}", latency.get(percentile))
-    performance = record.performance or {}
-    for side, prefix in (("realized", "performance"), ("estimated", "estimated")):
-        for name, value in _metrics_of(performance.get(side)).items():
-            _put(found, f"{prefix}.{name}", value)
-    for name, value in _kpis_of(record).items():
-        _put(found, f"kpi.{name}", value)
-    return found
+    requests = quality.get("requests")
+    if isinstance(requests, Mapping):
+        _put(found, "requests", requests.get("requests"))
+        for name, key in ERROR_RATES.items():
+            _put(found, f"errors.{name}", requests.get(key))
 
 
 def check_metric_name(metric: Any, where: str) -> str:
@@ -86,8 +101,10 @@ def check_metric_name(metric: Any, where: str) -> str:
             f"{where}: metric {metric!r} has an unknown kind {kind!r}; it starts with one of {', '.join(KINDS)}"
         )
     problem = None
-    if kind == "rows" and rest:
-        problem = "'rows' takes no suffix"
+    if kind in ("rows", "requests") and rest:
+        problem = f"{kind!r} takes no suffix"
+    elif kind == "errors" and rest not in ERROR_RATES:
+        problem = f"errors is one of {', '.join('errors.' + r for r in ERROR_RATES)}"
     elif kind == "latency" and rest not in LATENCY_PERCENTILES:
         problem = f"latency is one of {', '.join('latency.' + p for p in LATENCY_PERCENTILES)}"
     elif kind == "quality" and rest != "missing_columns":
@@ -97,7 +114,7 @@ def check_metric_name(metric: Any, where: str) -> str:
                 "quality is 'quality.missing_columns' or 'quality.<column>.<finding>' with finding one of "
                 + ", ".join(QUALITY_FINDINGS)
             )
-    elif kind != "rows" and not rest:
+    elif kind not in ("rows", "requests") and not rest:
         problem = f"{kind} needs a name after the dot, e.g. {kind}.<name>"
     if problem:
         raise InvalidInput(f"{where}: metric {metric!r}: {problem}")

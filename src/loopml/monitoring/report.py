@@ -249,7 +249,8 @@ def _latency(windows: list[WindowRecord]) -> dict[str, Any]:
         found = w.quality.get("latency_ms") or {}
         for key, values in series.items():
             values.append(found.get(key))
-    return {**series, "rows": [w.rows for w in windows]}
+    errors = [(w.quality.get("requests") or {}).get("error_rate") for w in windows]
+    return {**series, "rows": [w.rows for w in windows], "error_rate": errors}
 
 
 def _performance(

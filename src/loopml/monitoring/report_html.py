@@ -160,12 +160,14 @@ def _latency(report: MonitorReport, labels: list[str]) -> str:
     series = [(f"{key} ms", lat[key]) for key in ("p50", "p95", "p99")]
     chart = _line_chart(labels, series, y_label="latency ms")
     rows = "".join(f"<td>{r:,}</td>" for r in lat["rows"])
+    errors = "".join("<td>-</td>" if e is None else f"<td>{e:.1%}</td>" for e in lat.get("error_rate", []))
     head = "".join(f"<th>{escape(label)}</th>" for label in labels)
     body = (
         f"{chart}{_legend([n for n, _ in series])}"
-        f'<table class="heat"><tr><th></th>{head}</tr><tr><td class="name">rows</td>{rows}</tr></table>'
+        f'<table class="heat"><tr><th></th>{head}</tr><tr><td class="name">rows</td>{rows}</tr>'
+        f'<tr><td class="name">failed requests</td>{errors}</tr></table>'
     )
-    return _section("latency", "Latency and volume over time", body)
+    return _section("latency", "Latency, volume and errors over time", body)
 
 
 def _distributions(report: MonitorReport) -> str:

@@ -25,6 +25,7 @@ from loopml.monitoring.store import MonitorStore, WindowRecord, load_profile
 from loopml.monitoring.windows import DEFAULT_GRACE_MS, Window, due_windows
 from loopml.predictions import read_predictions, segments
 from loopml.predictions.records import INPUT_PREFIX, OUTPUT_PREFIX
+from loopml.predictions.requests import request_counts, request_spans, request_summary
 from loopml.registry.loading import load_version
 from loopml.registry.records import ModelRef
 from loopml.registry.signature import Signature
@@ -78,6 +79,7 @@ def run(
 
         return run_days(tracker, model, now_ms=now, grace_ms=grace_ms)
     spans = [(s.version, s.start_time, s.end_time) for s in segments(tracker, model)]
+    spans += request_spans(tracker, model)  # a window where every request failed has no predictions
     due = due_windows(
         spans, granularity=granularity, now_ms=now, done=store.done(model, granularity), grace_ms=grace_ms
     )
@@ -155,6 +157,12 @@ def _compute(
             drift = (drift or {}) | {"predictions": _output_drift(version.baseline, outputs)}
     labels = window_labels(tracker, frame)
     performance = _performance(frame, labels, settings)
+    quality = window_quality(frame, version.signature)
+    requests = request_summary(
+        request_counts(tracker, model, version=window.version, start_ms=window.start_ms, end_ms=window.end_ms)
+    )
+    if requests is not None:
+        quality["requests"] = requests
     return store.save(
         model,
         version=window.version,
@@ -163,7 +171,7 @@ def _compute(
         end_ms=window.end_ms,
         rows=len(frame),
         profile_digest=profile_digest,
-        quality=window_quality(frame, version.signature),
+        quality=quality,
         drift=drift,
         performance=performance,
         labelled_rows=len(labels),

@@ -11,6 +11,9 @@ source); a segment is closed, written and indexed when it reaches `max_rows` row
 `max_age_s` seconds, when a batch with a different column schema arrives for it, or on `flush` / `close`.
 A failed write (disk full, database locked too long, unknown model) is logged once per kind of error, counted
 in `write_errors` and its rows in `dropped_rows`; the thread carries on.
+
+`count_request` counts a request by status (failed ones too, which have no rows to log); the same thread adds
+the counts to the store about once a second (`loopml.predictions.requests`).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import logging
 import queue
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
@@ -27,9 +31,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pyarrow as pa
 
-from loopml.core.errors import InvalidInput
+from loopml.core.errors import InvalidInput, NotFound
 from loopml.predictions.privacy import apply_policy, check_policy, project_key
 from loopml.predictions.records import PredictionBatch, Segment
+from loopml.predictions.requests import RequestCounts, write_request_counts
 from loopml.predictions.segments import check_batch, segment_table, stores_of, write_segment
 from loopml.storage.metadata.lookups import model_id_of
 
@@ -58,6 +63,8 @@ class _Open:
 # once per segment would hold the GIL for up to a second every 10,000 rows and stall the server meanwhile.
 CHUNK_BATCHES = 256
 DRAIN_S = 0.1  # how often an idle writer looks for new batches
+COUNTS_S = 1.0  # how often request counts are added to the store
+MAX_COUNT_KEYS = 10_000  # (version, minute, status) counts kept across failed writes
 
 
 @dataclass(frozen=True)
@@ -109,6 +116,8 @@ class PredictionLog:
         self._model_ids: dict[str, str] = {}
         self._seen_errors: set[str] = set()
         self._wake = threading.Event()  # set by flush and close; batches wait for the next drain
+        self._requests = RequestCounts()
+        self._counts_written = time.monotonic()
         self._thread = threading.Thread(target=self._run, name="loopml-prediction-log", daemon=True)
         self._thread.start()
         atexit.register(self.close)
@@ -128,6 +137,13 @@ class PredictionLog:
             logger.debug("prediction batch refused", exc_info=True)
         self._drop(_rows(batch))
         return False
+
+    def count_request(self, model: str, version: int, time_ms: int, status: int) -> None:
+        """Count one request to a model version by its HTTP status. Never raises."""
+        try:
+            self._requests.add(model, version, time_ms, status)
+        except Exception:  # counting must never fail a request
+            logger.debug("request not counted", exc_info=True)
 
     @property
     def queue_depth(self) -> int:
@@ -183,6 +199,8 @@ class PredictionLog:
                         self._add(item)
             except Exception as error:  # the writer must outlive any one bad batch
                 self._failed("writer", error)
+            if isinstance(item, _Flush) or time.monotonic() - self._counts_written >= COUNTS_S:
+                self._write_counts()
             if isinstance(item, _Flush):
                 item.done.set()  # even after an error: a waiting flush must not hang
                 if item.stop:
@@ -290,6 +308,22 @@ class PredictionLog:
             self.written_rows += written.rows
             self.written.append(written)
             del self.written[:-1000]
+
+    def _write_counts(self) -> None:
+        """Add the request counts to the store, one transaction per model: a model deleted meanwhile loses
+        its own counts, not everyone's. Counts a passing failure (a locked database) took are kept for the
+        next write."""
+        self._counts_written = time.monotonic()
+        by_model: dict[str, Counter[tuple[str, int, int, int]]] = {}
+        for key, requests in self._requests.take().items():
+            by_model.setdefault(key[0], Counter())[key] = requests
+        for counts in by_model.values():
+            try:
+                write_request_counts(self.project, counts)
+            except Exception as error:
+                self._failed("count", error)
+                if not isinstance(error, NotFound) and not self._closed and len(counts) < MAX_COUNT_KEYS:
+                    self._requests.give_back(counts)
 
     def _model_id(self, name: str) -> str:
         if name not in self._model_ids:

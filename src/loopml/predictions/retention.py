@@ -1,4 +1,5 @@
-"""Retention of the prediction log: drop segments whose newest prediction is older than the cut-off.
+"""Retention of the prediction log: drop segments whose newest prediction is older than the cut-off, and the
+request counts of minutes before it.
 
 Pruning deletes the index rows only, in one transaction. The Parquet files become unreferenced and `loopml gc`
 removes them after its grace period: gc counts `prediction_segments.blob_digest` as a reference, so a file is
@@ -55,15 +56,19 @@ def prune(
 
     def change(conn: Connection) -> Pruned:
         condition = s.end_time < cutoff
+        counted = t.request_counts.c.minute_time < cutoff
         if model is not None:
-            condition = condition & (s.model_id == model_id_of(conn, model))
+            model_id = model_id_of(conn, model)
+            condition = condition & (s.model_id == model_id)
+            counted = counted & (t.request_counts.c.model_id == model_id)
         count, rows, size = conn.execute(
             select(func.count(), func.coalesce(func.sum(s.rows), 0), func.coalesce(func.sum(s.bytes), 0))
             .select_from(t.prediction_segments)
             .where(condition)
         ).one()
-        if not dry_run and count:
+        if not dry_run:
             conn.execute(delete(t.prediction_segments).where(condition))
+            conn.execute(delete(t.request_counts).where(counted))  # the minutes' counts go with them
         return Pruned(int(count), int(rows), int(size), cutoff, dry_run)
 
     return stores_of(project).db.transact(change)

@@ -180,12 +180,17 @@ class Server:
             if shadow is not None:
                 self.mirror.submit(lambda: self._shadow(name, shadow, decoded, ids, received))
             document = codec.encode(outputs, served, decoded, request_id)
+            self._count(served, received, 200)
             return Answer(document, served, request_id, len(frame), role)
 
         policy = self.options.batching.get(name)
         if policy is not None:
-            decoded, frame = await self.admission.run(prepare)
-            outputs = await self._batcher(served, policy).predict(frame)
+            try:
+                decoded, frame = await self.admission.run(prepare)
+                outputs = await self._batcher(served, policy).predict(frame)
+            except Exception as error:
+                self._count(served, received, _status(error))
+                raise
             if not decoded.probabilities:
                 outputs = {PREDICTION: outputs[PREDICTION]}
             return finish(decoded, frame, outputs)
@@ -198,9 +203,18 @@ class Server:
             self._costs.observe(served.version.version_id, time.perf_counter() - started)
             return answer
 
-        if len(body) <= INLINE_MAX_BODY and self._costs.cheap(served.version.version_id):
-            return work()  # cheaper than the hop to a worker thread, and too short to stall the loop
-        return await self.admission.run(work)
+        try:
+            if len(body) <= INLINE_MAX_BODY and self._costs.cheap(served.version.version_id):
+                return work()  # cheaper than the hop to a worker thread, and too short to stall the loop
+            return await self.admission.run(work)
+        except Exception as error:
+            self._count(served, received, _status(error))
+            raise
+
+    def _count(self, served: ServedModel, received: float, status: int) -> None:
+        """Count a request routed to `served` by its status: the error rate monitoring reports per window."""
+        if self.log is not None:
+            self.log.count_request(served.name, served.number, int(received * 1000), status)
 
     def _batcher(self, served: ServedModel, policy: BatchPolicy) -> MicroBatcher:
         batcher = self._batchers.get(served.version.version_id)
@@ -260,7 +274,9 @@ class Server:
             frame = shadow.predictor.validate(decoded.frame)
             outputs = self._run(route, shadow, frame, probabilities=True)
             self._log(shadow, route="shadow", ids=ids, frame=frame, outputs=outputs, received=received)
+            self._count(shadow, received, 200)
         except LoopMLError as error:  # the champion answered this request, so the challenger failed it
+            self._count(shadow, received, error.http_status)
             if not isinstance(error, ModelFailed):
                 self.watch.record(route, shadow, False, 0.0)
 
@@ -280,6 +296,11 @@ class Server:
         except LoopMLError as error:
             log.warning("cannot record the breach of %s: %s", deployment.model, error.message)
         self.pool.refresh()
+
+
+def _status(error: Exception) -> int:
+    """The HTTP status a failed request is answered with."""
+    return error.http_status if isinstance(error, LoopMLError) else 500
 
 
 def request_id_of(headers: Mapping[str, str]) -> str:

@@ -22,7 +22,7 @@ from sqlalchemy import (
 )
 
 # Bump together with a new migration; `tests/storage/test_database.py` checks it equals Alembic's head.
-SCHEMA_HEAD = "0006"
+SCHEMA_HEAD = "0007"
 APPLICATION_ID = "loopml"
 DEFAULT_WORKSPACE = "default"
 
@@ -422,6 +422,19 @@ deployment_events = Table(
     Column("user_name", String(250), nullable=True),
     Column("time", BigInteger, nullable=False),
     Index(None, "model_id", "time"),
+)
+
+# Requests a server answered per model version, minute and HTTP status: the error rate of a window. Failed
+# requests have no predictions to log, so the prediction log cannot count them itself.
+request_counts = Table(
+    "request_counts",
+    metadata,
+    Column("model_id", String(32), ForeignKey("registered_models.model_id"), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("minute_time", BigInteger, primary_key=True),  # epoch ms of the minute's start (UTC)
+    Column("status", Integer, primary_key=True),
+    _workspace(),
+    Column("requests", Integer, nullable=False),
 )
 
 # One row per monitored window of a model version: what was computed once (profile, quality, drift) and

@@ -14,7 +14,19 @@ import typer
 from rich.markup import escape
 
 import loopml.cli.data_remote  # noqa: F401 - registers `data push` and `data pull`
-from loopml.cli import data, deploy, experiments, models, monitor, pipeline, predictions, runs, score, serve
+from loopml.cli import (
+    agent,
+    data,
+    deploy,
+    experiments,
+    models,
+    monitor,
+    pipeline,
+    predictions,
+    runs,
+    score,
+    serve,
+)
 from loopml.cli.output import errors, print_json
 from loopml.core.errors import LoopMLError
 from loopml.core.settings import PROJECT_FILE, load_settings
@@ -36,6 +48,8 @@ app.command("score")(score.score)
 app.add_typer(deploy.app, name="deploy")
 app.add_typer(monitor.app, name="monitor")
 app.command("serve")(serve.serve)
+app.add_typer(agent.app, name="agent")
+app.command("timeline")(agent.timeline)
 db_app = typer.Typer(help="Inspect and upgrade the metadata database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 

@@ -27,18 +27,11 @@ def run(
 ) -> None:
     """Compute every closed window of the model's prediction log not computed yet (idempotent), and the
     performance of recent windows whose labels arrived since; then exit."""
-    import time
-
-    from loopml.monitoring.alerts import alert
-    from loopml.monitoring.runner import refresh_performance
-    from loopml.monitoring.runner import run as run_windows
+    from loopml.monitoring.cycle import monitor_cycle
     from loopml.tracking.tracker import default_tracker
 
-    tracker = default_tracker()
-    computed = run_windows(tracker, model, granularity=granularity)
-    since = int((time.time() - label_days * 86_400) * 1000)
-    refreshed = refresh_performance(tracker, model, since_ms=since, granularity=granularity)
-    fired = alert(tracker, model, computed + refreshed) if computed or refreshed else []
+    cycle = monitor_cycle(default_tracker(), model, granularity=granularity, label_days=label_days)
+    computed, refreshed, fired = cycle.computed, cycle.refreshed, cycle.alerts
     if json_output:
         print_json(computed)
         return

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -127,14 +127,19 @@ class DeploymentStore:
         kind: str = "set",
         detail: Mapping[str, Any] | None = None,
         expected_revision: int | None = None,
+        guard: Callable[[Connection], None] | None = None,
     ) -> Deployment:
         """Write `deployment` as the model's new state and append the event, in one transaction.
 
         With `expected_revision`, the write happens only if nobody changed the deployment since that revision
-        (`Conflict` otherwise): a server lowering a share must not undo a user's newer change.
+        (`Conflict` otherwise): a server lowering a share must not undo a user's newer change. `guard` runs
+        first in the same transaction (the automation controller's lease check and record); if it raises,
+        nothing changes.
         """
 
         def change(conn: Connection) -> Deployment:
+            if guard is not None:
+                guard(conn)
             model_id = model_id_of(conn, deployment.model)
             current = conn.execute(
                 select(t.deployments.c.revision).where(t.deployments.c.model_id == model_id)

@@ -13,6 +13,10 @@ from typing import Any
 from loopml.core.errors import InvalidInput
 
 LOWER_IS_BETTER = frozenset({"rmse", "mae", "mape", "log_loss"})
+# What scoring a model on evaluation rows can produce (loopml.stats.metrics), the names gates may use.
+KNOWN_METRICS = frozenset(
+    {"accuracy", "precision", "recall", "f1", "log_loss", "roc_auc", "pr_auc", "mae", "rmse", "r2", "mape"}
+)
 
 
 @dataclass(frozen=True)

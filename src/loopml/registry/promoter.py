@@ -6,11 +6,12 @@ datasets and packages, writes the alias and its audit event, and announces the o
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from loopml.core.errors import InvalidInput
 from loopml.registry.config import gate_policy
-from loopml.registry.gates import GatePolicy, Scores
+from loopml.registry.gates import GatePolicy, GateResult, Scores
 from loopml.registry.loading import columns_of, load_version, manifest_of, training_rows_of
 from loopml.registry.promotion import (
     EvaluationData,
@@ -82,23 +83,90 @@ def promote(
         )
         announce(opened.settings.project_dir, "alias_moved", alias_payload(event))
         return Promotion(event, [], None)
-    policy = policy or gate_policy(opened.settings.project_dir, name, alias) or GatePolicy()
-    evaluation = evaluation_data(opened, challenger, dataset=dataset, X=X, y=y, target=target)
+    check = check_gates(
+        opened,
+        challenger,
+        alias=alias,
+        holder_version=holder_version,
+        policy=policy,
+        dataset=dataset,
+        X=X,
+        y=y,
+        target=target,
+    )
+    if not check.passed:
+        refusal = store.record_refusal(
+            name, alias, version, reason=reason or "gates failed", gates=check.evidence, user=user
+        )
+        announce(opened.settings.project_dir, "promotion_refused", alias_payload(refusal))
+        raise PromotionRefused(check.refusal(challenger.ref, alias), gates=check.gates)
+    event = store.move_alias(
+        name,
+        alias,
+        version,
+        reason=reason or "gates passed",
+        gates=check.evidence,
+        user=user,
+        check_from=True,
+        expected_from=holder_version,
+    )
+    announce(opened.settings.project_dir, "alias_moved", alias_payload(event))
+    return Promotion(event, check.gates, check.source)
+
+
+@dataclass(frozen=True)
+class GateCheck:
+    """The gates' verdicts on a challenger, with the evidence kept in the audit trail."""
+
+    gates: list[GateResult]
+    evidence: list[dict[str, Any]]
+    holder_version: int | None
+    source: str | None  # where the evaluation rows came from
+
+    @property
+    def passed(self) -> bool:
+        """True when every gate passed."""
+        return all(g.passed for g in self.gates)
+
+    def refusal(self, ref: str, alias: str) -> str:
+        """One line saying which gates failed and why."""
+        lines = "; ".join(f"{g.gate}: {g.detail}" for g in self.gates if not g.passed)
+        return f"{ref} was not promoted to {alias}: {lines}"
+
+
+def check_gates(
+    tracker: Tracker,
+    challenger: ModelVersion,
+    *,
+    alias: str,
+    holder_version: int | None,
+    policy: GatePolicy | None = None,
+    dataset: str | None = None,
+    X: Any = None,
+    y: Any = None,
+    target: str | None = None,
+) -> GateCheck:
+    """Score `challenger` and the alias's holder on the same evaluation rows and judge the gates; moves
+    nothing (`promote` and the automation controller decide what to write)."""
+    store = RegistryStore(tracker.stores.db)
+    name = challenger.name
+    policy = policy or gate_policy(tracker.settings.project_dir, name, alias) or GatePolicy()
+    evaluation = evaluation_data(tracker, challenger, dataset=dataset, X=X, y=y, target=target)
     challenger_scores = holder_scores = None
     metric = policy.metric or "primary"
     if evaluation is not None:
-        challenger_model = load_version(opened, challenger, serving=True)
+        challenger_model = load_version(tracker, challenger, serving=True)
         metric = policy.metric or primary(challenger_model)
         columns = columns_of(challenger)
-        trained = {challenger.ref: training_rows_of(opened, challenger)}
+        trained = {challenger.ref: training_rows_of(tracker, challenger)}
         holder = store.get_version(f"{name}@v{holder_version}") if holder_version is not None else None
         if holder is not None:
-            trained[holder.ref] = training_rows_of(opened, holder)
+            trained[holder.ref] = training_rows_of(tracker, holder)
         check_disjoint(evaluation, columns, trained)
         challenger_scores = score(challenger_model, evaluation, columns, policy.slice_by)
         if holder is not None:
             holder_scores = score(
-                load_version(opened, holder, serving=True), evaluation, columns_of(holder), policy.slice_by
+                load_version(tracker, holder, serving=True), evaluation, columns_of(holder), policy.slice_by
             )
     gates = decide(
         policy,
@@ -111,26 +179,7 @@ def promote(
     evidence = [g.to_dict() for g in gates] + [
         {"policy": policy.to_dict(), "evaluation": evaluation.source if evaluation else None}
     ]
-    failed = [g for g in gates if not g.passed]
-    if failed:
-        refusal = store.record_refusal(
-            name, alias, version, reason=reason or "gates failed", gates=evidence, user=user
-        )
-        announce(opened.settings.project_dir, "promotion_refused", alias_payload(refusal))
-        lines = "; ".join(f"{g.gate}: {g.detail}" for g in failed)
-        raise PromotionRefused(f"{challenger.ref} was not promoted to {alias}: {lines}", gates=gates)
-    event = store.move_alias(
-        name,
-        alias,
-        version,
-        reason=reason or "gates passed",
-        gates=evidence,
-        user=user,
-        check_from=True,
-        expected_from=holder_version,
-    )
-    announce(opened.settings.project_dir, "alias_moved", alias_payload(event))
-    return Promotion(event, gates, evaluation.source if evaluation else None)
+    return GateCheck(gates, evidence, holder_version, evaluation.source if evaluation else None)
 
 
 def compare(

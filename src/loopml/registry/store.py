@@ -7,7 +7,7 @@ alias and its audit event together, so the trail can never disagree with the ali
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Connection, Row, delete, func, select, update
@@ -224,17 +224,22 @@ class RegistryStore:
         reason: str | None = None,
         gates: Sequence[Mapping[str, Any]] | None = None,
         user: str | None = None,
+        guard: Callable[[Connection], None] | None = None,
     ) -> AliasEvent:
         """Point `alias` at `version` (None removes it) and append the audit event, in one transaction.
 
         `check_from` makes the move conditional on the alias still being at `expected_from` (None: unset): if another
         writer moved the alias since the caller looked (e.g. while gates ran), `Conflict` and nothing changes.
+        `guard` runs first in the same transaction (the automation controller's lease check and its own record):
+        if it raises, nothing changes.
         """
         ModelRef.parse(f"{name}@{alias}")  # the alias must be a valid name
         if version is not None and (isinstance(version, bool) or not isinstance(version, int) or version < 1):
             raise InvalidInput(f"a version is a positive integer (e.g. 3), got {version!r:.60}")
 
         def change(conn: Connection) -> AliasEvent:
+            if guard is not None:
+                guard(conn)
             model_id = self._model_id(conn, name)
             current = self._alias_version(conn, model_id, alias)
             if check_from and current != expected_from:
@@ -286,10 +291,13 @@ class RegistryStore:
         reason: str,
         gates: Sequence[Mapping[str, Any]],
         user: str | None = None,
+        guard: Callable[[Connection], None] | None = None,
     ) -> AliasEvent:
-        """Append a refused promotion to the audit trail (the alias does not move)."""
+        """Append a refused promotion to the audit trail (the alias does not move); `guard` as in `move_alias`."""
 
         def change(conn: Connection) -> AliasEvent:
+            if guard is not None:
+                guard(conn)
             model_id = self._model_id(conn, name)
             event = AliasEvent(
                 name=name,

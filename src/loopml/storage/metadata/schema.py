@@ -22,7 +22,7 @@ from sqlalchemy import (
 )
 
 # Bump together with a new migration; `tests/storage/test_database.py` checks it equals Alembic's head.
-SCHEMA_HEAD = "0007"
+SCHEMA_HEAD = "0008"
 APPLICATION_ID = "loopml"
 DEFAULT_WORKSPACE = "default"
 
@@ -478,4 +478,47 @@ monitor_alerts = Table(
     Column("delivered_json", Text, nullable=True),
     Column("time", BigInteger, nullable=False),
     Index(None, "model_id", "time"),
+)
+
+# The automation controller's lease per model: who may act on it until when. `token` grows by one with every
+# new holder (a fencing token): a write carrying an older token is refused.
+automation_leases = Table(
+    "automation_leases",
+    metadata,
+    Column("model_id", String(32), ForeignKey("registered_models.model_id"), primary_key=True),
+    _workspace(),
+    Column("holder", String(128), nullable=False),
+    Column("token", Integer, nullable=False),
+    Column("expires_time", BigInteger, nullable=False),
+)
+
+# Where each model's loop stands (one row per model), so a controller that starts after another died
+# continues from the last acknowledged step.
+automation_loops = Table(
+    "automation_loops",
+    metadata,
+    Column("model_id", String(32), ForeignKey("registered_models.model_id"), primary_key=True),
+    _workspace(),
+    Column("state_json", Text, nullable=False),
+    Column("token", Integer, nullable=False),  # the lease token that wrote it
+    Column("updated_time", BigInteger, nullable=False),
+)
+
+# Append-only: every decision of the loop with its evidence, what `loopml timeline` tells.
+automation_events = Table(
+    "automation_events",
+    metadata,
+    Column("event_id", Integer, primary_key=True, autoincrement=True),
+    _workspace(),
+    Column("model_id", String(32), ForeignKey("registered_models.model_id"), nullable=False),
+    Column("loop_id", String(32), nullable=True),
+    Column("kind", String(32), nullable=False),
+    Column("message", Text, nullable=False),
+    Column("detail_json", Text, nullable=True),
+    Column("run_id", String(32), nullable=True),
+    Column("version", Integer, nullable=True),
+    Column("actor", String(250), nullable=True),
+    Column("token", Integer, nullable=True),
+    Column("time", BigInteger, nullable=False),
+    Index(None, "model_id", "event_id"),
 )

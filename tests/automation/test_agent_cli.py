@@ -1,0 +1,103 @@
+"""The real `loopml agent` CLI: tick, trigger, status, timeline, a bad policy, and a controller killed
+mid-training whose retrain another controller finishes (not run twice at once, counted as an attempt)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from conftest import Project
+
+from loopml.automation.store import AutomationStore
+
+LOOPML = str(Path(sys.executable).parent / "loopml")
+
+
+def _cli(project: Project, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(
+        [LOOPML, *args], cwd=project.folder, capture_output=True, text=True, timeout=300, env=_env()
+    )
+    if check:
+        assert done.returncode == 0, done.stderr + done.stdout
+    return done
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.pop("LOOPML_PROJECT_DIR", None)
+    return env
+
+
+def test_trigger_tick_status_and_timeline_from_the_command_line(project: Project) -> None:
+    project.policy("")
+    _cli(project, "agent", "trigger", "toy", "--reason", "new features shipped")
+    ticked = _cli(project, "agent", "tick", "--json")
+    outcomes = json.loads(ticked.stdout)
+    assert [(o["model"], o["action"], o["phase"]) for o in outcomes] == [("toy", "promoted", "idle")]
+    status = json.loads(_cli(project, "agent", "status", "--json").stdout)
+    assert status["toy"]["phase"] == "idle"
+    told = _cli(project, "timeline", "toy").stdout
+    assert "manual retrain requested: new features shipped" in told
+    assert "promoted" in told and "toy@v2" in told
+    story = json.loads(_cli(project, "timeline", "toy", "--json").stdout)
+    assert [e["kind"] for e in story] == [
+        "manual_request",
+        "triggered",
+        "training_started",
+        "trained",
+        "promoted",
+    ]
+
+
+def test_a_bad_policy_is_refused_with_its_key_and_exit_code_2(project: Project) -> None:
+    project.policy("", pipeline="toy_pipeline.py:nowhere")
+    done = _cli(project, "agent", "tick", check=False)
+    assert done.returncode == 2
+    assert "[models.toy.automation] pipeline" in done.stderr and "nowhere" in done.stderr
+    cases = {
+        "[models.toy.automation.triggers]\nschedule = \"61 * * * *\"": "[models.toy.automation.triggers] schedule",
+        'params = { depht = 3 }': "has no param depht",
+        "[models.toy.automation.rollout]\nstrategy = \"yolo\"": "[models.toy.automation.rollout] strategy",
+    }
+    for body, message in cases.items():
+        project.policy(body)
+        done = _cli(project, "agent", "tick", check=False)
+        assert done.returncode == 2, (body, done.stdout, done.stderr)
+        assert message in done.stderr, (body, done.stderr)
+        assert "Traceback" not in done.stderr
+    project.policy("", extra='[models.toy.gates.champion]\nthresholds = { auc = 0.8 }\n')
+    done = _cli(project, "agent", "tick", check=False)
+    assert done.returncode == 2 and "produces no metric auc" in done.stderr
+
+
+def test_a_controller_killed_mid_training_is_taken_over_after_its_lease_expires(project: Project) -> None:
+    project.policy("params = { sleep_s = 60.0 }\nretries = 1\nretry_delay_minutes = 0")
+    _cli(project, "agent", "trigger", "toy")
+    agent = subprocess.Popen(
+        [LOOPML, "agent", "tick"], cwd=project.folder, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    store = AutomationStore(project.tracker.stores.db)
+    deadline = time.monotonic() + 120
+    while "training_started" not in [e.kind for e in store.events("toy")]:
+        assert agent.poll() is None and time.monotonic() < deadline, agent.communicate()
+        time.sleep(0.1)
+    time.sleep(1.0)  # inside the pipeline's sleeping step
+    os.kill(agent.pid, signal.SIGKILL)
+    agent.communicate(timeout=30)
+    assert store.state("toy").phase == "training"
+    # Within the lease nobody else acts; once it expired, the next controller finds the training unfinished.
+    project.clock.now = int(time.time() * 1000)
+    assert project.controller().tick()[0].action == "busy"
+    project.policy("retries = 1\nretry_delay_minutes = 0")
+    project.clock.now = int(time.time() * 1000) + 400_000
+    outcome = project.controller().tick()[0]
+    assert outcome.action == "promoted", outcome
+    kinds = [e.kind for e in store.events("toy")]
+    assert kinds.count("training_started") == 2
+    failed = store.events("toy", kinds=["training_failed"])
+    assert len(failed) == 1 and "stopped before it finished" in failed[0].message

@@ -15,7 +15,7 @@ $(STAMP): requirements/dev.lock pyproject.toml
 	@touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python examples/quickstart.py
+	$(BIN)/loopml demo
 
 test: $(STAMP) lint typecheck imports unit
 

@@ -58,6 +58,8 @@ def traffic(
         log.close()
     if accuracy is not None:
         right = rng.random(rows) < accuracy
-        labels = [(pid, int(p) if ok else 1 - int(p)) for pid, p, ok in zip(ids, predicted, right, strict=True)]
+        labels = [
+            (pid, int(p) if ok else 1 - int(p)) for pid, p, ok in zip(ids, predicted, right, strict=True)
+        ]
         record_feedback(project.tracker, labels, "toy")
     return ids

@@ -101,7 +101,9 @@ class Project:
     tracker: Tracker
     clock: Clock
 
-    def policy(self, automation: str, *, extra: str = "", pipeline: str = "toy_pipeline.py:train_toy") -> None:
+    def policy(
+        self, automation: str, *, extra: str = "", pipeline: str = "toy_pipeline.py:train_toy"
+    ) -> None:
         """Write `[models.toy.automation]` (and any other TOML) to the project's loopml.toml."""
         body = textwrap.dedent(automation).strip()
         (self.folder / "loopml.toml").write_text(

@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 from conftest import Project
-
 from loopml.automation.store import AutomationStore
 
 LOOPML = str(Path(sys.executable).parent / "loopml")
@@ -43,7 +42,8 @@ def test_trigger_tick_status_and_timeline_from_the_command_line(project: Project
     assert status["toy"]["phase"] == "idle"
     told = _cli(project, "timeline", "toy").stdout
     assert "manual retrain requested: new features shipped" in told
-    assert "promoted" in told and "toy@v2" in told
+    assert "promoted" in told
+    assert "toy@v2" in told
     story = json.loads(_cli(project, "timeline", "toy", "--json").stdout)
     assert [e["kind"] for e in story] == [
         "manual_request",
@@ -58,11 +58,12 @@ def test_a_bad_policy_is_refused_with_its_key_and_exit_code_2(project: Project) 
     project.policy("", pipeline="toy_pipeline.py:nowhere")
     done = _cli(project, "agent", "tick", check=False)
     assert done.returncode == 2
-    assert "[models.toy.automation] pipeline" in done.stderr and "nowhere" in done.stderr
+    assert "[models.toy.automation] pipeline" in done.stderr
+    assert "nowhere" in done.stderr
     cases = {
-        "[models.toy.automation.triggers]\nschedule = \"61 * * * *\"": "[models.toy.automation.triggers] schedule",
-        'params = { depht = 3 }': "has no param depht",
-        "[models.toy.automation.rollout]\nstrategy = \"yolo\"": "[models.toy.automation.rollout] strategy",
+        '[models.toy.automation.triggers]\nschedule = "61 * * * *"': "[models.toy.automation.triggers] schedule",
+        "params = { depht = 3 }": "has no param depht",
+        '[models.toy.automation.rollout]\nstrategy = "yolo"': "[models.toy.automation.rollout] strategy",
     }
     for body, message in cases.items():
         project.policy(body)
@@ -70,21 +71,27 @@ def test_a_bad_policy_is_refused_with_its_key_and_exit_code_2(project: Project) 
         assert done.returncode == 2, (body, done.stdout, done.stderr)
         assert message in done.stderr, (body, done.stderr)
         assert "Traceback" not in done.stderr
-    project.policy("", extra='[models.toy.gates.champion]\nthresholds = { auc = 0.8 }\n')
+    project.policy("", extra="[models.toy.gates.champion]\nthresholds = { auc = 0.8 }\n")
     done = _cli(project, "agent", "tick", check=False)
-    assert done.returncode == 2 and "produces no metric auc" in done.stderr
+    assert done.returncode == 2
+    assert "produces no metric auc" in done.stderr
 
 
 def test_a_controller_killed_mid_training_is_taken_over_after_its_lease_expires(project: Project) -> None:
     project.policy("params = { sleep_s = 60.0 }\nretries = 1\nretry_delay_minutes = 0")
     _cli(project, "agent", "trigger", "toy")
     agent = subprocess.Popen(
-        [LOOPML, "agent", "tick"], cwd=project.folder, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        [LOOPML, "agent", "tick"],
+        cwd=project.folder,
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
     store = AutomationStore(project.tracker.stores.db)
     deadline = time.monotonic() + 120
     while "training_started" not in [e.kind for e in store.events("toy")]:
-        assert agent.poll() is None and time.monotonic() < deadline, agent.communicate()
+        assert agent.poll() is None, agent.communicate()
+        assert time.monotonic() < deadline
         time.sleep(0.1)
     time.sleep(1.0)  # inside the pipeline's sleeping step
     os.kill(agent.pid, signal.SIGKILL)
@@ -100,4 +107,5 @@ def test_a_controller_killed_mid_training_is_taken_over_after_its_lease_expires(
     kinds = [e.kind for e in store.events("toy")]
     assert kinds.count("training_started") == 2
     failed = store.events("toy", kinds=["training_failed"])
-    assert len(failed) == 1 and "stopped before it finished" in failed[0].message
+    assert len(failed) == 1
+    assert "stopped before it finished" in failed[0].message

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import loopml
 from automation_helpers import champion
-from conftest import Project, toy_rows
 
+import loopml
+from conftest import Project, toy_rows
 from loopml.automation.store import AutomationStore
 from loopml.registry.store import RegistryStore
 
@@ -28,12 +28,16 @@ def test_a_scheduled_retrain_runs_at_its_time_and_promotes_a_better_model(projec
     assert project.kinds() == ["triggered", "training_started", "trained", "promoted"]
     events = AutomationStore(project.tracker.stores.db).events("toy")
     assert events[0].detail["triggers"][0]["kind"] == "schedule"
-    assert events[2].run_id and events[2].version == 2
+    assert events[2].run_id
+    assert events[2].version == 2
     promoted = events[-1]
     compared = [g for g in promoted.detail["gates"] if g.get("gate") == "beats v1 on roc_auc"]
-    assert compared and compared[0]["passed"] is True
+    assert compared
+    assert compared[0]["passed"] is True
     history = RegistryStore(project.tracker.stores.db).history("toy", "champion")
-    assert history[-1].to_version == 2 and history[-1].user and "loopml-agent" in history[-1].user
+    assert history[-1].to_version == 2
+    assert history[-1].user
+    assert "loopml-agent" in history[-1].user
     project.clock.advance(hours=1)
     assert controller.tick()[0].action == "nothing"  # fired once for 02:00, not again
 
@@ -57,7 +61,7 @@ def test_new_data_triggers_a_retrain_on_that_version(project: Project) -> None:
 
 def test_a_worse_challenger_is_refused_and_the_champion_stays(project: Project) -> None:
     loopml.models.set_alias("toy", "champion", 1, reason="setup", tracker=project.tracker)
-    project.policy('params = { scrambled = true }')
+    project.policy("params = { scrambled = true }")
     controller = project.controller()
     # A good champion first: trained by hand on fresh rows.
     loopml.datasets.add("toy", toy_rows(800, seed=3), tracker=project.tracker)
@@ -74,7 +78,8 @@ def test_a_worse_challenger_is_refused_and_the_champion_stays(project: Project) 
     assert champion(project) == 2
     assert project.kinds()[-1] == "refused"
     refusals = [e for e in RegistryStore(project.tracker.stores.db).history("toy") if e.outcome == "refused"]
-    assert refusals and refusals[-1].to_version == 3
+    assert refusals
+    assert refusals[-1].to_version == 3
 
 
 def test_a_failed_training_is_retried_then_given_up_and_the_champion_stays(project: Project) -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import threading
 
 import pytest
-from conftest import Project
 
+from conftest import Project
 from loopml.automation.store import AutomationStore, Event, LeaseLost, LoopState
 from loopml.automation.triggers import request_manual
 
@@ -14,12 +14,15 @@ from loopml.automation.triggers import request_manual
 def test_a_lease_is_held_until_it_expires_and_a_new_holder_gets_a_larger_token(any_project: Project) -> None:
     store = AutomationStore(any_project.tracker.stores.db)
     first = store.acquire("toy", "a", now_ms=1_000, ttl_ms=10_000)
-    assert first is not None and first.token == 1
+    assert first is not None
+    assert first.token == 1
     assert store.acquire("toy", "b", now_ms=5_000, ttl_ms=10_000) is None
     again = store.acquire("toy", "a", now_ms=6_000, ttl_ms=10_000)
-    assert again is not None and again.token == 1  # renewal by the holder keeps its token
+    assert again is not None
+    assert again.token == 1
     second = store.acquire("toy", "b", now_ms=17_000, ttl_ms=10_000)
-    assert second is not None and second.token == 2
+    assert second is not None
+    assert second.token == 2
 
 
 def test_a_stale_holder_can_no_longer_write(any_project: Project) -> None:
@@ -52,7 +55,7 @@ def test_a_stale_holder_cannot_move_an_alias_either(any_project: Project) -> Non
 
 
 def test_two_controllers_at_once_retrain_once(any_project: Project) -> None:
-    any_project.policy('params = { sleep_s = 0.5 }')
+    any_project.policy("params = { sleep_s = 0.5 }")
     request_manual(any_project.tracker, "toy", reason="once", actor="me", now_ms=any_project.clock())
     controllers = [any_project.controller(holder=f"c{i}") for i in range(2)]
     outcomes: list[str] = []

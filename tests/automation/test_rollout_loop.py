@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 from automation_helpers import champion, traffic
-from conftest import Project
 
+from conftest import Project
 from loopml.automation.store import AutomationStore
 from loopml.automation.triggers import request_manual
 from loopml.registry.deployments import DeploymentStore
@@ -32,7 +32,10 @@ def _start_canary(project: Project) -> None:
     assert deployment is not None
     assert (deployment.mode, deployment.challenger, deployment.share) == ("canary", "challenger", 0.3)
     assert deployment.limits["max_error_rate"] == 0.1
-    assert RegistryStore(project.tracker.stores.db).get_model("toy").aliases == {"champion": 1, "challenger": 2}
+    assert RegistryStore(project.tracker.stores.db).get_model("toy").aliases == {
+        "champion": 1,
+        "challenger": 2,
+    }
 
 
 def test_a_better_challenger_is_canaried_then_promoted(project: Project) -> None:
@@ -51,7 +54,8 @@ def test_a_better_challenger_is_canaried_then_promoted(project: Project) -> None
     assert champion(project) == 2
     assert "challenger" not in RegistryStore(project.tracker.stores.db).get_model("toy").aliases
     deployment = DeploymentStore(project.tracker.stores.db).get("toy")
-    assert deployment is not None and deployment.mode == "single"
+    assert deployment is not None
+    assert deployment.mode == "single"
     promoted = AutomationStore(project.tracker.stores.db).events("toy", kinds=["promoted"])[-1]
     canary = promoted.detail["canary"]
     assert canary["challenger"]["requests"] == 50
@@ -68,7 +72,8 @@ def test_a_canary_with_too_many_errors_is_rolled_back(project: Project) -> None:
     assert "error rate" in outcome.message
     assert champion(project) == 1
     deployment = DeploymentStore(project.tracker.stores.db).get("toy")
-    assert deployment is not None and (deployment.mode, deployment.challenger) == ("single", None)
+    assert deployment is not None
+    assert (deployment.mode, deployment.challenger) == ("single", None)
     assert "challenger" not in RegistryStore(project.tracker.stores.db).get_model("toy").aliases
 
 
@@ -153,5 +158,6 @@ def test_a_controller_that_died_mid_promotion_is_finished_by_the_next_one(
     outcome = project.controller().tick()[0]
     assert (outcome.phase, outcome.action) == ("idle", "promoted")
     deployment = DeploymentStore(project.tracker.stores.db).get("toy")
-    assert deployment is not None and deployment.mode == "single"
+    assert deployment is not None
+    assert deployment.mode == "single"
     assert "challenger" not in RegistryStore(project.tracker.stores.db).get_model("toy").aliases

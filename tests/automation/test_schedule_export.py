@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ast
-import os
+import itertools
 import re
 import shlex
 import subprocess
@@ -12,7 +12,7 @@ import time
 import types
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import kubernetes_validate
 import pytest
@@ -55,7 +55,7 @@ def fake_loopml(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def project(tmp_path: Path) -> Path:
+def awkward_project(tmp_path: Path) -> Path:
     folder = tmp_path / AWKWARD
     folder.mkdir()
     return folder
@@ -90,17 +90,23 @@ def crontab_jobs(text: str) -> list[tuple[str, str]]:
 
 
 def as_cron_runs(command: str) -> str:
-    """What cron hands to /bin/sh: `\\%` becomes %, and an unescaped % would end the command."""
-    out, position = [], 0
-    while position < len(command):
-        if command.startswith("\\%", position):
-            out.append("%")
-            position += 2
-        elif command[position] == "%":
+    """What cron hands to /bin/sh, as cronie's do_command.c reads a job: a % ends the command (the rest is its
+    standard input), and a backslash before a % makes it a plain % (the backslash is dropped)."""
+    out: list[str] = []
+    escaped = False
+    for char in command:
+        if escaped:
+            if char == "%":
+                out[-1] = "%"
+            else:
+                out.append(char)
+            escaped = False
+            continue
+        if char == "\\":
+            escaped = True
+        if char == "%":
             break
-        else:
-            out.append(command[position])
-            position += 1
+        out.append(char)
     return "".join(out)
 
 
@@ -129,17 +135,17 @@ def test_crontab_ticks_each_model_on_a_steady_utc_beat(tmp_path: Path, every: in
     for schedule, _ in jobs:
         walk = croniter(schedule, datetime(2026, 3, 8, 6, 58, tzinfo=UTC))
         times = [walk.get_next(float) for _ in range(130)]
-        assert {b - a for a, b in zip(times, times[1:], strict=False)} == {every * 60.0}
+        assert {b - a for a, b in itertools.pairwise(times)} == {every * 60.0}
 
 
 def test_crontab_line_runs_the_tick_in_a_project_with_an_awkward_name(
-    project: Path, fake_loopml: Path, tmp_path: Path
+    awkward_project: Path, fake_loopml: Path, tmp_path: Path
 ) -> None:
     files = export_schedule(
         "cron",
         models=["fraud", "Risk Team/churn"],
-        project_dir=project,
-        command=str(fake_loopml),
+        project_dir=awkward_project,
+        command=shlex.quote(str(fake_loopml)),
         env={"LOOPML_EXPERIMENT": "it's 50% done"},
     )
     jobs = crontab_jobs(files[CRON_FILE])
@@ -148,21 +154,24 @@ def test_crontab_line_runs_the_tick_in_a_project_with_an_awkward_name(
         done = run_cron_job(command, record)
         assert done.returncode == 0, done.stderr
     assert records(record) == [
-        [str(project), "agent tick --model fraud", "it's 50% done"],
-        [str(project), "agent tick --model Risk Team/churn", "it's 50% done"],
+        [str(awkward_project), "agent tick --model fraud", "it's 50% done"],
+        [str(awkward_project), "agent tick --model Risk Team/churn", "it's 50% done"],
     ]
-    logs = sorted((project / ".loopml" / "logs").iterdir())
+    logs = sorted((awkward_project / ".loopml" / "logs").iterdir())
     assert len(logs) == 2
-    assert "ticked agent tick --model fraud" in (project / ".loopml/logs/agent-fraud.log").read_text()
+    assert "ticked agent tick --model fraud" in (awkward_project / ".loopml/logs/agent-fraud.log").read_text()
 
 
 def test_flock_skips_a_tick_while_the_same_models_previous_one_runs(
-    project: Path, fake_loopml: Path, tmp_path: Path
+    awkward_project: Path, fake_loopml: Path, tmp_path: Path
 ) -> None:
     jobs = crontab_jobs(
-        export_schedule("cron", models=["fraud", "churn"], project_dir=project, command=str(fake_loopml))[
-            CRON_FILE
-        ]
+        export_schedule(
+            "cron",
+            models=["fraud", "churn"],
+            project_dir=awkward_project,
+            command=shlex.quote(str(fake_loopml)),
+        )[CRON_FILE]
     )
     (_, fraud), (_, churn) = jobs
     record, release = tmp_path / "record.txt", tmp_path / "release"
@@ -200,6 +209,13 @@ def test_crontab_quotes_paths_and_names(tmp_path: Path) -> None:
     lock = re.search(r"flock -n (\S+) ", command)
     assert lock is not None
     assert re.fullmatch(r"\.loopml/agent-Risk_Team_churn_[0-9a-f]{8}\.lock", lock.group(1))
+
+
+def test_a_backslash_before_a_percent_sign_is_refused_for_cron(tmp_path: Path) -> None:
+    with pytest.raises(InvalidInput, match="backslash before a %"):
+        export_schedule("cron", models=["m"], project_dir=tmp_path / "a\\%b")
+    assert as_cron_runs("echo '50\\%' % stdin") == "echo '50%' "
+    assert as_cron_runs("echo \\\\%x") == "echo \\\\"  # what the refused case would have become
 
 
 def test_a_relative_project_folder_becomes_absolute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -275,6 +291,15 @@ def test_cronjob_never_overlaps_and_runs_the_tick() -> None:
         assert metadata["annotations"]["loopml/model"] == "fraud"
 
 
+def test_the_command_splits_like_a_shell_command() -> None:
+    (job,) = cronjobs(command="'/opt/my venv/bin/loopml'")
+    container = job["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
+    assert container["command"][:2] == ["/opt/my venv/bin/loopml", "agent"]
+    (job,) = cronjobs(command="python -m loopml")
+    container = job["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
+    assert container["command"] == ["python", "-m", "loopml", "agent", "tick", "--model", "fraud"]
+
+
 def test_cronjob_names_are_sanitised_and_exact_names_kept_in_annotations() -> None:
     name = "Risk.Team/Fraud_Detector-" + "x" * 80
     documents = cronjobs(models=["fraud", name, "2024 model"])
@@ -344,7 +369,7 @@ def test_kubernetes_needs_an_image_and_an_absolute_folder_in_it() -> None:
     ],
 )
 def test_env_that_looks_like_a_secret_is_refused(key: str, value: str) -> None:
-    with pytest.raises(InvalidInput, match="looks like a secret.*Kubernetes Secret 'loopml-secrets'"):
+    with pytest.raises(InvalidInput, match=r"looks like a secret.*Kubernetes Secret 'loopml-secrets'"):
         cronjobs(env={key: value})
     for target in ("cron", "airflow"):
         with pytest.raises(InvalidInput, match="looks like a secret"):
@@ -368,7 +393,7 @@ def test_a_store_url_without_a_password_is_fine() -> None:
 class FakeDAG:
     """Just enough of Airflow's DAG to load the generated file: records its arguments and its tasks."""
 
-    created: list[FakeDAG] = []
+    created: ClassVar[list[FakeDAG]] = []
 
     def __init__(self, **kwargs: Any) -> None:
         self.kwargs = kwargs
@@ -442,9 +467,11 @@ def test_dag_file_is_valid_python_with_the_right_dag_arguments(tmp_path: Path) -
     assert ast.get_docstring(tree) is not None
 
 
-def test_dag_file_makes_one_dag_per_model(fake_airflow: list[FakeDAG], project: Path) -> None:
+def test_dag_file_makes_one_dag_per_model(fake_airflow: list[FakeDAG], awkward_project: Path) -> None:
     models = ["fraud", "Risk Team/churn", "x.sh"]
-    source = export_schedule("airflow", models=models, project_dir=project, every_minutes=15)[AIRFLOW_FILE]
+    source = export_schedule("airflow", models=models, project_dir=awkward_project, every_minutes=15)[
+        AIRFLOW_FILE
+    ]
     namespace = load_dag_file(source)
     assert len(fake_airflow) == 3
     dag_ids = [dag.kwargs["dag_id"] for dag in fake_airflow]
@@ -464,13 +491,13 @@ def test_dag_file_makes_one_dag_per_model(fake_airflow: list[FakeDAG], project: 
 
 
 def test_dag_commands_run_the_tick_in_the_project(
-    fake_airflow: list[FakeDAG], project: Path, fake_loopml: Path, tmp_path: Path
+    fake_airflow: list[FakeDAG], awkward_project: Path, fake_loopml: Path, tmp_path: Path
 ) -> None:
     source = export_schedule(
         "airflow",
         models=["fraud", "Risk Team/churn"],
-        project_dir=project,
-        command=str(fake_loopml),
+        project_dir=awkward_project,
+        command=shlex.quote(str(fake_loopml)),
         env={"LOOPML_EXPERIMENT": "night's run"},
     )[AIRFLOW_FILE]
     load_dag_file(source)
@@ -488,8 +515,8 @@ def test_dag_commands_run_the_tick_in_the_project(
         )
         assert done.returncode == 0, done.stderr
     assert records(record) == [
-        [str(project), "agent tick --model fraud", "night's run"],
-        [str(project), "agent tick --model Risk Team/churn", "night's run"],
+        [str(awkward_project), "agent tick --model fraud", "night's run"],
+        [str(awkward_project), "agent tick --model Risk Team/churn", "night's run"],
     ]
 
 

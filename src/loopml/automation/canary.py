@@ -93,9 +93,7 @@ def judge(found: dict[str, Any], rollout: Rollout, *, elapsed_ms: int) -> Verdic
             )
     minutes = elapsed_ms / MINUTE_MS
     if requests >= rollout.min_requests and minutes >= rollout.min_minutes:
-        return Verdict(
-            "promote", f"{requests} challenger requests in {minutes:.1f} minutes within every limit"
-        )
+        return Verdict("promote", _summary(found, requests, elapsed_ms))
     if minutes >= rollout.max_hours * 60:
         return Verdict(
             "rollback",
@@ -103,6 +101,28 @@ def judge(found: dict[str, Any], rollout: Rollout, *, elapsed_ms: int) -> Verdic
             f"(min_requests {rollout.min_requests}): not enough evidence to promote",
         )
     return Verdict("wait", f"{requests} of {rollout.min_requests} challenger requests, {minutes:.1f} minutes")
+
+
+def _summary(found: dict[str, Any], requests: int, elapsed_ms: int) -> str:
+    """The evidence of a passed canary in one line."""
+    challenger = found.get("challenger", {})
+    took = (
+        f"{elapsed_ms / 1000:.0f} s"
+        if elapsed_ms < 2 * MINUTE_MS
+        else f"{elapsed_ms / MINUTE_MS:.1f} minutes"
+    )
+    parts = [f"{requests} challenger requests in {took}"]
+    if challenger.get("error_rate") is not None:
+        parts.append(f"error rate {challenger['error_rate']:.1%}")
+    if challenger.get("p99_ms") is not None:
+        parts.append(f"p99 {challenger['p99_ms']:.0f} ms")
+    labelled = found.get("labelled")
+    if labelled:
+        parts.append(
+            f"{labelled['metric']} {labelled['challenger']:.3f} vs champion {labelled['champion']:.3f} "
+            "on labelled traffic"
+        )
+    return ", ".join(parts)
 
 
 def _frames(

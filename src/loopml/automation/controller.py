@@ -113,10 +113,18 @@ class Controller:
                 log.debug("lease release failed", exc_info=True)
 
     def _monitor(self, policy: Policy) -> None:
+        from loopml.monitoring.config import monitor_config
         from loopml.monitoring.cycle import monitor_cycle
 
         try:
-            monitor_cycle(self.tracker, policy.model, now_ms=self.clock())
+            config = monitor_config(self.tracker.settings.project_dir, policy.model)
+            monitor_cycle(
+                self.tracker,
+                policy.model,
+                now_ms=self.clock(),
+                granularity=config.granularity,
+                grace_ms=config.grace_ms,
+            )
         except LoopMLError as error:  # monitoring problems are its own to report; the loop carries on
             log.warning("monitoring %s failed: %s", policy.model, error.message)
 
@@ -224,13 +232,12 @@ class Step:
             data_rows=data.get("rows", state.data_rows),
             retrains=[t for t in state.retrains if t > self.now() - 86_400_000] + [self.now()],
         )
-        first = found.fired[0]
         self.state = state  # the events below carry the new loop id
         self.write(
             state,
             self.event(
                 "triggered",
-                f"{first.reason}" + (f" (and {len(found.fired) - 1} more)" if len(found.fired) > 1 else ""),
+                "; also ".join(f.reason for f in found.fired),  # which signals fired, each in its words
                 detail={"triggers": triggers, "data": data},
             ),
         )

@@ -118,16 +118,33 @@ def export(
     every: Annotated[int, typer.Option(help="Minutes between ticks of each model")] = 5,
     image: Annotated[str | None, typer.Option(help="Container image with loopml (kubernetes)")] = None,
     namespace: Annotated[str, typer.Option(help="Kubernetes namespace")] = "default",
+    project_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="The project folder where the tick runs (default: this one; in an image: its path)"
+        ),
+    ] = None,
 ) -> None:
     """Write the schedule for an external scheduler that calls `loopml agent tick`."""
+    import shlex
+    import shutil
+
     from loopml.automation.export import export_schedule
     from loopml.automation.policy import policies
     from loopml.tracking.tracker import default_tracker
 
     project = default_tracker().settings.project_dir
     names = model or sorted(policies(project))
+    # cron runs with a short PATH: name this loopml by its full path (inside an image, `loopml` is on PATH).
+    found = shutil.which("loopml") if target != "kubernetes" else None
     files = export_schedule(
-        target, models=names, project_dir=project, every_minutes=every, image=image, namespace=namespace
+        target,
+        models=names,
+        project_dir=project_dir or project,
+        every_minutes=every,
+        image=image,
+        namespace=namespace,
+        command=shlex.quote(found) if found else "loopml",
     )
     output.mkdir(parents=True, exist_ok=True)
     for name, content in files.items():

@@ -66,6 +66,19 @@ PROJECT_TEMPLATE = """\
 
 
 @app.command()
+def demo(
+    folder: Annotated[
+        Path, typer.Option("--dir", help="Project folder the demo creates (emptied first)")
+    ] = Path("demo-project"),
+) -> None:
+    """The whole closed loop on built-in data in under two minutes: train, serve, drift, retrain, canary,
+    promote; then the timeline and where to look. Stops every process it started."""
+    from loopml.demo.closed_loop import run_demo
+
+    raise typer.Exit(run_demo(folder.resolve()))
+
+
+@app.command()
 def init(force: Annotated[bool, typer.Option(help="Overwrite an existing loopml.toml")] = False) -> None:
     """Create loopml.toml and the .loopml/ store in the current folder."""
     from loopml.storage.stores import Stores

@@ -12,7 +12,7 @@ app = typer.Typer(
     help="Monitor served models: drift, data quality, latency per window.", no_args_is_help=True
 )
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table")]
-GranularityOption = Annotated[str, typer.Option("--granularity", "-g", help="hour | day")]
+GranularityOption = Annotated[str, typer.Option("--granularity", "-g", help="minute | hour | day")]
 
 
 @app.command("run")

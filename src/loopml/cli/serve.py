@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from typing import Annotated
 
 import typer
@@ -43,6 +44,14 @@ def serve(
         list[str] | None, typer.Option("--hash", help="Input column logged as a keyed digest, repeatable")
     ] = None,
     no_log: Annotated[bool, typer.Option("--no-log", help="Do not write the prediction log")] = False,
+    log_segment_s: Annotated[
+        float, typer.Option(min=0.1, help="Seconds before an open prediction log segment is written")
+    ] = 60.0,
+    agent: Annotated[
+        bool,
+        typer.Option("--agent", help="Also run the automation controller (`loopml agent`) in this process"),
+    ] = False,
+    agent_interval: Annotated[float, typer.Option(min=1, help="Seconds between the agent's ticks")] = 60.0,
     log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "warning",
 ) -> None:
     """Serve models over HTTP: Open Inference Protocol V2, MLflow's /invocations, /predict, /metrics.
@@ -71,9 +80,34 @@ def serve(
         log_predictions=not no_log,
         redact=tuple(redact or ()),
         hash_columns=tuple(hash_column or ()),
+        log_segment_s=log_segment_s,
     )
     app = create_app(models, options=options)
+    stop = _start_agent(agent_interval) if agent else None
     typer.echo(f"serving {', '.join(models)} on http://{host}:{port} (Ctrl-C to stop)", err=True)
-    uvicorn.run(
-        app, host=host, port=port, log_level=log_level, access_log=False, http="httptools", loop="uvloop"
+    try:
+        uvicorn.run(
+            app, host=host, port=port, log_level=log_level, access_log=False, http="httptools", loop="uvloop"
+        )
+    finally:
+        if stop is not None:
+            stop.set()
+
+
+def _start_agent(interval_s: float) -> threading.Event:
+    """The automation controller on a daemon thread beside the server; set the event to stop it."""
+    from loopml.automation.controller import Controller
+    from loopml.tracking.tracker import default_tracker
+
+    controller = Controller(default_tracker())  # policies are checked now: a bad one stops the server start
+    stop = threading.Event()
+    threading.Thread(
+        target=controller.run_forever,
+        kwargs={"interval_s": interval_s, "stop": stop},
+        name="loopml-agent",
+        daemon=True,
+    ).start()
+    typer.echo(
+        f"agent: {', '.join(controller.policies) or 'no policies'}, a tick every {interval_s:g} s", err=True
     )
+    return stop

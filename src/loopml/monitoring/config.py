@@ -1,6 +1,8 @@
 """The monitoring part of `loopml.toml`, per model: drift methods and thresholds, business KPIs.
 
 [models.fraud.monitoring]
+granularity = "hour"                     # windows the automation controller computes: minute | hour | day
+grace_seconds = 180                      # a window is computed this long after it closed (log segments land)
 reference = "transactions@v3"            # optional: a dataset version's profile instead of the training sample's,
 # reference = "2026-11-01/2026-11-08"    # or the merge of the model's own windows in a UTC date range
 
@@ -28,6 +30,7 @@ from typing import Any
 
 from loopml.core.errors import InvalidInput
 from loopml.core.settings import PROJECT_FILE, read_project_file
+from loopml.monitoring.windows import GRANULARITY_MS
 from loopml.stats.drift_config import DriftConfig
 
 _TARGET = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
@@ -40,6 +43,8 @@ class MonitorConfig:
     drift: DriftConfig = field(default_factory=DriftConfig)
     kpis: Mapping[str, str] = field(default_factory=dict)  # name -> "module:function"
     reference: str | None = None  # "dataset@vN", or "YYYY-MM-DD/YYYY-MM-DD" (a window range)
+    granularity: str = "hour"
+    grace_ms: int = 180_000
 
 
 def monitor_config(project_dir: Path, model: str) -> MonitorConfig:
@@ -63,12 +68,25 @@ def monitor_config(project_dir: Path, model: str) -> MonitorConfig:
     reference = table.get("reference")
     if reference is not None and not (isinstance(reference, str) and reference.strip()):
         raise InvalidInput(f"{where}: reference is a dataset version (NAME@vN) or a date range (FROM/TO)")
-    unknown = sorted(set(table) - {"drift", "kpis", "reference", "alerts"})
+    unknown = sorted(set(table) - {"drift", "kpis", "reference", "alerts", "granularity", "grace_seconds"})
     if unknown:
         raise InvalidInput(
-            f"{where}: unknown key(s) {', '.join(unknown)}; known: alerts, drift, kpis, reference"
+            f"{where}: unknown key(s) {', '.join(unknown)}; "
+            "known: alerts, drift, grace_seconds, granularity, kpis, reference"
         )
-    return MonitorConfig(drift=drift, kpis=dict(kpis), reference=reference)
+    granularity = table.get("granularity", "hour")
+    if granularity not in GRANULARITY_MS:
+        raise InvalidInput(f"{where}: granularity is one of {', '.join(GRANULARITY_MS)}, got {granularity!r}")
+    grace = table.get("grace_seconds", 180)
+    if isinstance(grace, bool) or not isinstance(grace, int | float) or not 0 <= grace <= 86_400:
+        raise InvalidInput(f"{where}: grace_seconds is a number of seconds from 0 to 86400, got {grace!r}")
+    return MonitorConfig(
+        drift=drift,
+        kpis=dict(kpis),
+        reference=reference,
+        granularity=granularity,
+        grace_ms=int(grace * 1000),
+    )
 
 
 def _drift(table: Any, where: str) -> DriftConfig:

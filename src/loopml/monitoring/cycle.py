@@ -14,6 +14,7 @@ from loopml.monitoring.alert_store import Alert
 from loopml.monitoring.alerts import alert
 from loopml.monitoring.runner import refresh_performance, run
 from loopml.monitoring.store import WindowRecord
+from loopml.monitoring.windows import DEFAULT_GRACE_MS
 
 if TYPE_CHECKING:
     from loopml.tracking.tracker import Tracker
@@ -37,11 +38,12 @@ def monitor_cycle(
     granularity: str = "hour",
     now_ms: int | None = None,
     label_days: float = 30.0,
+    grace_ms: int = DEFAULT_GRACE_MS,
 ) -> Cycle:
     """Compute the due windows of `model`, refresh the performance of windows from the last `label_days`
     whose labels arrived since, and evaluate the alert rules on everything that changed."""
     now = int(time.time() * 1000) if now_ms is None else now_ms
-    computed = run(tracker, model, granularity=granularity, now_ms=now)
+    computed = run(tracker, model, granularity=granularity, now_ms=now, grace_ms=grace_ms)
     refreshed = refresh_performance(
         tracker, model, since_ms=now - int(label_days * DAY_MS), granularity=granularity
     )

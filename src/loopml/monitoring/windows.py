@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 from loopml.core.errors import InvalidInput
 
-GRANULARITY_MS = {"hour": 3_600_000, "day": 86_400_000}
+# Minutes are for demos and very busy models; hours are the default, days are merged from hours.
+GRANULARITY_MS = {"minute": 60_000, "hour": 3_600_000, "day": 86_400_000}
 DEFAULT_GRACE_MS = 180_000  # the log's segment age (60 s) plus margin for a busy writer
 
 

@@ -58,6 +58,7 @@ class ServeOptions:
     log_predictions: bool = True
     redact: tuple[str, ...] = ()  # input columns left out of the prediction log
     hash_columns: tuple[str, ...] = ()  # input columns logged as keyed digests
+    log_segment_s: float = 60.0  # a prediction log segment is written at most this long after it opened
 
     def __post_init__(self) -> None:
         for name in ("max_body_bytes", "max_concurrency"):
@@ -65,6 +66,8 @@ class ServeOptions:
                 raise InvalidInput(f"{name} must be a positive integer, got {getattr(self, name)!r}")
         if not isinstance(self.max_queue, int) or self.max_queue < 0:
             raise InvalidInput(f"max_queue must be 0 or more, got {self.max_queue!r}")
+        if not self.log_segment_s > 0:
+            raise InvalidInput(f"log_segment_s must be positive, got {self.log_segment_s!r}")
         if not self.timeout_s > 0:
             raise InvalidInput(f"timeout_s must be positive, got {self.timeout_s!r}")
         if any(not isinstance(k, str) or len(k) < 16 for k in self.api_keys):
@@ -143,7 +146,12 @@ class Server:
         self._costs = Costs()
         self.log: PredictionLog | None = None
         if options.log_predictions:
-            self.log = PredictionLog(pool.tracker, redact=options.redact, hash=options.hash_columns)
+            self.log = PredictionLog(
+                pool.tracker,
+                redact=options.redact,
+                hash=options.hash_columns,
+                max_age_s=options.log_segment_s,
+            )
         self.metrics.watch_log(self.log)
 
     def close(self) -> None:

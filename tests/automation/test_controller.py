@@ -128,3 +128,39 @@ def test_guards_hold_automatic_triggers_back_but_not_a_manual_request(project: P
 
     request_manual(project.tracker, "toy", reason="ship it", actor="me", now_ms=project.clock())
     assert controller.tick()[0].action == "promoted"
+
+
+def test_files_landing_in_a_folder_become_a_version_and_trigger_a_retrain(project: Project) -> None:
+    incoming = project.folder / "incoming"
+    incoming.mkdir()
+    # Rows the champion never saw: accumulated files split at random would otherwise hold out some of its
+    # training rows, which the gates refuse to score on (a time-based split avoids that with real data).
+    toy_rows(600, seed=8).to_csv(incoming / "day1.csv", index=False)
+    (project.folder / "loopml.toml").write_text(
+        '[models.toy.automation]\npipeline = "toy_pipeline.py:train_toy"\n'
+        'data = { dataset = "toy", path = "incoming/*.csv" }\n'
+        "[models.toy.automation.triggers]\nnew_data = true\n"
+    )
+    controller = project.controller()
+    assert controller.tick()[0].action == "nothing"  # the first look versions the files and sets the cursor
+    toy_rows(500, seed=7).to_csv(incoming / "day2.csv", index=False)
+    outcome = controller.tick()[0]
+    assert outcome.action == "promoted", outcome
+    triggered = AutomationStore(project.tracker.stores.db).events("toy", kinds=["triggered"])[0]
+    assert triggered.detail["data"]["ref"] == "toy@v3"
+    assert triggered.detail["data"]["rows"] == 1100
+    assert controller.tick()[0].action == "nothing"  # unchanged files add no version
+
+
+def test_a_data_path_outside_the_project_is_refused(project: Project) -> None:
+    import pytest
+
+    from loopml.automation.policy import policies
+    from loopml.core.errors import InvalidInput
+
+    (project.folder / "loopml.toml").write_text(
+        '[models.toy.automation]\npipeline = "toy_pipeline.py:train_toy"\n'
+        'data = { dataset = "toy", path = "../elsewhere/*.csv" }\n'
+    )
+    with pytest.raises(InvalidInput, match="must stay inside the project"):
+        policies(project.folder)

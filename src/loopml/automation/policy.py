@@ -4,6 +4,7 @@
 pipeline = "loopml.demo.fraud_pipeline:train_fraud"   # module:function or path/file.py:function
 params = { n_estimators = 100 }                       # the pipeline's params (besides the data)
 data = "transactions"            # a dataset: each run trains on its latest version, passed as param `data`
+# data = { dataset = "transactions", path = "incoming/*.parquet" }  # files versioned each tick when they change
 data_param = "data"              # the pipeline param that takes the dataset version (default "data")
 retries = 1                      # a failed training is retried this many times,
 retry_delay_minutes = 10         # this long after the failure
@@ -110,6 +111,7 @@ class Policy:
     pipeline: str
     params: Mapping[str, Any] = field(default_factory=dict)
     data: str | None = None
+    data_path: str | None = None  # files (relative to the project) added as a new version of `data` on change
     data_param: str = "data"
     retries: int = 0
     retry_delay_minutes: float = 10.0
@@ -160,9 +162,19 @@ def parse_policy(project_dir: Path, model: str, table: Any) -> Policy:
             f"{where} pipeline: name the training pipeline as module:function, got {pipeline!r}"
         )
     params = _table(table.get("params", {}), f"{where} params")
-    data = table.get("data")
+    data: Any = table.get("data")
+    data_path: Any = None
+    if isinstance(data, Mapping):
+        _known(data, f"{where} data", {"dataset", "path"})
+        data, data_path = data.get("dataset"), data.get("path")
+        if not isinstance(data_path, str) or not data_path.strip() or Path(data_path).is_absolute():
+            raise InvalidInput(f'{where} data.path: files relative to the project, e.g. "incoming/*.csv"')
+        if ".." in Path(data_path).parts:
+            raise InvalidInput(f"{where} data.path: must stay inside the project, got {data_path!r}")
     if data is not None and not (isinstance(data, str) and data.strip()):
-        raise InvalidInput(f"{where} data: the name of a dataset, got {data!r}")
+        raise InvalidInput(
+            f"{where} data: the name of a dataset, or {{ dataset = NAME, path = GLOB }}, got {data!r}"
+        )
     data_param = table.get("data_param", "data")
     _check_pipeline(project_dir, pipeline, {**params, **({data_param: None} if data else {})}, where)
     policy = Policy(
@@ -170,6 +182,7 @@ def parse_policy(project_dir: Path, model: str, table: Any) -> Policy:
         pipeline=pipeline,
         params=dict(params),
         data=data,
+        data_path=data_path,
         data_param=str(data_param),
         retries=_int(table, "retries", 0, where, low=0, high=10),
         retry_delay_minutes=_number(table, "retry_delay_minutes", 10.0, where),

@@ -61,6 +61,7 @@ class LoopState:
     schedule_ms: int | None = None
     data_version: int | None = None
     data_rows: int | None = None  # rows of the dataset version the last retrain read
+    data_files: str | None = None  # fingerprint of the files a `data.path` matched when last versioned
     window_ms: int = 0  # computed time of the last monitored window judged
     alert_id: int = 0
     manual_id: int = 0

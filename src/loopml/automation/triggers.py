@@ -57,7 +57,7 @@ def look(tracker: Tracker, policy: Policy, state: LoopState, *, now_ms: int) -> 
                 Fired("schedule", f"scheduled retrain ({schedule.cron} {schedule.timezone})", {"due_ms": due})
             )
     cursors["schedule_ms"] = now_ms
-    data = _latest_data(tracker, policy)
+    data = _latest_data(tracker, policy, state, cursors)
     if data is not None:
         if (
             policy.triggers.new_data
@@ -103,14 +103,53 @@ def request_manual(tracker: Tracker, model: str, *, reason: str, actor: str | No
     return int(event.event_id or 0)
 
 
-def _latest_data(tracker: Tracker, policy: Policy) -> dict[str, Any] | None:
+def _latest_data(
+    tracker: Tracker, policy: Policy, state: LoopState, cursors: dict[str, Any]
+) -> dict[str, Any] | None:
     if policy.data is None:
         return None
+    if policy.data_path is not None:
+        _version_files(tracker, policy, state, cursors)
+    from loopml.core.errors import NotFound
     from loopml.data.records import VersionRef
     from loopml.data.store import DatasetStore
 
-    version = DatasetStore(tracker.stores.db).get_version(VersionRef.parse(policy.data))
+    try:
+        version = DatasetStore(tracker.stores.db).get_version(VersionRef.parse(policy.data))
+    except NotFound:
+        if policy.data_path is not None:  # no files have landed yet
+            return None
+        raise
     return {"ref": version.ref, "version": version.version, "rows": int(version.row_count or 0)}
+
+
+def _version_files(tracker: Tracker, policy: Policy, state: LoopState, cursors: dict[str, Any]) -> None:
+    """The table files matching the policy's `data.path`, together, as a new version of its dataset when
+    they changed (names, sizes and modification times are looked at first, so an idle tick reads nothing;
+    identical content adds no version)."""
+    import hashlib
+
+    root = tracker.settings.project_dir
+    paths = sorted(p for p in root.glob(policy.data_path or "") if p.is_file())
+    if not paths:
+        return
+    listing = [(str(p.relative_to(root)), p.stat().st_size, p.stat().st_mtime_ns) for p in paths]
+    stamp = hashlib.blake2b(repr(listing).encode(), digest_size=16).hexdigest()
+    if stamp == state.data_files:
+        return
+    import pandas as pd
+
+    from loopml.datasets import add
+    from loopml.monitoring.checking import read_table
+
+    frame = pd.concat([read_table(p) for p in paths], ignore_index=True)
+    add(
+        str(policy.data),
+        frame,
+        message=f"automation: {len(paths)} file(s) in {policy.data_path}",
+        tracker=tracker,
+    )
+    cursors["data_files"] = stamp
 
 
 def _alerts(

@@ -109,3 +109,66 @@ def test_a_controller_killed_mid_training_is_taken_over_after_its_lease_expires(
     failed = store.events("toy", kinds=["training_failed"])
     assert len(failed) == 1
     assert "stopped before it finished" in failed[0].message
+
+
+def test_the_agent_runs_inside_loopml_serve_and_the_server_follows_its_promotion(project: Project) -> None:
+    import httpx
+
+    project.policy("")
+    port = _free_port()
+    server = subprocess.Popen(
+        [
+            LOOPML,
+            "serve",
+            "toy@champion",
+            "--port",
+            str(port),
+            "--poll-s",
+            "0.5",
+            "--agent",
+            "--agent-interval",
+            "1",
+        ],
+        cwd=project.folder,
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        row = {"x0": 0.1, "x1": -0.2, "x2": 0.3, "x3": 0.0}
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+            _wait_for(lambda: client.get("/v2/health/ready").status_code == 200, server)
+            assert client.post("/predict/toy", json=[row]).headers["x-model-version"] == "1"
+            _cli(project, "agent", "trigger", "toy", "--reason", "inside the server")
+            store = AutomationStore(project.tracker.stores.db)
+            _wait_for(lambda: "promoted" in [e.kind for e in store.events("toy")], server)
+            _wait_for(
+                lambda: client.post("/predict/toy", json=[row]).headers["x-model-version"] == "2", server
+            )
+    finally:
+        server.terminate()
+        _, err = server.communicate(timeout=30)
+    assert b"Traceback" not in err
+
+
+def _wait_for(condition: object, process: subprocess.Popen[bytes], timeout_s: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "the server exited"
+        import httpx
+
+        try:
+            if condition():  # type: ignore[operator]
+                return
+        except (OSError, httpx.TransportError):  # not listening yet
+            pass
+        time.sleep(0.2)
+    raise AssertionError("timed out")
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

@@ -295,7 +295,9 @@ class Step:
         """A training that failed: retried per policy, the champion untouched."""
         attempt = self.state.attempt
         detail = {"error": message[:4000], "attempt": attempt}
-        first_line = message.splitlines()[0] if message else "unknown error"
+        lines = [line.strip() for line in message.splitlines() if line.strip()] or ["unknown error"]
+        # A pipeline failure reads "failed in step X (run R)" then the step's traceback: its last line says why.
+        first_line = lines[0] if len(lines) == 1 else f"{lines[-1]} ({lines[0]})"
         if attempt <= self.policy.retries:
             retry_at = self.now() + int(self.policy.retry_delay_minutes * 60_000)
             state = replace(self.state, phase="retry", retry_at_ms=retry_at, run_id=run_id)

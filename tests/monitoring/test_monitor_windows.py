@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -34,7 +36,7 @@ def test_windows_are_aligned_closed_after_the_grace_and_computed_once() -> None:
     assert later == [Window(2, 11 * HOUR, 12 * HOUR), Window(1, 12 * HOUR, 13 * HOUR)]
     days = due_windows(spans, granularity="day", now_ms=3 * 24 * HOUR, done=set())
     assert days == [Window(1, 0, 24 * HOUR), Window(2, 0, 24 * HOUR)]
-    with pytest.raises(InvalidInput, match="granularity must be one of hour, day"):
+    with pytest.raises(InvalidInput, match="granularity must be one of minute, hour, day"):
         due_windows(spans, granularity="week", now_ms=now, done=set())
 
 
@@ -87,3 +89,22 @@ def test_error_metrics_have_names_rules_can_use() -> None:
         check_metric_name("errors.p99", "rule")
     with pytest.raises(InvalidInput, match="'requests' takes no suffix"):
         check_metric_name("requests.total", "rule")
+
+
+def test_minute_windows_and_their_settings(tmp_path: Path) -> None:
+    from loopml.monitoring.config import monitor_config
+
+    spans = [(1, 5 * 60_000 + 10, 6 * 60_000 + 59_000)]
+    due = due_windows(spans, granularity="minute", now_ms=7 * 60_000 + 5_000, done=set(), grace_ms=3_000)
+    assert due == [Window(1, 5 * 60_000, 6 * 60_000), Window(1, 6 * 60_000, 7 * 60_000)]
+    (tmp_path / "loopml.toml").write_text(
+        '[models.m.monitoring]\ngranularity = "minute"\ngrace_seconds = 3\n'
+    )
+    config = monitor_config(tmp_path, "m")
+    assert (config.granularity, config.grace_ms) == ("minute", 3_000)
+    (tmp_path / "loopml.toml").write_text('[models.m.monitoring]\ngranularity = "week"\n')
+    with pytest.raises(InvalidInput, match="granularity is one of minute, hour, day"):
+        monitor_config(tmp_path, "m")
+    (tmp_path / "loopml.toml").write_text("[models.m.monitoring]\ngrace_seconds = -1\n")
+    with pytest.raises(InvalidInput, match="grace_seconds"):
+        monitor_config(tmp_path, "m")

@@ -12,13 +12,26 @@ app = typer.Typer(
     help="Monitor served models: drift, data quality, latency per window.", no_args_is_help=True
 )
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table")]
-GranularityOption = Annotated[str, typer.Option("--granularity", "-g", help="minute | hour | day")]
+GranularityOption = Annotated[
+    str | None,
+    typer.Option("--granularity", "-g", help="minute | hour | day (default: the model's, else hour)"),
+]
+
+
+def granularity_of(model: str, given: str | None) -> str:
+    """The window size asked for, else the one `[models.MODEL.monitoring]` sets (hour by default)."""
+    if given is not None:
+        return given
+    from loopml.monitoring.config import monitor_config
+    from loopml.tracking.tracker import default_tracker
+
+    return monitor_config(default_tracker().settings.project_dir, model).granularity
 
 
 @app.command("run")
 def run(
     model: Annotated[str, typer.Argument(help="Registered model name")],
-    granularity: GranularityOption = "hour",
+    granularity: GranularityOption = None,
     label_days: Annotated[
         float,
         typer.Option(min=0, help="Refresh the performance of windows this recent when labels came late"),
@@ -27,10 +40,19 @@ def run(
 ) -> None:
     """Compute every closed window of the model's prediction log not computed yet (idempotent), and the
     performance of recent windows whose labels arrived since; then exit."""
+    from loopml.monitoring.config import monitor_config
     from loopml.monitoring.cycle import monitor_cycle
     from loopml.tracking.tracker import default_tracker
 
-    cycle = monitor_cycle(default_tracker(), model, granularity=granularity, label_days=label_days)
+    tracker = default_tracker()
+    config = monitor_config(tracker.settings.project_dir, model)
+    cycle = monitor_cycle(
+        tracker,
+        model,
+        granularity=granularity or config.granularity,
+        label_days=label_days,
+        grace_ms=config.grace_ms,
+    )
     computed, refreshed, fired = cycle.computed, cycle.refreshed, cycle.alerts
     if json_output:
         print_json(computed)
@@ -46,14 +68,16 @@ def run(
 def windows(
     model: Annotated[str, typer.Argument(help="Registered model name")],
     version: Annotated[int | None, typer.Option("--version", "-v", min=1, help="Only this version")] = None,
-    granularity: GranularityOption = "hour",
+    granularity: GranularityOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """The computed windows of a model, oldest first."""
     from loopml.monitoring.store import MonitorStore
     from loopml.tracking.tracker import default_tracker
 
-    found = MonitorStore(default_tracker().stores.db).windows(model, version=version, granularity=granularity)
+    found = MonitorStore(default_tracker().stores.db).windows(
+        model, version=version, granularity=granularity_of(model, granularity)
+    )
     if json_output:
         print_json(found)
         return

@@ -66,7 +66,9 @@ def main() -> None:
         run = PipelineStore(tracker.stores.db).list_runs(limit=1)[0]
         pipeline_s = ((run.end_time or 0) - run.created_time) / 1000
     print(f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}")
-    print(f"idle tick: median {statistics.median(idle):.2f} ms, p95 {sorted(idle)[int(0.95 * len(idle))]:.2f} ms")
+    print(
+        f"idle tick: median {statistics.median(idle):.2f} ms, p95 {sorted(idle)[int(0.95 * len(idle))]:.2f} ms"
+    )
     print(
         f"loop ({rows:,} rows): {outcome.action} in {loop_s:.2f} s; pipeline run {pipeline_s:.2f} s, "
         f"controller (trigger, gates, promotion, records) {loop_s - pipeline_s:.2f} s"

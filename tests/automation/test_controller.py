@@ -164,3 +164,14 @@ def test_a_data_path_outside_the_project_is_refused(project: Project) -> None:
     )
     with pytest.raises(InvalidInput, match="must stay inside the project"):
         policies(project.folder)
+
+
+def test_one_models_problem_does_not_stop_the_others(project: Project) -> None:
+    project.policy("", extra='[models.ghost.automation]\npipeline = "toy_pipeline.py:train_toy"\n')
+    from loopml.automation.triggers import request_manual
+
+    request_manual(project.tracker, "toy", reason="go", actor="me", now_ms=project.clock())
+    outcomes = {o.model: o for o in project.controller().tick()}
+    assert outcomes["ghost"].action == "error"
+    assert "no registered model 'ghost'" in outcomes["ghost"].message
+    assert outcomes["toy"].action == "promoted"

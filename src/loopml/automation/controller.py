@@ -48,7 +48,9 @@ class Outcome:
 
     model: str
     phase: str  # where the loop stands after the tick
-    action: str  # nothing | busy | held | retrained | failed | refused | promoted | rollout | rolled_back | waiting
+    # nothing | busy | held | retrained | failed | refused | promoted | rollout | rolled_back | waiting |
+    # superseded | error
+    action: str
     message: str
 
 
@@ -96,7 +98,18 @@ class Controller:
             stop.wait(interval_s)
 
     def tick_model(self, policy: Policy) -> Outcome:
-        """Move the loop of one model on, holding its lease meanwhile."""
+        """Move the loop of one model on, holding its lease meanwhile. A problem with one model (not
+        registered, its store unreachable, a bug) is its outcome, never the end of the other models' ticks."""
+        try:
+            return self._tick_model(policy)
+        except LoopMLError as error:
+            log.warning("automation of %s: %s", policy.model, error.message)
+            return Outcome(policy.model, "?", "error", error.message)
+        except Exception as error:
+            log.exception("automation of %s failed", policy.model)
+            return Outcome(policy.model, "?", "error", f"{type(error).__name__}: {error}")
+
+    def _tick_model(self, policy: Policy) -> Outcome:
         lease = self.store.acquire(policy.model, self.holder, now_ms=self.clock(), ttl_ms=self.lease_ms)
         if lease is None:
             return Outcome(policy.model, "?", "busy", "another controller holds the lease")

@@ -52,7 +52,7 @@ def agent(
 
 @app.command("tick")
 def tick(model: ModelOption = None, json_output: JsonOption = False) -> None:
-    """Evaluate every model's loop once and exit (exit code 1 when a training failed)."""
+    """Evaluate every model's loop once and exit (exit code 1 when a training failed or a loop hit an error)."""
     from loopml.automation.controller import Controller
     from loopml.tracking.tracker import default_tracker
 
@@ -65,7 +65,7 @@ def tick(model: ModelOption = None, json_output: JsonOption = False) -> None:
             ["model", "action", "phase", "what happened"],
             [(o.model, o.action, o.phase, o.message) for o in outcomes],
         )
-    if any(o.action == "failed" for o in outcomes):
+    if any(o.action in ("failed", "error") for o in outcomes):
         raise typer.Exit(1)
 
 

@@ -19,10 +19,44 @@ def test_a_lease_is_held_until_it_expires_and_a_new_holder_gets_a_larger_token(a
     assert store.acquire("toy", "b", now_ms=5_000, ttl_ms=10_000) is None
     again = store.acquire("toy", "a", now_ms=6_000, ttl_ms=10_000)
     assert again is not None
-    assert again.token == 1
+    assert again.token == 2  # every acquisition is a new token, even by the same holder
+    with pytest.raises(LeaseLost):
+        store.renew(first, now_ms=6_000, ttl_ms=10_000)
     second = store.acquire("toy", "b", now_ms=17_000, ttl_ms=10_000)
     assert second is not None
-    assert second.token == 2
+    assert second.token == 3
+
+
+def test_a_new_holder_waits_for_a_fenced_write_in_flight(any_project: Project) -> None:
+    """The check and the write it guards are one transaction that holds the lease row: a controller taking
+    the lease meanwhile waits for it to commit, so no write with an old token lands after a new holder."""
+    import time
+
+    store = AutomationStore(any_project.tracker.stores.db)
+    stale = store.acquire("toy", "a", now_ms=0, ttl_ms=1_000)
+    assert stale is not None
+    checked, order = threading.Event(), []
+
+    def slow_write() -> None:
+        guard = store.guard(stale, LoopState(phase="training"), [Event("triggered", "a")], now_ms=500)
+
+        def change(conn: object) -> None:
+            guard(conn)  # type: ignore[arg-type]
+            checked.set()
+            time.sleep(1.0)
+            order.append("a committed")
+
+        store.db.transact(change)  # type: ignore[arg-type]
+
+    writer = threading.Thread(target=slow_write)
+    writer.start()
+    assert checked.wait(30)
+    taken = store.acquire("toy", "b", now_ms=5_000, ttl_ms=1_000)
+    order.append("b acquired")
+    writer.join(30)
+    assert taken is not None
+    assert order == ["a committed", "b acquired"]
+    assert store.state("toy").phase == "training"
 
 
 def test_a_stale_holder_can_no_longer_write(any_project: Project) -> None:

@@ -161,3 +161,55 @@ def test_a_controller_that_died_mid_promotion_is_finished_by_the_next_one(
     assert deployment is not None
     assert deployment.mode == "single"
     assert "challenger" not in RegistryStore(project.tracker.stores.db).get_model("toy").aliases
+
+
+def test_a_training_that_finished_as_its_controller_died_is_taken_over_not_rerun(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from loopml.automation.controller import Step
+
+    project.policy("retries = 1\nretry_delay_minutes = 0")
+    request_manual(project.tracker, "toy", reason="test", actor="me", now_ms=project.clock())
+
+    def die(self: Step, *args: object) -> None:
+        raise SystemExit("killed right after the pipeline run returned")
+
+    monkeypatch.setattr(Step, "trained", die)
+    with pytest.raises(SystemExit):
+        project.controller().tick()
+    monkeypatch.undo()
+    assert AutomationStore(project.tracker.stores.db).state("toy").phase == "training"
+    project.clock.advance(minutes=10)  # past the lease
+    outcome = project.controller().tick()[0]
+    assert outcome.action == "promoted", outcome
+    assert project.kinds().count("training_started") == 1
+    assert champion(project) == 2
+
+
+def test_a_champion_moved_under_a_canary_ends_the_canary_it_no_longer_watches(project: Project) -> None:
+    import loopml
+
+    _start_canary(project)
+    loopml.models.set_alias("toy", "champion", 2, reason="by hand", tracker=project.tracker)
+    start = project.clock()
+    traffic(project, version=2, route="challenger", rows=50, time_ms=start + 1000)
+    project.clock.advance(minutes=11)
+    outcome = project.controller().tick()[0]
+    assert outcome.action == "superseded", outcome
+    deployment = DeploymentStore(project.tracker.stores.db).get("toy")
+    assert deployment is not None
+    assert deployment.mode == "single"
+    assert "challenger" not in RegistryStore(project.tracker.stores.db).get_model("toy").aliases
+
+
+def test_a_direct_promotion_leaves_a_persons_own_canary_alone(project: Project) -> None:
+    import loopml
+
+    loopml.models.set_alias("toy", "exp", 1, reason="an experiment", tracker=project.tracker)
+    loopml.models.deploy("toy", challenger="exp", mode="canary", share=0.5, tracker=project.tracker)
+    project.policy("")
+    request_manual(project.tracker, "toy", reason="test", actor="me", now_ms=project.clock())
+    assert project.controller().tick()[0].action == "promoted"
+    deployment = DeploymentStore(project.tracker.stores.db).get("toy")
+    assert deployment is not None
+    assert (deployment.mode, deployment.challenger, deployment.share) == ("canary", "exp", 0.5)

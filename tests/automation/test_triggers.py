@@ -19,12 +19,12 @@ from loopml.monitoring.alert_store import Alert, AlertStore
 from loopml.monitoring.store import MonitorStore
 
 
-def _alert(project: Project, *, rule: str, metric: str, value: float) -> None:
+def _alert(project: Project, *, rule: str, metric: str, value: float, version: int = 1) -> None:
     AlertStore(project.tracker.stores.db).add(
         [
             Alert(
                 model="toy",
-                version=1,
+                version=version,
                 rule=rule,
                 metric=metric,
                 severity="warning",
@@ -102,7 +102,9 @@ def test_max_retrains_per_day_and_the_quiet_period_hold_automatic_triggers(proje
     _alert(project, rule="d", metric="drift.x0", value=0.4)
     assert controller.tick()[0].action == "promoted"
     project.clock.advance(hours=1)
-    _alert(project, rule="d", metric="drift.x1", value=0.4)
+    _alert(project, rule="d", metric="drift.x1", value=0.4)  # about v1, no longer the champion
+    assert controller.tick()[0].action == "nothing"
+    _alert(project, rule="d", metric="drift.x1", value=0.4, version=2)
     held = controller.tick()[0]
     assert held.action == "held"
     assert "max_retrains_per_day" in held.message
@@ -111,7 +113,7 @@ def test_max_retrains_per_day_and_the_quiet_period_hold_automatic_triggers(proje
         "[models.toy.automation.triggers]\ndrift = true\n"
         "[models.toy.automation.guards]\nmax_retrains_per_day = 5\nquiet_hours = 30"
     )
-    _alert(project, rule="d", metric="drift.x2", value=0.4)
+    _alert(project, rule="d", metric="drift.x2", value=0.4, version=2)
     quiet = project.controller().tick()[0]
     assert quiet.action == "held"
     assert "quiet_hours" in quiet.message
@@ -166,3 +168,43 @@ def test_a_failed_training_and_a_promotion_are_sent_to_the_policys_channels(
     texts = [body["text"] for body in receiver.received]
     assert any("training failed" in t and "the training data is broken" in t for t in texts), texts
     assert any("promoted to champion" in t for t in texts), texts
+
+
+def test_late_labels_that_sink_a_windows_performance_start_a_retrain(project: Project) -> None:
+    project.policy("[models.toy.automation.triggers]\nperformance_below = { roc_auc = 0.8 }")
+    controller = project.controller()
+    _window(project, 0, realized=None, estimated=None)
+    assert controller.tick()[0].action == "nothing"
+    store = MonitorStore(project.tracker.stores.db)
+    window = store.windows("toy")[0]
+    import time
+
+    time.sleep(0.01)  # the refresh is written later than the window was computed
+    store.set_performance(window.window_id, {"realized": {"metrics": {"roc_auc": 0.55}}}, 100)
+    outcome = controller.tick()[0]
+    assert outcome.action == "promoted"
+
+
+def test_a_held_cause_is_told_once_and_the_first_dataset_version_counts_as_new_data(project: Project) -> None:
+    import pandas as pd
+
+    import loopml
+    from conftest import toy_rows
+
+    (project.folder / "loopml.toml").write_text(
+        '[models.toy.automation]\npipeline = "toy_pipeline.py:train_toy"\ndata = "fresh"\n'
+        "[models.toy.automation.triggers]\nnew_data = true\n"
+        "[models.toy.automation.guards]\nmin_new_rows = 1000\n"
+    )
+    controller = project.controller()
+    assert controller.tick()[0].action == "nothing"  # first look: no dataset "fresh" yet
+    first = toy_rows(600, seed=11)
+    loopml.datasets.add("fresh", first, tracker=project.tracker)
+    assert controller.tick()[0].action == "promoted"  # its first version is new data
+    more = pd.concat([first, toy_rows(100, seed=12)], ignore_index=True)
+    loopml.datasets.add("fresh", more, tracker=project.tracker)
+    held = controller.tick()[0]
+    assert held.action == "held"
+    assert "only 100 new rows" in held.message
+    assert controller.tick()[0].action == "nothing"  # told once, not at every tick
+    assert project.kinds().count("held") == 1

@@ -140,6 +140,8 @@ class Controller:
             )
         except LoopMLError as error:  # monitoring problems are its own to report; the loop carries on
             log.warning("monitoring %s failed: %s", policy.model, error.message)
+        except Exception:
+            log.exception("monitoring %s failed; the loop carries on", policy.model)
 
     def _policies(self, models: Sequence[str] | None) -> dict[str, Policy]:
         found = policies(self.tracker.settings.project_dir)
@@ -211,12 +213,18 @@ class Step:
                 raise InvalidInput(f"the loop of {self.model} is in an unknown phase {phase!r}")
             if result is not None and (result.action != "waiting" or outcome.action == "nothing"):
                 outcome = result  # "waiting" after a decision in the same tick does not hide the decision
-            if result is None or self.state.phase == phase or result.action in ("busy",):
-                break
+            if result is None or self.state.phase in (phase, "idle"):
+                break  # waiting, or a loop just ended: the next one starts at the next tick
         return replace(outcome, phase=self.state.phase)
 
     def idle(self) -> Outcome | None:
-        found = look(self.tracker, self.policy, self.state, now_ms=self.now())
+        found = look(
+            self.tracker,
+            self.policy,
+            self.state,
+            now_ms=self.now(),
+            champion=champion_of(self.tracker, self.model),
+        )
         state = replace(self.state, **found.cursors)
         if not found.fired:
             if state != self.state:
@@ -225,6 +233,9 @@ class Step:
         reason = held_back(self.policy, self.state, found.fired, found, now_ms=self.now())
         triggers = [f.to_dict() for f in found.fired]
         if reason is not None:
+            # The cause is consumed (said once in the timeline); newer data fires again and the guard then
+            # counts the rows gained since the last retrain, not since this look.
+            state = replace(state, data_version=(found.data or {}).get("version", state.data_version))
             self.write(
                 state, self.event("held", f"retrain held back: {reason}", detail={"triggers": triggers})
             )
@@ -345,11 +356,13 @@ class Step:
         from loopml.tracking.records import RunStatus
 
         started = self.state.started_ms or 0
-        target = self.policy.pipeline.rpartition(":")[2]
+        pipeline = load_policy_pipeline(self.tracker.settings.project_dir, self.policy.pipeline)
         runs = [
             r
-            for r in PipelineStore(self.tracker.stores.db).list_runs(limit=20)
-            if r.created_time >= started - 1000 and r.pipeline.rpartition(".")[2] == target
+            for r in PipelineStore(self.tracker.stores.db).list_runs(
+                pipeline=pipeline.qualified_name, limit=5
+            )
+            if r.created_time >= started - 1000
         ]
         finished = [r for r in runs if r.status == RunStatus.FINISHED.value]
         if finished:
@@ -383,19 +396,20 @@ class Step:
         run_id = self.state.run_id
         try:
             check = check_gates(self.tracker, challenger, alias="champion", holder_version=champion)
-        except LoopMLError as error:
+        except Exception as error:  # scoring failed: refused (the champion stays), said once, not retried
+            why = error.message if isinstance(error, LoopMLError) else f"{type(error).__name__}: {error}"
             state = replace(self.state, phase="idle")
             self.write(
                 state,
                 self.event(
                     "refused",
-                    f"v{candidate} not evaluated: {error.message}",
+                    f"v{candidate} could not be evaluated: {why}",
                     version=candidate,
                     run_id=run_id,
-                    detail={"error": error.message},
+                    detail={"error": why},
                 ),
             )
-            return Outcome(self.model, "idle", "refused", error.message)
+            return Outcome(self.model, "idle", "refused", why)
         if not check.passed:
             state = replace(self.state, phase="idle")
             message = check.refusal(challenger.ref, "champion")
@@ -442,7 +456,7 @@ class Renewer:
                 )
             except LeaseLost:
                 return  # the fenced write after the training will say so
-            except LoopMLError:
+            except Exception:  # a passing database error: try again at the next beat
                 log.warning("renewing the automation lease failed; retrying", exc_info=True)
 
 

@@ -284,6 +284,8 @@ def _rollout(value: Any, where: str) -> Rollout:
         key: _number(table, key, 0.0, where) if key in table else None
         for key in ("max_error_rate", "max_p99_ms", "max_metric_drop")
     }
+    if "max_hours" in table and not _number(table, "max_hours", 24.0, where) > 0:
+        raise InvalidInput(f"{where} max_hours: above 0 (the longest a rollout may wait for evidence)")
     return Rollout(
         strategy=strategy,
         share=share,

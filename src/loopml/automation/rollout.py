@@ -14,7 +14,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from loopml.automation.canary import evidence, judge
-from loopml.core.errors import Conflict, NotFound
+from loopml.core.errors import Conflict, LoopMLError, NotFound
 from loopml.registry.deployments import Deployment, DeploymentStore
 from loopml.registry.store import RegistryStore
 
@@ -87,7 +87,6 @@ def start(step: Step, gates: list[dict[str, Any]], champion: int | None) -> Outc
 
 def advance(step: Step) -> Outcome | None:
     """Watch a running canary or shadow: promote, roll back, or wait for more traffic."""
-    from loopml.automation.controller import Outcome
 
     if step.state.phase == "promoting":
         return _finish(step)
@@ -96,19 +95,35 @@ def advance(step: Step) -> Outcome | None:
     current = deployments.get(step.model)
     if current is None or current.revision != info.get("revision"):
         return _changed(step, current)
+    return _watch(step, info, current)
+
+
+def _watch(step: Step, info: dict[str, Any], current: Deployment) -> Outcome:
+    """Measure the challenger since the rollout began and act on the verdict."""
+    from loopml.automation.controller import Outcome
+
     candidate = step.state.candidate or 0
     champion = info.get("champion") or 0
     now = step.now()
-    found = evidence(
-        step.tracker,
-        step.model,
-        champion=champion,
-        challenger=candidate,
-        since_ms=int(info.get("started_ms", now)),
-        until_ms=now,
-        metric=step.policy.rollout.metric,
-    )
-    verdict = judge(found, step.policy.rollout, elapsed_ms=now - int(info.get("started_ms", now)))
+    elapsed = now - int(info.get("started_ms", now))
+    try:
+        found = evidence(
+            step.tracker,
+            step.model,
+            champion=champion,
+            challenger=candidate,
+            since_ms=int(info.get("started_ms", now)),
+            until_ms=now,
+            metric=step.policy.rollout.metric,
+        )
+    except Exception as error:  # unreadable evidence never promotes; past max_hours it rolls back
+        why = error.message if isinstance(error, LoopMLError) else f"{type(error).__name__}: {error}"
+        if elapsed >= step.policy.rollout.max_hours * 3_600_000:
+            return _rollback(
+                step, current, f"no readable evidence in {step.policy.rollout.max_hours:g} hours: {why}", {}
+            )
+        return Outcome(step.model, "rollout", "error", f"canary evidence unreadable: {why}")
+    verdict = judge(found, step.policy.rollout, elapsed_ms=elapsed)
     if verdict.action == "promote":
         return _promote(
             step,
@@ -167,8 +182,9 @@ def _finish(step: Step) -> Outcome:
 
     deployments = DeploymentStore(step.tracker.stores.db)
     current = deployments.get(step.model)
+    ours = (step.state.rollout or {}).get("revision")
     state = replace(step.state, phase="idle", rollout=None)
-    if current is not None and current.mode != "single":
+    if current is not None and current.mode != "single" and current.revision == ours:
         deployments.set(
             replace(current, challenger=None, mode="single", share=0.0),
             user=step.controller.actor,
@@ -223,13 +239,26 @@ def _changed(step: Step, current: Deployment | None) -> Outcome:
 def _abandon(step: Step, why: str) -> Outcome:
     from loopml.automation.controller import Outcome
 
+    deployments = DeploymentStore(step.tracker.stores.db)
+    current = deployments.get(step.model)
+    ours = (step.state.rollout or {}).get("revision")
     state = replace(step.state, phase="idle", rollout=None)
-    step.write(
-        state,
-        step.event(
-            "superseded", f"rollout of v{step.state.candidate} abandoned: {why}", version=step.state.candidate
-        ),
+    abandoned = step.event(
+        "superseded", f"rollout of v{step.state.candidate} abandoned: {why}", version=step.state.candidate
     )
+    if current is not None and current.mode != "single" and current.revision == ours:
+        # Still the loop's own canary (the champion alias moved under it): nobody would watch it any more.
+        deployments.set(
+            replace(current, challenger=None, mode="single", share=0.0),
+            user=step.controller.actor,
+            detail={"reason": f"automation: rollout of v{step.state.candidate} abandoned"},
+            expected_revision=current.revision,
+            guard=step.guard(state, abandoned),
+        )
+        step.after(state, abandoned)
+    else:
+        step.write(state, abandoned)
+    _drop_challenger(step)
     return Outcome(step.model, "idle", "superseded", why)
 
 

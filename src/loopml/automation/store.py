@@ -100,7 +100,9 @@ class AutomationStore:
     # -- leases ---------------------------------------------------------------------------------------------
 
     def acquire(self, model: str, holder: str, *, now_ms: int, ttl_ms: int) -> Lease | None:
-        """Take (or renew) the lease on `model` when it is free, expired or already ours; else None."""
+        """Take the lease on `model` when it is free, expired or already ours; else None. Every acquisition
+        gets a new token (even by the same holder), so two acquirers that read the same row cannot both win:
+        the update is conditional on the token they read."""
 
         def change(conn: Connection) -> Lease | None:
             model_id = model_id_of(conn, model)
@@ -117,7 +119,7 @@ class AutomationStore:
                 return Lease(model, holder, 1, expires)
             if row.holder != holder and row.expires_time > now_ms:
                 return None
-            token = row.token if row.holder == holder else row.token + 1
+            token = row.token + 1
             taken = conn.execute(
                 update(t.automation_leases)
                 .where(c.model_id == model_id, c.token == row.token, c.holder == row.holder)
@@ -134,14 +136,19 @@ class AutomationStore:
         """The same lease with a later expiry; `LeaseLost` when another controller holds it now."""
 
         def change(conn: Connection) -> Lease:
-            self._check(conn, lease)
             expires = now_ms + ttl_ms
             c = t.automation_leases.c
-            conn.execute(
+            renewed = conn.execute(
                 update(t.automation_leases)
-                .where(c.model_id == model_id_of(conn, lease.model))
+                .where(
+                    c.model_id == model_id_of(conn, lease.model),
+                    c.token == lease.token,
+                    c.holder == lease.holder,
+                )
                 .values(expires_time=expires)
             )
+            if renewed.rowcount != 1:
+                self._check(conn, lease)  # raises LeaseLost, saying who holds it
             return Lease(lease.model, lease.holder, lease.token, expires)
 
         return self.db.transact(change)
@@ -166,7 +173,9 @@ class AutomationStore:
     def _check(self, conn: Connection, lease: Lease) -> str:
         c = t.automation_leases.c
         model_id = model_id_of(conn, lease.model)
-        row = conn.execute(select(c.holder, c.token).where(c.model_id == model_id)).first()
+        # FOR UPDATE: on PostgreSQL a plain read takes no lock, so a new holder could commit between this
+        # check and the write it guards; the row lock makes a concurrent acquire wait for this transaction.
+        row = conn.execute(select(c.holder, c.token).where(c.model_id == model_id).with_for_update()).first()
         if row is None or row.token != lease.token or row.holder != lease.holder:
             raise LeaseLost(
                 f"the automation lease on {lease.model} passed to another controller "

@@ -44,8 +44,11 @@ class Look:
     data: dict[str, Any] | None = None  # the dataset's latest version: {"ref", "version", "rows"}
 
 
-def look(tracker: Tracker, policy: Policy, state: LoopState, *, now_ms: int) -> Look:
-    """The triggers of `policy` that fired after the cursors of `state`, up to `now_ms`."""
+def look(
+    tracker: Tracker, policy: Policy, state: LoopState, *, now_ms: int, champion: int | None = None
+) -> Look:
+    """The triggers of `policy` that fired after the cursors of `state`, up to `now_ms`. Monitoring signals
+    count only for the `champion` version: a canary's old champion drifting is the problem being fixed."""
     fired: list[Fired] = []
     cursors: dict[str, Any] = {}
     first = state.schedule_ms is None  # never looked before: set the cursors, fire nothing but manual
@@ -59,17 +62,19 @@ def look(tracker: Tracker, policy: Policy, state: LoopState, *, now_ms: int) -> 
     cursors["schedule_ms"] = now_ms
     data = _latest_data(tracker, policy, state, cursors)
     if data is not None:
-        if (
-            policy.triggers.new_data
-            and state.data_version is not None
-            and data["version"] > state.data_version
-        ):
+        newer = (
+            data["version"] > state.data_version
+            if state.data_version is not None
+            else not first  # the dataset's first version appeared after the first look
+        )
+        if policy.triggers.new_data and newer:
             fired.append(
                 Fired("new_data", f"new data: {data['ref']}", {"dataset": data["ref"], "rows": data["rows"]})
             )
         if state.data_version is None:
             cursors["data_version"], cursors["data_rows"] = data["version"], data["rows"]
-    fired += _alerts(tracker, policy, state, cursors, first=first)
+    fired += _alerts(tracker, policy, state, cursors, first=first, champion=champion)
+    fired += _performance(tracker, policy, state, cursors, first=first, champion=champion)
     fired += _manual(tracker, policy, state, cursors)
     return Look(fired, cursors, data)
 
@@ -116,10 +121,8 @@ def _latest_data(
 
     try:
         version = DatasetStore(tracker.stores.db).get_version(VersionRef.parse(policy.data))
-    except NotFound:
-        if policy.data_path is not None:  # no files have landed yet
-            return None
-        raise
+    except NotFound:  # no version yet: its first one will be new data (`loopml agent status` shows the wait)
+        return None
     return {"ref": version.ref, "version": version.version, "rows": int(version.row_count or 0)}
 
 
@@ -153,51 +156,74 @@ def _version_files(tracker: Tracker, policy: Policy, state: LoopState, cursors: 
 
 
 def _alerts(
-    tracker: Tracker, policy: Policy, state: LoopState, cursors: dict[str, Any], *, first: bool
+    tracker: Tracker,
+    policy: Policy,
+    state: LoopState,
+    cursors: dict[str, Any],
+    *,
+    first: bool,
+    champion: int | None,
 ) -> list[Fired]:
-    triggers = policy.triggers
-    if not (triggers.drift or triggers.alerts or triggers.performance_below or triggers.estimated_below):
-        return []
+    """Monitoring alerts raised since the last look (the cursor moves even when no alert trigger is set, so
+    enabling one later does not fire on history)."""
     from loopml.monitoring.alert_store import AlertStore
 
+    triggers = policy.triggers
     alerts = [
         a for a in AlertStore(tracker.stores.db).alerts(policy.model) if (a.alert_id or 0) > state.alert_id
     ]
     if alerts:
         cursors["alert_id"] = max(a.alert_id or 0 for a in alerts)
     fired: list[Fired] = []
-    if not first:
-        for found in alerts:
-            evidence = {
-                "alert_id": found.alert_id,
-                "rule": found.rule,
-                "metric": found.metric,
-                "value": found.value,
-                "threshold": found.threshold,
-                "window_start_ms": found.window_start_ms,
-            }
-            if triggers.drift and found.metric.startswith("drift."):
-                fired.append(Fired("drift", f"drift alert: {found.message}", evidence))
-            elif found.rule in triggers.alerts:
-                fired.append(Fired("alert", f"alert {found.rule}: {found.message}", evidence))
-    fired += _performance(tracker, policy, state, cursors, first=first)
+    if first:
+        return fired
+    for found in alerts:
+        if champion is not None and found.version not in (None, champion):
+            continue  # about a version not in charge (the old champion of a rollout just finished)
+        evidence = {
+            "alert_id": found.alert_id,
+            "rule": found.rule,
+            "metric": found.metric,
+            "value": found.value,
+            "threshold": found.threshold,
+            "version": found.version,
+            "window_start_ms": found.window_start_ms,
+        }
+        if triggers.drift and found.metric.startswith("drift."):
+            fired.append(Fired("drift", f"drift alert: {found.message}", evidence))
+        elif found.rule in triggers.alerts:
+            fired.append(Fired("alert", f"alert {found.rule}: {found.message}", evidence))
     return fired
 
 
 def _performance(
-    tracker: Tracker, policy: Policy, state: LoopState, cursors: dict[str, Any], *, first: bool
+    tracker: Tracker,
+    policy: Policy,
+    state: LoopState,
+    cursors: dict[str, Any],
+    *,
+    first: bool,
+    champion: int | None,
 ) -> list[Fired]:
-    """Realized or estimated performance of windows judged since the last look, below the policy's floors."""
+    """Realized or estimated performance of the champion's windows written (computed, or refreshed by late
+    labels) since the last look, below the policy's floors."""
     triggers = policy.triggers
     if not (triggers.performance_below or triggers.estimated_below):
         return []
     from loopml.monitoring.metrics import window_metrics
     from loopml.monitoring.store import MonitorStore
 
-    seen = state.window_ms
-    windows = [w for w in MonitorStore(tracker.stores.db).windows(policy.model) if w.computed_time > seen]
+    windows = [
+        w for w in MonitorStore(tracker.stores.db).windows(policy.model) if w.changed_time > state.window_ms
+    ]
+    if windows:
+        cursors["window_ms"] = max(w.changed_time for w in windows)
     fired: list[Fired] = []
+    if first:
+        return fired
     for window in windows:
+        if champion is not None and window.version != champion:
+            continue
         metrics = window_metrics(window)
         for prefix, floors, kind in (
             ("performance", triggers.performance_below, "performance"),
@@ -205,7 +231,7 @@ def _performance(
         ):
             for name, floor in floors.items():
                 value = metrics.get(f"{prefix}.{name}")
-                if value is not None and value < floor and not first:
+                if value is not None and value < floor:
                     fired.append(
                         Fired(
                             kind,
@@ -214,8 +240,6 @@ def _performance(
                             {"metric": name, "value": value, "floor": floor, "window_id": window.window_id},
                         )
                     )
-    if windows:
-        cursors["window_ms"] = max(w.computed_time for w in windows)
     return fired
 
 

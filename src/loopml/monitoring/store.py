@@ -41,6 +41,12 @@ class WindowRecord:
     performance: dict[str, Any] | None
     labelled_rows: int
     computed_time: int
+    performance_time: int | None = None  # when late labels last changed its performance
+
+    @property
+    def changed_time(self) -> int:
+        """When anything of the window was last written (computed, or its performance refreshed)."""
+        return max(self.computed_time, self.performance_time or 0)
 
 
 def load_profile(blobs: BlobStore, digest: str) -> TableProfile:
@@ -159,4 +165,5 @@ def _record(model: str, row: Any) -> WindowRecord:
         performance=json.loads(row.performance_json) if row.performance_json else None,
         labelled_rows=row.labelled_rows,
         computed_time=row.computed_time,
+        performance_time=row.performance_time,
     )

@@ -4,8 +4,8 @@ Versions the bundled breast-cancer data set (schema and profile included), train
 models on it in a throwaway project folder (`demo-project/`), logging params, per-epoch metrics and the model
 (skops, never pickle) to LoopML, then searches and compares the runs and shows which runs read the data; runs
 the same training as a cached pipeline and a sweep, promotes through the gates, and serves the champion over
-HTTP with a canary steered from another process. The full closed loop (retrain on drift, gate, roll out)
-replaces this demo once those parts exist.
+HTTP with a canary steered from another process: the parts one at a time, by hand
+(`python examples/quickstart.py`). `make demo` (`loopml demo`) runs them as the closed loop instead.
 """
 
 from __future__ import annotations

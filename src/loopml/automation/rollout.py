@@ -33,7 +33,7 @@ def start(step: Step, gates: list[dict[str, Any]], champion: int | None) -> Outc
     registry = RegistryStore(step.tracker.stores.db)
     if rollout.strategy == "direct" or champion is None:
         return _promote(
-            step, gates, champion, why="gates passed" + (" (first champion)" if champion is None else "")
+            step, gates, champion, why=_passed(gates) + (" (first champion)" if champion is None else "")
         )
     deployments = DeploymentStore(step.tracker.stores.db)
     current = deployments.get(step.model)
@@ -69,7 +69,7 @@ def start(step: Step, gates: list[dict[str, Any]], champion: int | None) -> Outc
     )
     started = step.event(
         "rollout_started",
-        f"gates passed; {rollout.strategy} of v{candidate} at {rollout.share:.0%} beside champion v{champion}",
+        f"{_passed(gates)}; {rollout.strategy} of v{candidate} at {rollout.share:.0%} beside champion v{champion}",
         version=candidate,
         run_id=step.state.run_id,
         detail={"gates": gates, "deployment": wanted.to_dict()},
@@ -83,6 +83,12 @@ def start(step: Step, gates: list[dict[str, Any]], champion: int | None) -> Outc
     )
     step.after(state, started)
     return Outcome(step.model, "rollout", "rollout", started.message)
+
+
+def _passed(gates: list[dict[str, Any]]) -> str:
+    """ "gates passed", with the comparison with the champion's numbers when there was one."""
+    compared = [f"{g['gate']} ({g['detail']})" for g in gates if str(g.get("gate", "")).startswith("beats ")]
+    return "gates passed" + (f": {'; '.join(compared)}" if compared else "")
 
 
 def advance(step: Step) -> Outcome | None:

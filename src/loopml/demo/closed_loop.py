@@ -247,16 +247,16 @@ def _epilogue(tracker: Any, folder: Path, console: Console, started: float, clos
 
     report = build_report(tracker, MODEL, granularity="minute")
     report.to_html(folder / "report.html")
-    cli = Path(sys.executable).parent / "loopml"
     console.rule("[bold]where to look")
     console.print(
-        f"""cd {folder}
-  {cli} timeline {MODEL}                 # every decision of the loop, with its evidence
-  {cli} monitor windows {MODEL} -g minute   # drift, quality, latency, failed requests per window
-  {cli} models history {MODEL}           # alias moves and refusals, with gate results
-  {cli} deploy history {MODEL}           # the canary opened and closed
-  {cli} runs list                        # the training runs (the retrain is a pipeline run)
-  open {folder / "report.html"}      # the monitoring report (self-contained HTML)"""
+        f"""cd {folder}         (`loopml` is {Path(sys.executable).parent / "loopml"})
+  loopml timeline {MODEL}          # every decision of the loop, with its evidence
+  loopml monitor windows {MODEL}   # drift, quality, latency, failed requests per window
+  loopml models history {MODEL}    # alias moves and refusals, with gate results
+  loopml deploy history {MODEL}    # the canary opened and closed
+  loopml runs list                 # the training runs (the retrain is a pipeline run)
+  report.html                      # the monitoring report (self-contained HTML)""",
+        highlight=False,
     )
     verdict = "closed" if closed else "did NOT close"
     console.print(f"\nThe loop {verdict} in {time.monotonic() - started:.0f} s.")

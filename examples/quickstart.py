@@ -1,4 +1,4 @@
-"""The `make demo` walk-through: a small tracked training on built-in data, then where to look.
+"""A by-hand tour of the parts: a small tracked training on built-in data, then where to look.
 
 Versions the bundled breast-cancer data set (schema and profile included), trains three scikit-learn
 models on it in a throwaway project folder (`demo-project/`), logging params, per-epoch metrics and the model

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from conftest import Project
+from conftest import Project, toy_rows
 from loopml.automation.store import AutomationStore
 from loopml.automation.triggers import request_manual
 from loopml.core.clock import now_ms
@@ -189,7 +189,6 @@ def test_a_held_cause_is_told_once_and_the_first_dataset_version_counts_as_new_d
     import pandas as pd
 
     import loopml
-    from conftest import toy_rows
 
     (project.folder / "loopml.toml").write_text(
         '[models.toy.automation]\npipeline = "toy_pipeline.py:train_toy"\ndata = "fresh"\n'

@@ -13,6 +13,8 @@ LoopMLError                      code                HTTP  exit
 │   ├── Unserializable           unserializable      400   2
 │   ├── HandleMisuse             handle_misuse       400   2
 │   └── GraphError               graph_error         400   2
+├── Unauthenticated              unauthenticated     401   2
+├── Forbidden                    forbidden           403   2
 ├── NotFound                     not_found           404   2
 ├── Conflict                     conflict            409   2
 │   └── ParamConflict            param_conflict      409   2
@@ -86,6 +88,22 @@ class PathEscapes(InvalidInput):
     """A name or relative path would leave the folder it must stay in."""
 
     code = "path_escapes"
+
+
+class Unauthenticated(LoopMLError):
+    """No valid credentials: a missing, malformed, unknown, expired or revoked token."""
+
+    code = "unauthenticated"
+    http_status = 401
+    exit_code = 2
+
+
+class Forbidden(LoopMLError):
+    """Valid credentials without the role the action needs."""
+
+    code = "forbidden"
+    http_status = 403
+    exit_code = 2
 
 
 class NotFound(LoopMLError, LookupError):

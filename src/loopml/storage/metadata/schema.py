@@ -22,7 +22,7 @@ from sqlalchemy import (
 )
 
 # Bump together with a new migration; `tests/storage/test_database.py` checks it equals Alembic's head.
-SCHEMA_HEAD = "0008"
+SCHEMA_HEAD = "0009"
 APPLICATION_ID = "loopml"
 DEFAULT_WORKSPACE = "default"
 
@@ -521,4 +521,45 @@ automation_events = Table(
     Column("token", Integer, nullable=True),
     Column("time", BigInteger, nullable=False),
     Index(None, "model_id", "event_id"),
+)
+
+# Team server accounts: people and services. There is no default account: the first admin is created from the
+# server's own shell (`loopml server create-admin`).
+users = Table(
+    "users",
+    metadata,
+    Column("user_id", String(32), primary_key=True),
+    Column("name", String(128), nullable=False, unique=True),
+    Column("kind", String(16), nullable=False),  # person | service
+    Column("created_time", BigInteger, nullable=False),
+    Column("created_by", String(128), nullable=True),
+    Column("disabled_time", BigInteger, nullable=True),
+)
+
+# Bearer tokens: only a SHA-256 of the secret part is kept (tokens are 256 random bits, so a fast hash is
+# enough; a leaked table does not give working tokens).
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("token_id", String(32), primary_key=True),
+    Column("user_id", String(32), ForeignKey("users.user_id"), nullable=False),
+    Column("name", String(128), nullable=False),
+    Column("secret_hash", String(64), nullable=False),
+    Column("created_time", BigInteger, nullable=False),
+    Column("expires_time", BigInteger, nullable=True),
+    Column("revoked_time", BigInteger, nullable=True),
+    Column("last_used_time", BigInteger, nullable=True),
+)
+
+# Who may do what: a role (reader | editor | admin) in a workspace, or on one model of it.
+role_bindings = Table(
+    "role_bindings",
+    metadata,
+    Column("binding_id", Integer, primary_key=True, autoincrement=True),
+    Column("user_id", String(32), ForeignKey("users.user_id"), nullable=False),
+    _workspace(),
+    Column("model", String(250), nullable=True),  # None: the whole workspace
+    Column("role", String(16), nullable=False),
+    Column("created_time", BigInteger, nullable=False),
+    UniqueConstraint("user_id", "workspace_id", "model"),
 )

@@ -1,0 +1,181 @@
+"""The team server's ASGI app: every request authenticated (bearer token), every route checked for a role,
+the Host header checked against the server's names, failed logins rate-limited per client address.
+
+    app = create_server_app(tracker, hosts=("127.0.0.1", "localhost"))
+
+Routes so far (the versioned API grows route by route over the Python API): `GET /api/v1/health` (no token),
+`GET /api/v1/whoami`, `GET /api/v1/models` (reader), `PUT /api/v1/models/{name}/aliases/{alias}` (editor of the
+model; forced alias moves recorded with the caller's name), `GET /metrics` (reader). Errors are JSON
+`{"error", "code"}` with the error's HTTP status; nothing a client sends becomes a file path.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+
+from loopml.core.errors import InvalidInput, LoopMLError, Unauthenticated
+from loopml.server.accounts import AccountStore, Principal
+
+if TYPE_CHECKING:
+    from loopml.tracking.tracker import Tracker
+
+FAILURES_PER_MINUTE = 10  # failed authentications per client address before 429
+
+
+@dataclass(frozen=True)
+class ServerOptions:
+    """`hosts`: names the server answers to (the Host header, DNS-rebinding defence); `anonymous_read`:
+    requests without a token may read (off unless asked for)."""
+
+    hosts: tuple[str, ...] = ("127.0.0.1", "localhost")
+    anonymous_read: bool = False
+
+
+class FailedLogins:
+    """A sliding one-minute count of failed authentications per client address."""
+
+    def __init__(self, limit: int = FAILURES_PER_MINUTE) -> None:
+        self.limit = limit
+        self._seen: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def blocked(self, client: str) -> bool:
+        with self._lock:
+            recent = self._recent(client)
+            return len(recent) >= self.limit
+
+    def add(self, client: str) -> None:
+        with self._lock:
+            self._recent(client).append(time.monotonic())
+
+    def _recent(self, client: str) -> deque[float]:
+        found = self._seen.setdefault(client, deque())
+        while found and found[0] < time.monotonic() - 60:
+            found.popleft()
+        return found
+
+
+def create_server_app(tracker: Tracker, *, options: ServerOptions | None = None) -> FastAPI:
+    """The team server's app over `tracker`'s stores."""
+    options = options or ServerOptions()
+    accounts = AccountStore(tracker.stores.db)
+    failures = FailedLogins()
+    app = FastAPI(title="LoopML team server", version="1")
+
+    @app.middleware("http")
+    async def guard(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        host = (request.headers.get("host") or "").rsplit(":", 1)[0].strip("[]").lower()
+        if host not in options.hosts:
+            return _error(400, "bad_host", f"this server answers to {', '.join(options.hosts)}, not {host!r}")
+        if request.url.path == "/api/v1/health":
+            return await call_next(request)
+        client = request.client.host if request.client else "?"
+        if failures.blocked(client):
+            return _error(429, "too_many_attempts", "too many failed authentications; wait a minute")
+        header = request.headers.get("authorization", "")
+        token = header[7:].strip() if header[:7].lower() == "bearer " else None
+        try:
+            if token is None and options.anonymous_read and request.method in ("GET", "HEAD"):
+                request.state.principal = _anonymous()
+            else:
+                request.state.principal = accounts.authenticate(token)
+        except Unauthenticated as error:
+            failures.add(client)
+            return _error(401, error.code, error.message, {"WWW-Authenticate": "Bearer"})
+        return await call_next(request)
+
+    @app.exception_handler(LoopMLError)
+    async def loopml_error(_: Request, error: LoopMLError) -> JSONResponse:
+        return _error(error.http_status, error.code, error.message)
+
+    _routes(app, tracker)
+    return app
+
+
+def _routes(app: FastAPI, tracker: Tracker) -> None:
+    from starlette.concurrency import run_in_threadpool
+
+    @app.get("/api/v1/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/api/v1/whoami")
+    async def whoami(request: Request) -> dict[str, Any]:
+        who: Principal = request.state.principal
+        roles = [{"workspace": w, "model": m, "role": r} for (w, m), r in sorted(who.roles.items(), key=str)]
+        return {"name": who.name, "kind": who.kind, "roles": roles}
+
+    @app.get("/api/v1/models")
+    async def models(request: Request) -> dict[str, Any]:
+        request.state.principal.require("read")
+        from loopml.registry.store import RegistryStore
+
+        found = await run_in_threadpool(RegistryStore(tracker.stores.db).list_models)
+        return {"models": [{"name": m.name, "aliases": dict(m.aliases)} for m in found]}
+
+    @app.put("/api/v1/models/{name}/aliases/{alias}")
+    async def set_alias(name: str, alias: str, request: Request) -> dict[str, Any]:
+        who: Principal = request.state.principal
+        who.require("write", model=name)
+        body = await _json_body(request)
+        version, reason = body.get("version"), body.get("reason")
+        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+            raise InvalidInput('version: a positive integer, e.g. {"version": 3, "reason": "..."}')
+        if not isinstance(reason, str) or not reason.strip():
+            raise InvalidInput("reason: say why (it is kept in the alias history)")
+        from loopml.registry.store import RegistryStore
+
+        def move() -> Any:
+            return RegistryStore(tracker.stores.db).move_alias(
+                name, alias, version, forced=True, reason=reason, user=who.name
+            )
+
+        event = await run_in_threadpool(move)
+        return {"model": name, "alias": alias, "version": event.to_version, "user": event.user}
+
+    @app.get("/metrics")
+    async def metrics(request: Request) -> Any:
+        request.state.principal.require("read")
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+async def _json_body(request: Request) -> dict[str, Any]:
+    import json
+
+    raw = await request.body()
+    if len(raw) > 1_000_000:
+        from loopml.serving.limits import PayloadTooLarge
+
+        raise PayloadTooLarge("the request body is over 1 MB")
+    try:
+        body = json.loads(raw or b"{}")
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidInput("the request body is not JSON") from None
+    if not isinstance(body, dict):
+        raise InvalidInput("the request body is a JSON object")
+    return body
+
+
+def _anonymous() -> Principal:
+    from loopml.server.accounts import DEFAULT_WORKSPACE
+
+    return Principal("", "anonymous", "person", "", {(DEFAULT_WORKSPACE, None): "reader"})
+
+
+def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": message, "code": code}, status_code=status, headers=headers)
+
+
+def hosts_of(values: Iterable[str]) -> tuple[str, ...]:
+    """Host names as the server compares them (lower case, without brackets)."""
+    return tuple(v.strip().strip("[]").lower() for v in values if v.strip())

@@ -5,7 +5,8 @@ the Host header checked against the server's names, failed logins rate-limited p
 
 Routes so far (the versioned API grows route by route over the Python API): `GET /api/v1/health` (no token),
 `GET /api/v1/whoami`, `GET /api/v1/models` (reader), `PUT /api/v1/models/{name}/aliases/{alias}` (editor of the
-model; forced alias moves recorded with the caller's name), `GET /metrics` (reader). Errors are JSON
+model; forced alias moves recorded with the caller's name), `GET /metrics` (reader), and tracking
+(`loopml.server.tracking_api`: experiments, runs, params, tags, metrics with idempotent batches, search). Errors are JSON
 `{"error", "code"}` with the error's HTTP status; nothing a client sends becomes a file path.
 """
 
@@ -97,6 +98,9 @@ def create_server_app(tracker: Tracker, *, options: ServerOptions | None = None)
         return _error(error.http_status, error.code, error.message)
 
     _routes(app, tracker)
+    from loopml.server.tracking_api import tracking_routes
+
+    tracking_routes(app, tracker, _json_body)
     return app
 
 

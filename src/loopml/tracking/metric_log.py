@@ -65,6 +65,10 @@ class MetricLog:
             if missing and not retry_forever:
                 raise NotFound(f"no run with id {sorted(missing)[0]!r}") from None
 
+    def write(self, conn: Connection, batch: SeriesBatch) -> None:
+        """Append a batch inside the caller's transaction (the team server records the batch's id with it)."""
+        self._write(conn, batch)
+
     def history(self, run_id: str, key: str) -> list[Metric]:
         """Every point of one metric of one run, ordered by step, then time, then logging order."""
         m, s = t.metrics.c, t.latest_metrics.c

@@ -551,6 +551,16 @@ api_tokens = Table(
     Column("last_used_time", BigInteger, nullable=True),
 )
 
+# Metric batches a remote client sent, by the id it gave them: a retried batch is recognised, not written twice.
+applied_batches = Table(
+    "applied_batches",
+    metadata,
+    Column("batch_id", String(64), primary_key=True),
+    Column("run_id", String(32), nullable=False),
+    Column("points", Integer, nullable=False),
+    Column("time", BigInteger, nullable=False),
+)
+
 # Who may do what: a role (reader | editor | admin) in a workspace, or on one model of it.
 role_bindings = Table(
     "role_bindings",

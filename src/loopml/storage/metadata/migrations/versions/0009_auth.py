@@ -1,4 +1,5 @@
-"""Team server accounts: users, their hashed bearer tokens, and role bindings per workspace or model.
+"""Team server: users, their hashed bearer tokens, role bindings per workspace or model, and the ids of metric
+batches remote clients sent (so a retried batch is not written twice).
 
 Revision ID: 0009
 Revises: 0008
@@ -42,6 +43,14 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("token_id", name=op.f("pk_api_tokens")),
     )
     op.create_table(
+        "applied_batches",
+        sa.Column("batch_id", sa.String(length=64), nullable=False),
+        sa.Column("run_id", sa.String(length=32), nullable=False),
+        sa.Column("points", sa.Integer(), nullable=False),
+        sa.Column("time", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint("batch_id", name=op.f("pk_applied_batches")),
+    )
+    op.create_table(
         "role_bindings",
         sa.Column("binding_id", sa.Integer(), autoincrement=True, nullable=False),
         sa.Column("user_id", sa.String(length=32), nullable=False),
@@ -58,5 +67,5 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for table in ("role_bindings", "api_tokens", "users"):
+    for table in ("role_bindings", "applied_batches", "api_tokens", "users"):
         op.drop_table(table)

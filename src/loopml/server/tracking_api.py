@@ -1,0 +1,253 @@
+"""Tracking over HTTP: experiments, runs, params, tags and metrics, as thin routes over `loopml.Client`.
+
+```
+GET  /api/v1/experiments                       reader   active experiments
+POST /api/v1/experiments  {name, description}  editor
+GET  /api/v1/experiments/{id or name}          reader
+POST /api/v1/runs  {experiment, name?, parent_run_id?, tags?}   editor; the run records who started it
+GET  /api/v1/runs/{run_id}                     reader   params, tags, latest metrics
+POST /api/v1/runs/{run_id}/log  {batch_id, params?, tags?, metrics?: [{key, value, step, timestamp}]}
+                                               editor   params/tags are idempotent by nature; the metric
+                                                        points of one batch_id are written once, however
+                                                        often a client retries it
+POST /api/v1/runs/{run_id}/end  {status}       editor   FINISHED | FAILED | KILLED
+DELETE /api/v1/runs/{run_id}                   editor   soft delete (restorable until gc)
+GET  /api/v1/runs/{run_id}/metrics/{key}       reader   every point, by step
+POST /api/v1/runs/search  {experiment_ids?, filter?, order_by?, max_results?, page_token?}   reader
+```
+Every body is size-limited JSON checked field by field; a bad field is a 400 naming it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from enum import Enum
+from typing import TYPE_CHECKING, Any
+
+from fastapi import FastAPI, Request
+from sqlalchemy.exc import IntegrityError
+from starlette.concurrency import run_in_threadpool
+
+from loopml.core.clock import now_ms
+from loopml.core.errors import InvalidInput
+from loopml.server.accounts import Principal
+from loopml.storage.metadata import schema as t
+
+if TYPE_CHECKING:
+    from loopml.tracking.tracker import Tracker
+
+MAX_POINTS = 100_000  # metric points in one request
+
+
+def tracking_routes(app: FastAPI, tracker: Tracker, read_body: Any) -> None:
+    """Add the tracking routes to `app`; `read_body(request)` returns the size-checked JSON object."""
+    from loopml.tracking.client import Client
+
+    client = Client(tracker)
+    _experiment_routes(app, client, read_body)
+    _run_routes(app, tracker, client, read_body)
+
+
+def _experiment_routes(app: FastAPI, client: Any, read_body: Any) -> None:
+    @app.get("/api/v1/experiments")
+    async def list_experiments(request: Request) -> Any:
+        _who(request).require("read")
+        return {"experiments": plain(await run_in_threadpool(client.list_experiments))}
+
+    @app.post("/api/v1/experiments")
+    async def create_experiment(request: Request) -> Any:
+        _who(request).require("write")
+        body = await read_body(request)
+        name = _text(body, "name")
+        description = _text(body, "description", required=False)
+        return plain(await run_in_threadpool(client.create_experiment, name, description))
+
+    @app.get("/api/v1/experiments/{experiment}")
+    async def get_experiment(experiment: str, request: Request) -> Any:
+        _who(request).require("read")
+        return plain(await run_in_threadpool(client.get_experiment, experiment))
+
+
+def _run_routes(app: FastAPI, tracker: Tracker, client: Any, read_body: Any) -> None:
+    @app.post("/api/v1/runs")
+    async def create_run(request: Request) -> Any:
+        who = _who(request)
+        who.require("write")
+        body = await read_body(request)
+        experiment = _text(body, "experiment")
+        name = _text(body, "name", required=False)
+        parent = _text(body, "parent_run_id", required=False)
+        tags = _strings(body, "tags")
+
+        def start() -> Any:
+            found = tracker.store.get_or_create_experiment(experiment)
+            return tracker.store.create_run(
+                found.experiment_id, name=name, parent_run_id=parent, tags=tags, user=who.name
+            )
+
+        return plain(await run_in_threadpool(start))
+
+    @app.get("/api/v1/runs/{run_id}")
+    async def get_run(run_id: str, request: Request) -> Any:
+        _who(request).require("read")
+        return plain(await run_in_threadpool(client.get_run, run_id))
+
+    @app.post("/api/v1/runs/{run_id}/log")
+    async def log(run_id: str, request: Request) -> Any:
+        _who(request).require("write")
+        body = await read_body(request)
+        batch_id = _text(body, "batch_id")
+        params = body.get("params") or {}
+        if not isinstance(params, dict):
+            raise InvalidInput("params: an object of name: value")
+        tags = _strings(body, "tags")
+        points = _points(body.get("metrics") or [])
+        return await run_in_threadpool(
+            lambda: _log(tracker, run_id, batch_id=batch_id, params=params, tags=tags, points=points)
+        )
+
+    @app.post("/api/v1/runs/{run_id}/end")
+    async def end_run(run_id: str, request: Request) -> Any:
+        _who(request).require("write")
+        body = await read_body(request)
+        status = _text(body, "status")
+        await run_in_threadpool(client.set_terminated, run_id, status)
+        return {"run_id": run_id, "status": status}
+
+    @app.delete("/api/v1/runs/{run_id}")
+    async def delete_run(run_id: str, request: Request) -> Any:
+        _who(request).require("write")
+        await run_in_threadpool(client.delete_run, run_id)
+        return {"run_id": run_id, "deleted": True}
+
+    @app.get("/api/v1/runs/{run_id}/metrics/{key}")
+    async def metric_history(run_id: str, key: str, request: Request) -> Any:
+        _who(request).require("read")
+        return {"metrics": plain(await run_in_threadpool(client.get_metric_history, run_id, key))}
+
+    @app.post("/api/v1/runs/search")
+    async def search(request: Request) -> Any:
+        _who(request).require("read")
+        body = await read_body(request)
+        ids = body.get("experiment_ids")
+        if ids is not None and not (isinstance(ids, list) and all(isinstance(i, str) for i in ids)):
+            raise InvalidInput("experiment_ids: a list of experiment ids")
+        order = body.get("order_by")
+        if order is not None and not isinstance(order, str | list):
+            raise InvalidInput("order_by: a string or a list of strings")
+        limit = body.get("max_results", 1000)
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 50_000:
+            raise InvalidInput("max_results: a whole number from 1 to 50000")
+
+        def run() -> Any:
+            return client.search_runs(
+                ids,
+                _text(body, "filter", required=False),
+                order_by=order,
+                max_results=limit,
+                page_token=_text(body, "page_token", required=False),
+            )
+
+        return plain(await run_in_threadpool(run))
+
+
+def _log(
+    tracker: Tracker,
+    run_id: str,
+    *,
+    batch_id: str,
+    params: dict[str, Any],
+    tags: dict[str, str] | None,
+    points: list[tuple[str, float, int, int]],
+) -> dict[str, Any]:
+    from loopml.tracking.values import flatten_params, metric_step, metric_value, param_forms, tag_value
+
+    store = tracker.store
+    store.run_exists(run_id)
+    if params:  # nested objects become dotted names, as `run.log_params` makes them
+        flat = flatten_params(params)
+        store.log_params(run_id, {k: param_forms(k, v) for k, v in flat.items()})
+    if tags:
+        store.set_tags(run_id, {k: tag_value(k, v) for k, v in tags.items()})
+    if not points:
+        return {"run_id": run_id, "points": 0, "duplicate": False}
+    batch: dict[tuple[str, str], list[tuple[float, int, int]]] = {}
+    for key, value, step, timestamp in points:
+        point = (metric_value(key, value), metric_step(key, step), metric_step(key, timestamp, "timestamp"))
+        batch.setdefault((run_id, key), []).append(point)
+
+    def change(conn: Any) -> None:
+        conn.execute(
+            t.applied_batches.insert(),
+            {"batch_id": batch_id, "run_id": run_id, "points": len(points), "time": now_ms()},
+        )
+        store.metrics.write(conn, batch)
+
+    try:
+        tracker.stores.db.transact(change)
+    except IntegrityError:  # the batch id is known: a client's retry of a batch that was written
+        return {"run_id": run_id, "points": 0, "duplicate": True}
+    return {"run_id": run_id, "points": len(points), "duplicate": False}
+
+
+def _points(items: Any) -> list[tuple[str, float, int, int]]:
+    if not isinstance(items, list):
+        raise InvalidInput("metrics: a list of {key, value, step, timestamp}")
+    if len(items) > MAX_POINTS:
+        raise InvalidInput(f"metrics: at most {MAX_POINTS} points a request, got {len(items)}")
+    from loopml.core.names import check_key
+
+    found = []
+    for index, item in enumerate(items):
+        if not isinstance(item, dict) or not {"key", "value"} <= set(item):
+            raise InvalidInput(f"metrics[{index}]: an object with key, value (step, timestamp optional)")
+        value = item["value"]
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise InvalidInput(f"metrics[{index}].value: a number, got {value!r:.40}")
+        step, timestamp = item.get("step", 0), item.get("timestamp", now_ms())
+        for name, number in (("step", step), ("timestamp", timestamp)):
+            if isinstance(number, bool) or not isinstance(number, int):
+                raise InvalidInput(f"metrics[{index}].{name}: a whole number, got {number!r:.40}")
+        found.append((check_key("metric", item["key"]), float(value), step, timestamp))
+    return found
+
+
+def _who(request: Request) -> Principal:
+    who: Principal = request.state.principal
+    return who
+
+
+def _text(body: dict[str, Any], key: str, *, required: bool = True) -> Any:
+    value = body.get(key)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidInput(f"{key}: a non-empty string" + ("" if required else " (or leave it out)"))
+    return value
+
+
+def _strings(body: dict[str, Any], key: str) -> dict[str, str] | None:
+    value = body.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        raise InvalidInput(f"{key}: an object of string: string")
+    return value
+
+
+def plain(value: Any) -> Any:
+    """Records -> JSON-able values (NaN and infinities as strings, as JSON cannot carry them)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return value

@@ -172,3 +172,19 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def test_export_writes_a_schedule_for_each_target(project: Project) -> None:
+    project.policy("")
+    out = project.folder / "schedules"
+    _cli(project, "agent", "export", "--target", "cron", "-o", str(out))
+    crontab = (out / "loopml-agent.crontab").read_text()
+    assert "agent tick --model toy" in crontab
+    assert "flock -n" in crontab
+    _cli(project, "agent", "export", "--target", "kubernetes", "--image", "registry/loopml:1", "-o", str(out))
+    assert "concurrencyPolicy: Forbid" in (out / "loopml-agent-cronjobs.yaml").read_text()
+    _cli(project, "agent", "export", "--target", "airflow", "-o", str(out))
+    compile((out / "loopml_agent_dags.py").read_text(), "dags", "exec")
+    missing = _cli(project, "agent", "export", "--target", "kubernetes", "-o", str(out), check=False)
+    assert missing.returncode == 2
+    assert "image" in missing.stderr

@@ -13,7 +13,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, ValidationError
+from pydantic import Field, SecretStr, ValidationError
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -57,6 +57,10 @@ class Settings(BaseSettings):
     max_diff_bytes: int = Field(default=1_000_000, ge=0, description="Cap of the stored uncommitted git diff")
     capture_git: bool = True
     capture_packages: bool = True
+    tracking_uri: str | None = Field(
+        default=None, description="http(s):// URL of a LoopML team server: tracking goes there"
+    )
+    token: SecretStr | None = Field(default=None, description="Bearer token for the team server")
 
     @classmethod
     def settings_customise_sources(

@@ -33,6 +33,7 @@ from loopml.core.clock import now_ms
 from loopml.core.errors import InvalidInput
 from loopml.server.accounts import Principal
 from loopml.storage.metadata import schema as t
+from loopml.tracking.records import RunStatus
 
 if TYPE_CHECKING:
     from loopml.tracking.tracker import Tracker
@@ -47,6 +48,7 @@ def tracking_routes(app: FastAPI, tracker: Tracker, read_body: Any) -> None:
     client = Client(tracker)
     _experiment_routes(app, client, read_body)
     _run_routes(app, tracker, client, read_body)
+    _search_route(app, client, read_body)
 
 
 def _experiment_routes(app: FastAPI, client: Any, read_body: Any) -> None:
@@ -79,11 +81,21 @@ def _run_routes(app: FastAPI, tracker: Tracker, client: Any, read_body: Any) -> 
         name = _text(body, "name", required=False)
         parent = _text(body, "parent_run_id", required=False)
         tags = _strings(body, "tags")
+        note = _text(body, "note", required=False)
+        entry_point = _text(body, "entry_point", required=False)
+        git = _git(body.get("git"))
 
         def start() -> Any:
-            found = tracker.store.get_or_create_experiment(experiment)
+            found = tracker.store.experiment_for_run(experiment)  # by id, else by name (created if missing)
             return tracker.store.create_run(
-                found.experiment_id, name=name, parent_run_id=parent, tags=tags, user=who.name
+                found.experiment_id,
+                name=name,
+                parent_run_id=parent,
+                tags=tags,
+                note=note,
+                user=who.name,
+                entry_point=entry_point,
+                git=git,
             )
 
         return plain(await run_in_threadpool(start))
@@ -112,7 +124,14 @@ def _run_routes(app: FastAPI, tracker: Tracker, client: Any, read_body: Any) -> 
         _who(request).require("write")
         body = await read_body(request)
         status = _text(body, "status")
-        await run_in_threadpool(client.set_terminated, run_id, status)
+        error = _text(body, "error", required=False)
+        try:
+            final = RunStatus(status)
+        except ValueError:
+            raise InvalidInput(
+                f"status: one of {', '.join(s.value for s in RunStatus)}, got {status!r}"
+            ) from None
+        await run_in_threadpool(lambda: tracker.store.set_status(run_id, final, error=error))
         return {"run_id": run_id, "status": status}
 
     @app.delete("/api/v1/runs/{run_id}")
@@ -126,6 +145,8 @@ def _run_routes(app: FastAPI, tracker: Tracker, client: Any, read_body: Any) -> 
         _who(request).require("read")
         return {"metrics": plain(await run_in_threadpool(client.get_metric_history, run_id, key))}
 
+
+def _search_route(app: FastAPI, client: Any, read_body: Any) -> None:
     @app.post("/api/v1/runs/search")
     async def search(request: Request) -> Any:
         _who(request).require("read")
@@ -203,6 +224,8 @@ def _points(items: Any) -> list[tuple[str, float, int, int]]:
         if not isinstance(item, dict) or not {"key", "value"} <= set(item):
             raise InvalidInput(f"metrics[{index}]: an object with key, value (step, timestamp optional)")
         value = item["value"]
+        if isinstance(value, str) and value in ("nan", "inf", "-inf"):  # JSON has no NaN or infinities
+            value = float(value)
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise InvalidInput(f"metrics[{index}].value: a number, got {value!r:.40}")
         step, timestamp = item.get("step", 0), item.get("timestamp", now_ms())
@@ -211,6 +234,21 @@ def _points(items: Any) -> list[tuple[str, float, int, int]]:
                 raise InvalidInput(f"metrics[{index}].{name}: a whole number, got {number!r:.40}")
         found.append((check_key("metric", item["key"]), float(value), step, timestamp))
     return found
+
+
+def _git(value: Any) -> Any:
+    from loopml.tracking.records import GitInfo
+
+    if value is None:
+        return None
+    if not isinstance(value, dict) or set(value) - {"commit", "branch", "dirty"}:
+        raise InvalidInput("git: an object with commit, branch, dirty")
+    commit, branch, dirty = value.get("commit"), value.get("branch"), value.get("dirty")
+    if not all(v is None or isinstance(v, str) for v in (commit, branch)) or not (
+        dirty is None or isinstance(dirty, bool)
+    ):
+        raise InvalidInput("git: commit and branch are strings, dirty true or false")
+    return GitInfo(commit, branch, dirty)
 
 
 def _who(request: Request) -> Principal:

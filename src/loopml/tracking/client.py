@@ -69,8 +69,19 @@ class Client:
         include_deleted: bool = False,
     ) -> RunPage:
         """Runs matching a filter such as `metrics.auc > 0.9 and params.model = "rf"`."""
+        tracker = self._fresh()
+        if tracker.remote:  # the server runs the same search over its database
+            body = {
+                "experiment_ids": list(experiment_ids) if experiment_ids is not None else None,
+                "filter": filter,
+                "order_by": order_by if order_by is None or isinstance(order_by, str) else list(order_by),
+                "max_results": max_results,
+                "page_token": page_token,
+            }
+            runs, token = tracker.store.search(body)  # type: ignore[attr-defined]
+            return RunPage(runs, token)
         return search_runs(
-            self._fresh().store,
+            tracker.store,
             experiment_ids,
             filter,
             order_by=order_by,

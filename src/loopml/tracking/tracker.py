@@ -6,7 +6,7 @@ import multiprocessing.util
 import os
 import threading
 import weakref
-from typing import Any
+from typing import Any, cast
 
 from loopml.core.settings import Settings, load_settings
 from loopml.storage.stores import Stores
@@ -20,9 +20,20 @@ class Tracker:
 
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or load_settings()
-        self.stores = Stores.open(self.settings)
-        self.store = TrackingStore(self.stores.db)
-        self.blobs = self.stores.blobs
+        uri = self.settings.tracking_uri
+        self.remote = bool(uri)
+        if uri:  # a team server: tracking goes over HTTP; the local stores are not opened
+            from loopml.tracking.remote import NotServed, RemoteTrackingStore
+
+            token = self.settings.token.get_secret_value() if self.settings.token else None
+            # Typed as the local classes: RemoteTrackingStore serves the methods tracking uses, and
+            # NotServed turns any other use into a one-line error naming what is not served yet.
+            self.store = cast(TrackingStore, RemoteTrackingStore(uri, token))
+            self.stores = cast(Stores, NotServed(uri, "the local stores (datasets, models, pipelines)"))
+        else:
+            self.stores = Stores.open(self.settings)
+            self.store = TrackingStore(self.stores.db)
+        self.blobs = self.stores.blobs if not uri else cast(Any, NotServed(uri, "artifact files"))
         self.buffer = MetricBuffer(
             self._write_buffered,
             interval_s=self.settings.flush_interval_s,
@@ -37,7 +48,8 @@ class Tracker:
 
     def _after_fork_in_child(self) -> None:
         # The parent's pooled connections must not be used (or closed) by the child: drop them unclosed.
-        self.stores.db.dispose(close=False)
+        if not self.remote:
+            self.stores.db.dispose(close=False)
 
     def _write_buffered(self, batch: SeriesBatch) -> None:
         self.store.metrics.append(batch, retry_forever=True)
@@ -49,7 +61,10 @@ class Tracker:
     def close(self) -> None:
         """Flush, stop the flush thread and release connections."""
         self.buffer.close()
-        self.stores.close()
+        if self.remote:
+            self.store.http.close()  # type: ignore[attr-defined]
+        else:
+            self.stores.close()
 
 
 _live_trackers: weakref.WeakSet[Tracker] = weakref.WeakSet()

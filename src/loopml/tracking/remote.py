@@ -1,0 +1,252 @@
+"""Tracking against a LoopML team server: the store surface the fluent API and `Client` use, over HTTP.
+
+`LOOPML_TRACKING_URI=http://server:5000` (with `LOOPML_TOKEN=lml_...`) makes `Tracker` use `RemoteTrackingStore`
+instead of the database: `loopml.start_run`, params, tags, buffered metrics, `Client.get_run`, `search_runs`,
+`get_metric_history` work unchanged. Metric batches carry an id, so a batch retried after a timeout is written
+once. What is not served over HTTP yet (artifacts, datasets, the registry) says so in one line.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from loopml.core.errors import (
+    Conflict,
+    Forbidden,
+    InvalidInput,
+    LoopMLError,
+    NotFound,
+    RemoteError,
+    Unauthenticated,
+)
+from loopml.tracking.metric_log import SeriesBatch
+from loopml.tracking.records import Experiment, GitInfo, Lifecycle, Metric, Run, RunStatus
+
+ATTEMPTS = 4  # for requests that are safe to repeat
+BATCH_POINTS = 50_000  # metric points per request
+
+_ERRORS: dict[int, type[LoopMLError]] = {
+    400: InvalidInput,
+    401: Unauthenticated,
+    403: Forbidden,
+    404: NotFound,
+    409: Conflict,
+    413: InvalidInput,
+}
+
+
+class NotServed:
+    """Stands for the local stores when tracking goes to a server: any use says what is not served yet."""
+
+    def __init__(self, uri: str, what: str) -> None:
+        self._uri, self._what = uri, what
+
+    def __getattr__(self, name: str) -> Any:
+        raise InvalidInput(
+            f"{self._what} is not available against a team server yet (LOOPML_TRACKING_URI={self._uri}); "
+            "unset LOOPML_TRACKING_URI to use the local project"
+        )
+
+
+class Http:
+    """JSON requests to the server with the bearer token; retried only where repeating is harmless."""
+
+    def __init__(self, uri: str, token: str | None) -> None:
+        import httpx
+
+        if not uri.startswith(("http://", "https://")):
+            raise InvalidInput(f"LOOPML_TRACKING_URI must be an http(s):// URL, got {uri!r}")
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.uri = uri.rstrip("/")
+        self._client = httpx.Client(base_url=self.uri, headers=headers, timeout=60)
+
+    def call(self, method: str, path: str, body: Any = None, *, repeatable: bool) -> Any:
+        import httpx
+
+        for attempt in range(ATTEMPTS if repeatable else 1):
+            try:
+                answer = self._client.request(method, f"/api/v1{path}", json=body)
+            except httpx.TransportError as error:
+                if attempt + 1 >= (ATTEMPTS if repeatable else 1):
+                    raise RemoteError(f"the team server at {self.uri} did not answer: {error}") from None
+                time.sleep(0.2 * 2**attempt)
+                continue
+            if answer.status_code >= 500 and repeatable and attempt + 1 < ATTEMPTS:
+                time.sleep(0.2 * 2**attempt)
+                continue
+            return _result(answer)
+        raise RemoteError(f"the team server at {self.uri} did not answer")  # pragma: no cover
+
+    def close(self) -> None:
+        self._client.close()
+
+
+class RemoteMetricLog:
+    """Metric points appended through the server, in batches with ids (retries are not duplicated)."""
+
+    def __init__(self, http: Http) -> None:
+        self.http = http
+
+    def append(self, batch: SeriesBatch, *, retry_forever: bool = False) -> None:
+        by_run: dict[str, list[dict[str, Any]]] = {}
+        for (run_id, key), points in batch.items():
+            by_run.setdefault(run_id, []).extend(
+                {"key": key, "value": _number(value), "step": step, "timestamp": ts}
+                for value, step, ts in points
+            )
+        for run_id, items in by_run.items():
+            for start in range(0, len(items), BATCH_POINTS):
+                body = {"batch_id": uuid.uuid4().hex, "metrics": items[start : start + BATCH_POINTS]}
+                self.http.call("POST", f"/runs/{run_id}/log", body, repeatable=True)
+
+    def history(self, run_id: str, key: str) -> list[Metric]:
+        found = self.http.call("GET", f"/runs/{run_id}/metrics/{key}", repeatable=True)["metrics"]
+        return [Metric(m["key"], float(m["value"]), m["step"], m["timestamp"]) for m in found]
+
+    def forget(self) -> None:
+        """Nothing is cached on this side."""
+
+
+class RemoteTrackingStore:
+    """The `TrackingStore` methods the fluent API and `Client` use, served by a team server."""
+
+    def __init__(self, uri: str, token: str | None) -> None:
+        self.http = Http(uri, token)
+        self.metrics = RemoteMetricLog(self.http)
+        self.attachments = NotServed(uri, "artifacts, inputs and environments of runs")
+
+    def create_experiment(self, name: str, description: str | None = None) -> Experiment:
+        body = {"name": name, "description": description}
+        return _experiment(self.http.call("POST", "/experiments", body, repeatable=False))
+
+    def get_experiment(self, experiment_id: str) -> Experiment:
+        return _experiment(self.http.call("GET", f"/experiments/{experiment_id}", repeatable=True))
+
+    def list_experiments(self) -> list[Experiment]:
+        found = self.http.call("GET", "/experiments", repeatable=True)["experiments"]
+        return [_experiment(e) for e in found]
+
+    def experiment_for_run(self, id_or_name: str) -> Experiment:
+        try:
+            return self.get_experiment(id_or_name)
+        except NotFound:
+            try:
+                return self.create_experiment(id_or_name)
+            except Conflict:  # another client created it meanwhile
+                return self.get_experiment(id_or_name)
+
+    def create_run(
+        self,
+        experiment_id: str,
+        *,
+        name: str | None = None,
+        parent_run_id: str | None = None,
+        tags: dict[str, str] | None = None,
+        note: str | None = None,
+        user: str | None = None,
+        entry_point: str | None = None,
+        git: GitInfo | None = None,
+        git_diff: tuple[str, bool] | None = None,
+        environment: tuple[str, str, str, dict[str, str]] | None = None,
+    ) -> Run:
+        # The server records who started the run from the token; the diff and package list stay local
+        # until artifacts are served over HTTP.
+        body = {
+            "experiment": experiment_id,
+            "name": name,
+            "parent_run_id": parent_run_id,
+            "tags": tags or None,
+            "note": note,
+            "entry_point": entry_point,
+            "git": None if git is None else {"commit": git.commit, "branch": git.branch, "dirty": git.dirty},
+        }
+        return _run(self.http.call("POST", "/runs", body, repeatable=False))
+
+    def get_run(self, run_id: str) -> Run:
+        return _run(self.http.call("GET", f"/runs/{run_id}", repeatable=True))
+
+    def run_exists(self, run_id: str) -> None:
+        self.get_run(run_id)
+
+    def set_status(self, run_id: str, status: RunStatus, *, error: str | None = None) -> None:
+        body = {"status": status.value, "error": error}
+        self.http.call("POST", f"/runs/{run_id}/end", body, repeatable=True)
+
+    def log_params(self, run_id: str, params: dict[str, tuple[str, str]]) -> None:
+        if params:
+            values = {key: json.loads(forms[1]) for key, forms in params.items()}
+            body = {"batch_id": uuid.uuid4().hex, "params": values}
+            self.http.call("POST", f"/runs/{run_id}/log", body, repeatable=True)
+
+    def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
+        if tags:
+            body = {"batch_id": uuid.uuid4().hex, "tags": tags}
+            self.http.call("POST", f"/runs/{run_id}/log", body, repeatable=True)
+
+    def set_lifecycle(self, run_ids: Sequence[str], lifecycle: Lifecycle) -> None:
+        if lifecycle is not Lifecycle.DELETED:
+            raise InvalidInput("restoring runs is not available against a team server yet")
+        for run_id in run_ids:
+            self.http.call("DELETE", f"/runs/{run_id}", repeatable=True)
+
+    def search(self, body: dict[str, Any]) -> tuple[list[Run], str | None]:
+        found = self.http.call("POST", "/runs/search", body, repeatable=True)
+        return [_run(r) for r in found["runs"]], found.get("next_page_token")
+
+    def __getattr__(self, name: str) -> Any:
+        raise InvalidInput(f"{name.strip('_')} is not available against a team server yet")
+
+
+def _result(answer: Any) -> Any:
+    try:
+        document = answer.json()
+    except ValueError:
+        document = {"error": answer.text[:500]}
+    if answer.status_code < 400:
+        return document
+    message = document.get("error") if isinstance(document, dict) else None
+    kind = _ERRORS.get(answer.status_code, RemoteError)
+    raise kind(message or f"the team server answered HTTP {answer.status_code}")
+
+
+def _number(value: float) -> float | str:
+    import math
+
+    return value if math.isfinite(value) else str(value)  # JSON cannot carry NaN or infinities
+
+
+def _experiment(data: dict[str, Any]) -> Experiment:
+    return Experiment(
+        experiment_id=data["experiment_id"],
+        name=data["name"],
+        lifecycle=Lifecycle(data["lifecycle"]),
+        created_time=data["created_time"],
+        description=data.get("description"),
+    )
+
+
+def _run(data: dict[str, Any]) -> Run:
+    git = data.get("git") or {}
+    return Run(
+        run_id=data["run_id"],
+        experiment_id=data["experiment_id"],
+        name=data["name"],
+        status=RunStatus(data["status"]),
+        start_time=data["start_time"],
+        end_time=data.get("end_time"),
+        lifecycle=Lifecycle(data["lifecycle"]),
+        parent_run_id=data.get("parent_run_id"),
+        note=data.get("note"),
+        error=data.get("error"),
+        user=data.get("user"),
+        entry_point=data.get("entry_point"),
+        git=GitInfo(**git) if git else GitInfo(),
+        environment_hash=data.get("environment_hash"),
+        params=dict(data.get("params") or {}),
+        tags=dict(data.get("tags") or {}),
+        metrics={k: float(v) for k, v in (data.get("metrics") or {}).items()},
+    )

@@ -12,8 +12,9 @@ from rich.live import Live
 from rich.markup import escape
 from rich.tree import Tree
 
-from loopml.cli.output import console, duration, errors, print_json, table, to_plain, when
+from loopml.cli.output import console, duration, errors, print_json, table, when
 from loopml.core.errors import InvalidInput
+from loopml.core.plain import to_plain
 
 if TYPE_CHECKING:
     from loopml.pipelines.params import Source

@@ -20,9 +20,6 @@ Every body is size-limited JSON checked field by field; a bad field is a 400 nam
 
 from __future__ import annotations
 
-import dataclasses
-import math
-from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
@@ -31,6 +28,7 @@ from starlette.concurrency import run_in_threadpool
 
 from loopml.core.clock import now_ms
 from loopml.core.errors import InvalidInput
+from loopml.core.plain import to_plain as plain
 from loopml.server.accounts import Principal
 from loopml.storage.metadata import schema as t
 from loopml.tracking.records import RunStatus
@@ -273,19 +271,4 @@ def _strings(body: dict[str, Any], key: str) -> dict[str, str] | None:
         isinstance(k, str) and isinstance(v, str) for k, v in value.items()
     ):
         raise InvalidInput(f"{key}: an object of string: string")
-    return value
-
-
-def plain(value: Any) -> Any:
-    """Records -> JSON-able values (NaN and infinities as strings, as JSON cannot carry them)."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, Enum):
-        return value.value
-    if isinstance(value, dict):
-        return {str(k): plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [plain(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
     return value

@@ -32,7 +32,7 @@ def server(tracker: Tracker) -> Iterator[str]:
         model = LogisticRegression().fit(frame, [0, 1, 0, 1])
         loopml.models.register(name, model, sample=frame, onnx=False, tracker=tracker)
     port = _free_port()
-    app = create_server_app(tracker, options=ServerOptions())
+    app = create_server_app(tracker, options=ServerOptions(max_upload_bytes=2 * 2**20))
     runner = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=runner.run, daemon=True)
     thread.start()

@@ -70,7 +70,7 @@ def test_what_is_not_served_yet_and_bad_credentials_fail_in_one_line(
         loopml.start_run(experiment="e", tracker=remote) as run,
         pytest.raises(InvalidInput, match="not available against a team server yet"),
     ):
-        run.log_text("hello", "notes.txt")
+        run.log_input("transactions", "v3")
     with pytest.raises(InvalidInput, match="not available against a team server yet"):
         loopml.models.versions("fraud", tracker=remote)
     with pytest.raises(NotFound):
@@ -81,3 +81,26 @@ def test_what_is_not_served_yet_and_bad_credentials_fail_in_one_line(
             Client(stranger).list_experiments()
     finally:
         stranger.close()
+
+
+def test_artifacts_logged_through_the_server_come_back_byte_for_byte(
+    remote: Tracker, tracker: Tracker, tmp_path: Path
+) -> None:
+    folder = tmp_path / "plots"
+    folder.mkdir()
+    (folder / "roc.bin").write_bytes(bytes(range(256)) * 4000)  # ~1 MB, streamed
+    (folder / "notes.md").write_text("# notes")
+    with loopml.start_run(experiment="e", tracker=remote) as run:
+        run.log_text("hello", "summary.txt")
+        run.log_artifacts(folder, "plots")
+        run_id = run.run_id
+    client = Client(remote)
+    assert sorted(a.path for a in client.list_artifacts(run_id)) == [
+        "plots/notes.md",
+        "plots/roc.bin",
+        "summary.txt",
+    ]
+    out = client.download_artifacts(run_id, "plots", tmp_path / "back")
+    assert (out / "roc.bin").read_bytes() == (folder / "roc.bin").read_bytes()
+    local = Client(tracker)  # the server's own view: ordinary artifacts in its blob store
+    assert local.download_artifacts(run_id, "summary.txt", tmp_path / "local").read_text() == "hello"

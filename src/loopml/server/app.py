@@ -38,6 +38,7 @@ class ServerOptions:
 
     hosts: tuple[str, ...] = ("127.0.0.1", "localhost")
     anonymous_read: bool = False
+    max_upload_bytes: int = 2 * 2**30  # one artifact upload
 
 
 class FailedLogins:
@@ -101,6 +102,9 @@ def create_server_app(tracker: Tracker, *, options: ServerOptions | None = None)
     from loopml.server.tracking_api import tracking_routes
 
     tracking_routes(app, tracker, _json_body)
+    from loopml.server.artifacts_api import artifact_routes
+
+    artifact_routes(app, tracker, _json_body, max_upload_bytes=options.max_upload_bytes)
     return app
 
 

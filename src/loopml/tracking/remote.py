@@ -9,10 +9,13 @@ once. What is not served over HTTP yet (artifacts, datasets, the registry) says 
 from __future__ import annotations
 
 import json
+import os
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from loopml.core.errors import (
     Conflict,
@@ -23,8 +26,9 @@ from loopml.core.errors import (
     RemoteError,
     Unauthenticated,
 )
+from loopml.core.hashing import hash_bytes, hash_file
 from loopml.tracking.metric_log import SeriesBatch
-from loopml.tracking.records import Experiment, GitInfo, Lifecycle, Metric, Run, RunStatus
+from loopml.tracking.records import Artifact, Experiment, GitInfo, Lifecycle, Metric, Run, RunStatus
 
 ATTEMPTS = 4  # for requests that are safe to repeat
 BATCH_POINTS = 50_000  # metric points per request
@@ -81,8 +85,107 @@ class Http:
             return _result(answer)
         raise RemoteError(f"the team server at {self.uri} did not answer")  # pragma: no cover
 
+    def upload(self, digest: str, content: Any) -> None:
+        """PUT a blob (bytes or a binary file, streamed); safe to repeat: it is named by its content."""
+        import httpx
+
+        for attempt in range(ATTEMPTS):
+            if hasattr(content, "seek"):
+                content.seek(0)
+            try:
+                answer = self._client.put(f"/api/v1/blobs/{digest}", content=content)
+            except httpx.TransportError as error:
+                if attempt + 1 >= ATTEMPTS:
+                    raise RemoteError(f"the team server at {self.uri} did not answer: {error}") from None
+                time.sleep(0.2 * 2**attempt)
+                continue
+            _result(answer)
+            return
+
+    def download(self, digest: str, target: Path) -> str:
+        """GET a blob into `target` (streamed); returns the digest of what arrived."""
+        import blake3
+
+        hasher = blake3.blake3()
+        with self._client.stream("GET", f"/api/v1/blobs/{digest}") as answer:
+            if answer.status_code >= 400:
+                answer.read()
+                _result(answer)
+            with target.open("wb") as sink:
+                for chunk in answer.iter_bytes():
+                    hasher.update(chunk)
+                    sink.write(chunk)
+        return str(hasher.hexdigest())
+
     def close(self) -> None:
         self._client.close()
+
+
+class RemoteBlobStore:
+    """The blob store methods run logging uses, over the server (content-addressed, verified both ways)."""
+
+    def __init__(self, http: Http) -> None:
+        self.http = http
+
+    def put_bytes(self, data: bytes) -> str:
+        digest = hash_bytes(data)
+        self.http.upload(digest, data)
+        return digest
+
+    def put_file(self, path: str | os.PathLike[str]) -> tuple[str, int]:
+        source = Path(path)
+        digest = hash_file(source)
+        with source.open("rb") as stream:
+            self.http.upload(digest, stream)
+        return digest, source.stat().st_size
+
+    def put_files(self, paths: Iterable[str | os.PathLike[str]]) -> list[tuple[str, int]]:
+        return [self.put_file(p) for p in paths]
+
+    def get_file(self, digest: str, destination: str | os.PathLike[str], *, verify: bool = True) -> Path:
+        target = Path(destination)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        temp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+        try:
+            arrived = self.http.download(digest, temp)
+            if verify and arrived != digest:
+                raise RemoteError(f"blob {digest} arrived from {self.http.uri} with another content hash")
+            temp.replace(target)
+        finally:
+            temp.unlink(missing_ok=True)
+        return target
+
+    def get_bytes(self, digest: str, *, verify: bool = False) -> bytes:
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as folder:
+            return self.get_file(digest, Path(folder) / "blob", verify=verify).read_bytes()
+
+    def __getattr__(self, name: str) -> Any:
+        raise InvalidInput(f"blob store {name.strip('_')} is not available against a team server yet")
+
+
+class RemoteAttachments:
+    """Artifact records of runs, over the server."""
+
+    def __init__(self, http: Http) -> None:
+        self.http = http
+
+    def add_artifacts(self, run_id: str, artifacts: Sequence[Artifact]) -> None:
+        if artifacts:
+            body = {"artifacts": [{"path": a.path, "digest": a.digest, "size": a.size} for a in artifacts]}
+            self.http.call("POST", f"/runs/{run_id}/artifacts", body, repeatable=True)
+
+    def list_artifacts(self, run_id: str, prefix: str | None = None) -> list[Artifact]:
+        query = f"?path={quote(prefix)}" if prefix else ""
+        found = self.http.call("GET", f"/runs/{run_id}/artifacts{query}", repeatable=True)["artifacts"]
+        return [Artifact(a["path"], a["digest"], a["size"]) for a in found]
+
+    def __getattr__(self, name: str) -> Any:
+        raise InvalidInput(
+            f"{name.strip('_')} (inputs, environments, code diffs of runs) is not available against a team "
+            "server yet"
+        )
 
 
 class RemoteMetricLog:
@@ -117,7 +220,8 @@ class RemoteTrackingStore:
     def __init__(self, uri: str, token: str | None) -> None:
         self.http = Http(uri, token)
         self.metrics = RemoteMetricLog(self.http)
-        self.attachments = NotServed(uri, "artifacts, inputs and environments of runs")
+        self.attachments = RemoteAttachments(self.http)
+        self.blobs = RemoteBlobStore(self.http)
 
     def create_experiment(self, name: str, description: str | None = None) -> Experiment:
         body = {"name": name, "description": description}

@@ -33,7 +33,7 @@ class Tracker:
         else:
             self.stores = Stores.open(self.settings)
             self.store = TrackingStore(self.stores.db)
-        self.blobs = self.stores.blobs if not uri else cast(Any, NotServed(uri, "artifact files"))
+        self.blobs = self.stores.blobs if not uri else self.store.blobs  # type: ignore[attr-defined]
         self.buffer = MetricBuffer(
             self._write_buffered,
             interval_s=self.settings.flush_interval_s,

@@ -66,11 +66,11 @@ def test_the_same_calls_give_the_same_results_locally_and_through_the_server(
 def test_what_is_not_served_yet_and_bad_credentials_fail_in_one_line(
     server: str, remote: Tracker, tmp_path: Path
 ) -> None:
-    with (
-        loopml.start_run(experiment="e", tracker=remote) as run,
-        pytest.raises(InvalidInput, match="not available against a team server yet"),
-    ):
-        run.log_input("transactions", "v3")
+    with loopml.start_run(experiment="e", tracker=remote) as run:
+        run.log_input("transactions", "v3", context="training")  # lineage goes through the server too
+    assert [i.dataset for i in Client(remote).list_inputs(run.run_id)] == ["transactions"]
+    with pytest.raises(InvalidInput, match="not available against a team server yet"):
+        Client(remote).gc()
     with pytest.raises(InvalidInput, match="not available against a team server yet"):
         loopml.models.versions("fraud", tracker=remote)
     with pytest.raises(NotFound):
@@ -104,3 +104,41 @@ def test_artifacts_logged_through_the_server_come_back_byte_for_byte(
     assert (out / "roc.bin").read_bytes() == (folder / "roc.bin").read_bytes()
     local = Client(tracker)  # the server's own view: ordinary artifacts in its blob store
     assert local.download_artifacts(run_id, "summary.txt", tmp_path / "local").read_text() == "hello"
+
+
+def test_the_cli_lists_and_shows_runs_from_the_server(remote: Tracker, server: str, tmp_path: Path) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    with loopml.start_run(experiment="cli", name="from-afar", tracker=remote) as run:
+        run.log_metric("auc", 0.91)
+        run_id = run.run_id
+    token = remote.settings.token.get_secret_value() if remote.settings.token else ""
+    env = {**os.environ, "LOOPML_TRACKING_URI": server, "LOOPML_TOKEN": token}
+    env.pop("LOOPML_PROJECT_DIR", None)
+    loopml_cli = str(Path(sys.executable).parent / "loopml")
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [loopml_cli, *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+        )
+
+    listed = cli("runs", "list", "--filter", "metrics.auc > 0.9", "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert [r["run_id"] for r in json.loads(listed.stdout)["runs"]] == [run_id]
+    shown = cli("runs", "show", run_id, "--json")
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["run"]["name"] == "from-afar"
+    refused = subprocess.run(
+        [loopml_cli, "runs", "list"],
+        cwd=tmp_path,
+        env={**env, "LOOPML_TOKEN": "lml_bad"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert refused.returncode == 2
+    assert "bearer token" in refused.stderr
+    assert "Traceback" not in refused.stderr

@@ -47,6 +47,7 @@ def tracking_routes(app: FastAPI, tracker: Tracker, read_body: Any) -> None:
     _experiment_routes(app, client, read_body)
     _run_routes(app, tracker, client, read_body)
     _search_route(app, client, read_body)
+    _input_routes(app, tracker, read_body)
 
 
 def _experiment_routes(app: FastAPI, client: Any, read_body: Any) -> None:
@@ -169,6 +170,46 @@ def _search_route(app: FastAPI, client: Any, read_body: Any) -> None:
             )
 
         return plain(await run_in_threadpool(run))
+
+
+def _input_routes(app: FastAPI, tracker: Tracker, read_body: Any) -> None:
+    """`GET|POST /api/v1/runs/{run_id}/inputs`: the dataset versions a run read (lineage)."""
+
+    @app.get("/api/v1/runs/{run_id}/inputs")
+    async def list_inputs(run_id: str, request: Request) -> Any:
+        _who(request).require("read")
+        await run_in_threadpool(tracker.store.run_exists, run_id)
+        return {"inputs": plain(await run_in_threadpool(tracker.store.attachments.list_inputs, run_id))}
+
+    @app.post("/api/v1/runs/{run_id}/inputs")
+    async def add_inputs(run_id: str, request: Request) -> Any:
+        _who(request).require("write")
+        from loopml.tracking.records import RunInput
+        from loopml.tracking.values import check_input
+
+        items = (await read_body(request)).get("inputs")
+        if not isinstance(items, list) or not items:
+            raise InvalidInput("inputs: a non-empty list of {dataset, version, digest?, context?}")
+        found = []
+        for index, item in enumerate(items):
+            if not isinstance(item, dict) or not {"dataset", "version"} <= set(item) <= {
+                "dataset",
+                "version",
+                "digest",
+                "context",
+            }:
+                raise InvalidInput(
+                    f"inputs[{index}]: an object with dataset, version (digest, context optional)"
+                )
+            dataset, version = item["dataset"], item["version"]
+            digest, context = item.get("digest"), item.get("context")
+            if not (isinstance(dataset, str) and isinstance(version, str)) or not all(
+                v is None or isinstance(v, str) for v in (digest, context)
+            ):
+                raise InvalidInput(f"inputs[{index}]: every field is a string")
+            found.append(check_input(RunInput(dataset, version, digest, context)))
+        await run_in_threadpool(tracker.store.attachments.add_inputs, run_id, found)
+        return {"run_id": run_id, "inputs": len(found)}
 
 
 def _log(

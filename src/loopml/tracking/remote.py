@@ -13,6 +13,7 @@ import os
 import time
 import uuid
 from collections.abc import Iterable, Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -28,7 +29,16 @@ from loopml.core.errors import (
 )
 from loopml.core.hashing import hash_bytes, hash_file
 from loopml.tracking.metric_log import SeriesBatch
-from loopml.tracking.records import Artifact, Experiment, GitInfo, Lifecycle, Metric, Run, RunStatus
+from loopml.tracking.records import (
+    Artifact,
+    Experiment,
+    GitInfo,
+    Lifecycle,
+    Metric,
+    Run,
+    RunInput,
+    RunStatus,
+)
 
 ATTEMPTS = 4  # for requests that are safe to repeat
 BATCH_POINTS = 50_000  # metric points per request
@@ -181,10 +191,18 @@ class RemoteAttachments:
         found = self.http.call("GET", f"/runs/{run_id}/artifacts{query}", repeatable=True)["artifacts"]
         return [Artifact(a["path"], a["digest"], a["size"]) for a in found]
 
+    def add_inputs(self, run_id: str, inputs: Sequence[RunInput]) -> None:
+        if inputs:
+            body = {"inputs": [asdict(i) for i in inputs]}
+            self.http.call("POST", f"/runs/{run_id}/inputs", body, repeatable=True)
+
+    def list_inputs(self, run_id: str) -> list[RunInput]:
+        found = self.http.call("GET", f"/runs/{run_id}/inputs", repeatable=True)["inputs"]
+        return [RunInput(**i) for i in found]
+
     def __getattr__(self, name: str) -> Any:
         raise InvalidInput(
-            f"{name.strip('_')} (inputs, environments, code diffs of runs) is not available against a team "
-            "server yet"
+            f"{name.strip('_')} (environments and code diffs of runs) is not available against a team server yet"
         )
 
 

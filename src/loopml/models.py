@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from loopml.core.errors import InvalidInput
 
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from loopml.registry.gates import GatePolicy, Scores
     from loopml.registry.promotion import Promotion
     from loopml.registry.records import AliasEvent, ModelVersion, Registered, RegisteredModel
+    from loopml.registry.remote import RemoteRegistry
     from loopml.registry.store import RegistryStore
     from loopml.tracking.tracker import Tracker
 
@@ -92,7 +93,7 @@ def register(
         created_by=current_user(),
         tags=dict(tags or {}),
     )
-    if registered.created:
+    if registered.created and not opened.remote:  # a team server announces its own registrations
         payload = {"model": name, "version": registered.version.version, "run_id": run}
         announce(opened.settings.project_dir, "version_registered", payload)
     return registered
@@ -153,7 +154,8 @@ def set_alias(
 
     opened = _tracker(tracker)
     event = _store(opened).move_alias(name, alias, version, forced=True, reason=reason, user=current_user())
-    announce(opened.settings.project_dir, "alias_moved", alias_payload(event))
+    if not opened.remote:
+        announce(opened.settings.project_dir, "alias_moved", alias_payload(event))
     return event
 
 
@@ -168,7 +170,8 @@ def delete_alias(
     store = _store(opened)
     store.get_version(f"{name}@{alias}")  # NotFound when the alias is not set
     event = store.move_alias(name, alias, None, reason=reason, user=current_user())
-    announce(opened.settings.project_dir, "alias_moved", alias_payload(event))
+    if not opened.remote:
+        announce(opened.settings.project_dir, "alias_moved", alias_payload(event))
     return event
 
 
@@ -195,8 +198,26 @@ def promote(
     """
     from loopml.registry import promoter
 
+    opened = _tracker(tracker)
+    remote = _remote(opened)
+    if remote is not None:
+        if X is not None or y is not None:
+            raise InvalidInput(
+                "against a team server the gates run on the server: name a dataset (and target) it holds "
+                "instead of X and y"
+            )
+        return remote.promote(
+            name,
+            version,
+            alias=alias,
+            policy=policy,
+            dataset=dataset,
+            target=target,
+            force=force,
+            reason=reason,
+        )
     return promoter.promote(
-        _tracker(tracker),
+        opened,
         name,
         version,
         alias=alias,
@@ -223,9 +244,13 @@ def compare(
     """Score versions or aliases of `name` (e.g. "champion", "challenger", "v3") on the same held-out rows."""
     from loopml.registry import promoter
 
-    return promoter.compare(
-        _tracker(tracker), name, *refs, dataset=dataset, X=X, y=y, target=target, slice_by=slice_by
-    )
+    opened = _tracker(tracker)
+    remote = _remote(opened)
+    if remote is not None:
+        if X is not None or y is not None:
+            raise InvalidInput("against a team server, compare on a dataset it holds (dataset=, target=)")
+        return remote.compare(name, refs, dataset=dataset, target=target, slice_by=slice_by)
+    return promoter.compare(opened, name, *refs, dataset=dataset, X=X, y=y, target=target, slice_by=slice_by)
 
 
 def history(name: str, alias: str | None = None, *, tracker: Tracker | None = None) -> list[AliasEvent]:
@@ -274,6 +299,9 @@ def deploy(
         limits=dict(limits or {}),
     )
     opened = _tracker(tracker)
+    remote = _remote(opened)
+    if remote is not None:
+        return remote.deploy(wanted, reason=reason)
     for ref in (champion, challenger):
         if ref is not None:
             _store(opened).get_version(f"{name}@{ref}")  # NotFound now, not in a server later
@@ -286,14 +314,22 @@ def deployment(name: str, *, tracker: Tracker | None = None) -> Deployment | Non
     """How `name` is served (None: no deployment; servers serve the reference they were started with)."""
     from loopml.registry.deployments import DeploymentStore
 
-    return DeploymentStore(_tracker(tracker).stores.db).get(name)
+    opened = _tracker(tracker)
+    remote = _remote(opened)
+    if remote is not None:
+        return remote.deployment(name)
+    return DeploymentStore(opened.stores.db).get(name)
 
 
 def deployment_history(name: str, *, tracker: Tracker | None = None) -> list[DeploymentEvent]:
     """Every change of the deployment of `name`, oldest first (set by users, limits broken by servers)."""
     from loopml.registry.deployments import DeploymentStore
 
-    return DeploymentStore(_tracker(tracker).stores.db).events(name)
+    opened = _tracker(tracker)
+    remote = _remote(opened)
+    if remote is not None:
+        return remote.deployment_events(name)
+    return DeploymentStore(opened.stores.db).events(name)
 
 
 def _tracker(tracker: Tracker | None) -> Tracker:
@@ -302,7 +338,19 @@ def _tracker(tracker: Tracker | None) -> Tracker:
     return tracker or default_tracker()
 
 
+def _remote(tracker: Tracker) -> RemoteRegistry | None:
+    """The team server's registry when `tracker` talks to one."""
+    if not tracker.remote:
+        return None
+    from loopml.registry.remote import RemoteRegistry
+
+    return RemoteRegistry(tracker.store.http)  # type: ignore[attr-defined]
+
+
 def _store(tracker: Tracker) -> RegistryStore:
+    remote = _remote(tracker)
+    if remote is not None:  # the methods `loopml.models` uses, served by the team server
+        return cast("RegistryStore", remote)
     from loopml.registry.store import RegistryStore
 
     return RegistryStore(tracker.stores.db)

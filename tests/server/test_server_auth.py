@@ -57,7 +57,7 @@ def test_roles_decide_reads_and_writes_and_writes_name_their_author(server: str,
         assert moved.json()["user"] == "rui"
         assert ana.put("/api/v1/models/fraud/aliases/champion", json=body).status_code == 200
         assert rui.get("/metrics").status_code == 200
-        for bad in ({"version": "1", "reason": "x"}, {"version": 1}, [1]):
+        for bad in ({"version": "1", "reason": "x"}, {"version": 1, "reason": 5}, {"reason": "x"}, [1]):
             answer = ana.put("/api/v1/models/fraud/aliases/champion", json=bad)
             assert answer.status_code == 400, bad
         assert ana.put("/api/v1/models/nope/aliases/champion", json=body).status_code == 404

@@ -46,7 +46,36 @@ def gate_policy(project_dir: Path, name: str, alias: str) -> GatePolicy | None:
     table = _project(project_dir).get("models", {}).get(name, {}).get("gates", {}).get(alias)
     if table is None:
         return None
-    where = f"{PROJECT_FILE} [models.{name}.gates.{alias}]"
+    return policy_from(table, f"{PROJECT_FILE} [models.{name}.gates.{alias}]")
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+_KINDS: dict[str, Any] = {
+    "metric": lambda v: v is None or isinstance(v, str),
+    "min_delta": _number,
+    "thresholds": lambda v: isinstance(v, dict) and all(_number(b) for b in v.values()),
+    "slice_by": lambda v: v is None or isinstance(v, str),
+    "max_slice_regression": lambda v: v is None or _number(v),
+    "max_latency_ms_per_row": lambda v: v is None or _number(v),
+    "required_tags": lambda v: isinstance(v, list | tuple) and all(isinstance(t, str) for t in v),
+}
+_KIND_NAMES = {
+    "metric": "a metric name",
+    "min_delta": "a number",
+    "thresholds": "a table of numbers",
+    "slice_by": "a column name",
+    "max_slice_regression": "a number",
+    "max_latency_ms_per_row": "a number",
+    "required_tags": "a list of tag names",
+}
+
+
+def policy_from(table: Any, where: str) -> GatePolicy:
+    """A gate policy from its table of settings (`loopml.toml`, or a promotion request); `where` names it in
+    errors."""
     if not isinstance(table, dict):
         raise InvalidInput(f"{where} must be a table of gate settings")
     known = {f.name for f in dataclasses.fields(GatePolicy)}
@@ -54,11 +83,14 @@ def gate_policy(project_dir: Path, name: str, alias: str) -> GatePolicy | None:
     if unknown:
         raise InvalidInput(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
     values = dict(table)
+    for key, value in values.items():
+        if not _KINDS[key](value):
+            raise InvalidInput(f"{where}: {key} must be {_KIND_NAMES[key]}, got {value!r}")
     if "required_tags" in values:
         values["required_tags"] = tuple(values["required_tags"])
     try:
         return GatePolicy(**values)
-    except TypeError as error:
+    except (TypeError, ValueError) as error:
         raise InvalidInput(f"{where}: {error}") from None
 
 

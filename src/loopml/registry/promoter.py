@@ -53,13 +53,14 @@ def promote(
     target: str | None = None,
     force: bool = False,
     reason: str | None = None,
+    user: str | None = None,
 ) -> Promotion:
     """Move `alias` to `version` if it passes the gates; else record the refusal and raise `PromotionRefused`.
 
     Both models are scored on the same held-out rows: `dataset` (a dataset version holding `target`), or
     `X` and `y`, else the held-out dataset version in the challenger's manifest. With no policy, the gate is
     "not worse than the current holder on the primary metric". `force=True` (with a `reason`) skips the
-    gates and is recorded as forced.
+    gates and is recorded as forced. `user` is who acts (default: this process's user).
     """
     opened = tracker
     store = RegistryStore(tracker.stores.db)
@@ -67,7 +68,7 @@ def promote(
     holder_version = store.get_model(name).aliases.get(alias)
     if holder_version == version:
         raise InvalidInput(f"{name}@{alias} is already v{version}")
-    user = current_user()
+    user = user or current_user()
     if force:
         if not reason:
             raise InvalidInput("a forced promotion needs a reason (it is kept in the alias history)")

@@ -3,11 +3,10 @@ the Host header checked against the server's names, failed logins rate-limited p
 
     app = create_server_app(tracker, hosts=("127.0.0.1", "localhost"))
 
-Routes so far (the versioned API grows route by route over the Python API): `GET /api/v1/health` (no token),
-`GET /api/v1/whoami`, `GET /api/v1/models` (reader), `PUT /api/v1/models/{name}/aliases/{alias}` (editor of the
-model; forced alias moves recorded with the caller's name), `GET /metrics` (reader), and tracking
-(`loopml.server.tracking_api`: experiments, runs, params, tags, metrics with idempotent batches, search). Errors are JSON
-`{"error", "code"}` with the error's HTTP status; nothing a client sends becomes a file path.
+Routes: `GET /api/v1/health` (no token), `GET /api/v1/whoami`, `GET /metrics` (reader); tracking
+(`tracking_api`: experiments, runs, params, tags, metrics with idempotent batches, search), artifacts and blobs
+(`artifacts_api`), the registry (`registry_api`: models, versions, aliases, promotion, audit, deployments).
+Errors are JSON `{"error", "code"}` with the error's HTTP status; nothing a client sends becomes a file path.
 """
 
 from __future__ import annotations
@@ -105,11 +104,13 @@ def create_server_app(tracker: Tracker, *, options: ServerOptions | None = None)
     from loopml.server.artifacts_api import artifact_routes
 
     artifact_routes(app, tracker, _json_body, max_upload_bytes=options.max_upload_bytes)
+    from loopml.server.registry_api import registry_routes
+
+    registry_routes(app, tracker, _json_body)
     return app
 
 
 def _routes(app: FastAPI, tracker: Tracker) -> None:
-    from starlette.concurrency import run_in_threadpool
 
     @app.get("/api/v1/health")
     async def health() -> dict[str, str]:
@@ -120,34 +121,6 @@ def _routes(app: FastAPI, tracker: Tracker) -> None:
         who: Principal = request.state.principal
         roles = [{"workspace": w, "model": m, "role": r} for (w, m), r in sorted(who.roles.items(), key=str)]
         return {"name": who.name, "kind": who.kind, "roles": roles}
-
-    @app.get("/api/v1/models")
-    async def models(request: Request) -> dict[str, Any]:
-        request.state.principal.require("read")
-        from loopml.registry.store import RegistryStore
-
-        found = await run_in_threadpool(RegistryStore(tracker.stores.db).list_models)
-        return {"models": [{"name": m.name, "aliases": dict(m.aliases)} for m in found]}
-
-    @app.put("/api/v1/models/{name}/aliases/{alias}")
-    async def set_alias(name: str, alias: str, request: Request) -> dict[str, Any]:
-        who: Principal = request.state.principal
-        who.require("write", model=name)
-        body = await _json_body(request)
-        version, reason = body.get("version"), body.get("reason")
-        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-            raise InvalidInput('version: a positive integer, e.g. {"version": 3, "reason": "..."}')
-        if not isinstance(reason, str) or not reason.strip():
-            raise InvalidInput("reason: say why (it is kept in the alias history)")
-        from loopml.registry.store import RegistryStore
-
-        def move() -> Any:
-            return RegistryStore(tracker.stores.db).move_alias(
-                name, alias, version, forced=True, reason=reason, user=who.name
-            )
-
-        event = await run_in_threadpool(move)
-        return {"model": name, "alias": alias, "version": event.to_version, "user": event.user}
 
     @app.get("/metrics")
     async def metrics(request: Request) -> Any:

@@ -42,6 +42,7 @@ from loopml.tracking.records import (
 
 ATTEMPTS = 4  # for requests that are safe to repeat
 BATCH_POINTS = 50_000  # metric points per request
+MISSING_BATCH = 10_000  # digests per "which blobs are missing" request (the server's limit)
 
 _ERRORS: dict[int, type[LoopMLError]] = {
     400: InvalidInput,
@@ -95,6 +96,24 @@ class Http:
             return _result(answer)
         raise RemoteError(f"the team server at {self.uri} did not answer")  # pragma: no cover
 
+    def exchange(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        """One request, not repeated: the status and the JSON answer, errors included (for callers that turn
+        an error's extra fields into their own exception)."""
+        import httpx
+
+        try:
+            answer = self._client.request(method, f"/api/v1{path}", json=body)
+        except httpx.TransportError as error:
+            raise RemoteError(f"the team server at {self.uri} did not answer: {error}") from None
+        try:
+            return answer.status_code, answer.json()
+        except ValueError:
+            return answer.status_code, {"error": answer.text[:500]}
+
+    def raise_for(self, status: int, document: Any) -> None:
+        """The error `exchange` brought back, as the exception `call` would have raised."""
+        _raise(status, document)
+
     def upload(self, digest: str, content: Any) -> None:
         """PUT a blob (bytes or a binary file, streamed); safe to repeat: it is named by its content."""
         import httpx
@@ -136,6 +155,7 @@ class RemoteBlobStore:
 
     def __init__(self, http: Http) -> None:
         self.http = http
+        self.root = http.uri  # names the store in per-process caches, as a local store's folder does
 
     def put_bytes(self, data: bytes) -> str:
         digest = hash_bytes(data)
@@ -150,7 +170,29 @@ class RemoteBlobStore:
         return digest, source.stat().st_size
 
     def put_files(self, paths: Iterable[str | os.PathLike[str]]) -> list[tuple[str, int]]:
-        return [self.put_file(p) for p in paths]
+        """Hash every file here, then upload only those the server lacks (a re-add sends no content)."""
+        found = [(Path(p), hash_file(Path(p))) for p in paths]
+        missing = set(self.missing([digest for _, digest in found]))
+        stored = []
+        for source, digest in found:
+            if digest in missing:
+                missing.discard(digest)  # the same content twice in one call is sent once
+                with source.open("rb") as stream:
+                    self.http.upload(digest, stream)
+            stored.append((digest, source.stat().st_size))
+        return stored
+
+    def missing(self, digests: Sequence[str]) -> list[str]:
+        """The digests the server does not hold (asked in batches, each digest once)."""
+        unique = list(dict.fromkeys(digests))
+        absent: list[str] = []
+        for start in range(0, len(unique), MISSING_BATCH):
+            body = {"digests": unique[start : start + MISSING_BATCH]}
+            absent += self.http.call("POST", "/blobs/missing", body, repeatable=True)["missing"]
+        return absent
+
+    def exists(self, digest: str) -> bool:
+        return not self.missing([digest])
 
     def get_file(self, digest: str, destination: str | os.PathLike[str], *, verify: bool = True) -> Path:
         target = Path(destination)
@@ -330,9 +372,13 @@ def _result(answer: Any) -> Any:
         document = {"error": answer.text[:500]}
     if answer.status_code < 400:
         return document
+    _raise(answer.status_code, document)
+
+
+def _raise(status: int, document: Any) -> None:
     message = document.get("error") if isinstance(document, dict) else None
-    kind = _ERRORS.get(answer.status_code, RemoteError)
-    raise kind(message or f"the team server answered HTTP {answer.status_code}")
+    kind = _ERRORS.get(status, RemoteError)
+    raise kind(message or f"the team server answered HTTP {status}")
 
 
 def _number(value: float) -> float | str:

@@ -1,0 +1,62 @@
+"""Checked fields of request bodies: each bad field is a 400 naming it, never a 500 further down."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import Request
+
+from loopml.core.errors import InvalidInput
+from loopml.server.accounts import Principal
+
+
+def who(request: Request) -> Principal:
+    """The authenticated caller (set by the server's middleware)."""
+    principal: Principal = request.state.principal
+    return principal
+
+
+def text(body: dict[str, Any], key: str, *, required: bool = True) -> Any:
+    """A non-empty string field (None when absent and not `required`)."""
+    value = body.get(key)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidInput(f"{key}: a non-empty string" + ("" if required else " (or leave it out)"))
+    return value
+
+
+def whole(body: dict[str, Any], key: str, *, required: bool = True, minimum: int = 1) -> Any:
+    """An integer field of at least `minimum` (booleans are not integers here)."""
+    value = body.get(key)
+    if value is None and not required:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise InvalidInput(f"{key}: an integer >= {minimum}")
+    return value
+
+
+def flag(body: dict[str, Any], key: str) -> bool:
+    """A true/false field, false when absent."""
+    value = body.get(key, False)
+    if not isinstance(value, bool):
+        raise InvalidInput(f"{key}: true or false")
+    return value
+
+
+def string_map(body: dict[str, Any], key: str) -> dict[str, str]:
+    """An object of string values (empty when absent)."""
+    value = body.get(key) or {}
+    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+        raise InvalidInput(f"{key}: an object of string values")
+    return value
+
+
+def number_map(body: dict[str, Any], key: str) -> dict[str, float]:
+    """An object of numbers (empty when absent)."""
+    value = body.get(key) or {}
+    if not isinstance(value, dict) or not all(
+        isinstance(v, int | float) and not isinstance(v, bool) for v in value.values()
+    ):
+        raise InvalidInput(f"{key}: an object of numbers")
+    return {k: float(v) for k, v in value.items()}

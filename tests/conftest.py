@@ -31,6 +31,7 @@ from hypothesis import settings as hypothesis_settings
 from loopml.core.settings import Settings, load_settings
 from loopml.storage.metadata.database import Database
 from loopml.tracking.tracker import Tracker, use_tracker
+from s3_server import MISSING_RCLONE, S3Server, find_rclone, running, skip_or_fail
 
 # No per-example deadline (a shared 2-core machine stalls now and then); in CI the examples are derandomized,
 # so a red run is reproducible and a green one is not luck.
@@ -229,3 +230,19 @@ def tracker(database_url: str, tmp_path: Path) -> Iterator[Tracker]:
 def sqlite_tracker(tmp_path: Path) -> Iterator[Tracker]:
     """A tracker on a fresh SQLite project in `tmp_path`, made the process default."""
     yield from _as_default(load_settings(project_dir=tmp_path))
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """`rclone serve s3` for the whole session, with a random key pair, stopped at the end."""
+    rclone = find_rclone()
+    if rclone is None:
+        skip_or_fail(MISSING_RCLONE)
+    with running(rclone, tmp_path_factory.mktemp("s3")) as server:
+        yield server
+
+
+@pytest.fixture
+def bucket(s3_server: S3Server) -> str:
+    """A fresh bucket on the session's server."""
+    return s3_server.make_bucket()

@@ -28,25 +28,9 @@ from loopml.data.remote import pull, push
 from loopml.storage.blobs.store import BlobStore
 from loopml.storage.blobs.transfer import copy_missing
 from loopml.tracking.tracker import Tracker
-from s3_server import MISSING_RCLONE, S3Server, find_rclone, running, skip_or_fail
+from s3_server import S3Server
 
 LOOPML = str(Path(sys.executable).parent / "loopml")
-
-
-@pytest.fixture(scope="session")
-def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
-    """`rclone serve s3` for the whole session, with a random key pair, stopped at the end."""
-    rclone = find_rclone()
-    if rclone is None:
-        skip_or_fail(MISSING_RCLONE)
-    with running(rclone, tmp_path_factory.mktemp("s3")) as server:
-        yield server
-
-
-@pytest.fixture
-def bucket(s3_server: S3Server) -> str:
-    """A fresh bucket on the session's server."""
-    return s3_server.make_bucket()
 
 
 def _folder(root: Path, files: dict[str, bytes]) -> Path:

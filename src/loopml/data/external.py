@@ -14,7 +14,7 @@ import fsspec
 
 from loopml.core.errors import InvalidInput, NotFound, RemoteError
 from loopml.core.hashing import hash_file, hash_text
-from loopml.data.endpoints import storage_options_for
+from loopml.storage.endpoints import storage_options_for
 from loopml.storage.blobs.tree import Tree, TreeEntry
 
 

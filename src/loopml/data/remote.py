@@ -22,7 +22,7 @@ import fsspec
 
 from loopml.core.errors import InvalidInput, LoopMLError, NotFound, RemoteError
 from loopml.data.catalog import DataCatalog
-from loopml.data.endpoints import ENDPOINT_ENV, s3_options
+from loopml.storage.endpoints import ENDPOINT_ENV, s3_options
 from loopml.data.records import DatasetVersion
 from loopml.storage.blobs.store import BlobStore
 from loopml.storage.blobs.transfer import Progress, TransferReport, copy_missing

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from loopml.core.errors import InvalidInput, StoreError
 from loopml.core.settings import Settings
 from loopml.storage.blobs.store import BlobStore
+from loopml.storage.endpoints import storage_options_for
 from loopml.storage.metadata.database import Database, sqlite_path
 
 
@@ -38,7 +39,8 @@ class Stores:
             )
         db = Database(settings.metadata_url, busy_timeout_s=settings.busy_timeout_s)
         try:
-            blobs = BlobStore(settings.blob_url)
+            # An S3 artifact store on a custom endpoint (MinIO, rclone, Ceph) gets it from LOOPML_S3_ENDPOINT_URL.
+            blobs = BlobStore(settings.blob_url, **storage_options_for(settings.blob_url))
         except BaseException:
             db.dispose()
             raise

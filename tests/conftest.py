@@ -220,10 +220,33 @@ def _as_default(settings: Settings) -> Iterator[Tracker]:
 
 
 @pytest.fixture
-def tracker(database_url: str, tmp_path: Path) -> Iterator[Tracker]:
-    """A tracker on a fresh project (SQLite or PostgreSQL metadata, local blobs), made the process default."""
+def tracker(database_url: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Tracker]:
+    """A tracker on a fresh project (SQLite or PostgreSQL metadata, local blobs), made the process default.
+
+    In a `CLIENT_SUITE` module's "server" runs it is instead a client of a team server over that project:
+    the same tests, through HTTP, with an admin's token."""
     Database(database_url, auto_migrate=True).dispose()  # PostgreSQL is only migrated on request
-    yield from _as_default(load_settings(project_dir=tmp_path, database_url=database_url))
+    settings = load_settings(project_dir=tmp_path, database_url=database_url)
+    if getattr(request, "param", "embedded") != "server":
+        yield from _as_default(settings)
+        return
+    from loopml.server.accounts import AccountStore
+    from team_server import serving
+
+    served = Tracker(settings)
+    try:
+        token = AccountStore(served.stores.db).create_admin("suite")
+        with serving(served) as url:
+            yield from _as_default(load_settings(project_dir=tmp_path, tracking_uri=url, token=token))
+    finally:
+        served.close()
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Modules with `CLIENT_SUITE = True` run every `tracker` test embedded and through a team server."""
+    if getattr(metafunc.module, "CLIENT_SUITE", False) and "tracker" in metafunc.fixturenames:
+        local = metafunc.definition.get_closest_marker("embedded_only") is not None
+        metafunc.parametrize("tracker", ["embedded"] if local else ["embedded", "server"], indirect=True)
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from loopml.core.errors import InvalidInput
 from loopml.core.settings import load_settings
@@ -45,11 +45,31 @@ __all__ = [
 
 
 def catalog(tracker: Tracker | None = None) -> DataCatalog:
-    """The data catalog of the project (the working directory's unless a tracker is given)."""
+    """The data catalog of the project (the working directory's unless a tracker is given).
+
+    Against a team server (`LOOPML_TRACKING_URI`) the version records and blobs are the server's; files are
+    still hashed and profiled here, and only the blobs the server lacks are uploaded.
+    """
     from loopml.data.catalog import DataCatalog
     from loopml.tracking.tracker import default_tracker
 
-    return DataCatalog((tracker or default_tracker()).stores)
+    opened = tracker or default_tracker()
+    if not opened.remote:
+        return DataCatalog(opened.stores)
+    from loopml.data.remote_store import RemoteDatasetStore
+    from loopml.storage.metadata.database import Database
+    from loopml.storage.stores import Stores
+    from loopml.tracking.remote import NotServed, RemoteTrackingStore
+
+    http = cast(RemoteTrackingStore, opened.store).http
+    # The local settings (loopml.toml expectations, the stat cache, the download cache) and the server's blobs;
+    # no local database: anything that would reach for one says it is not served.
+    served = Stores(
+        settings=opened.settings,
+        db=cast(Database, NotServed(http.uri, "the local metadata database")),
+        blobs=opened.blobs,
+    )
+    return DataCatalog(served, RemoteDatasetStore(http))
 
 
 def add(

@@ -201,14 +201,11 @@ def promote(
     opened = _tracker(tracker)
     remote = _remote(opened)
     if remote is not None:
-        if X is not None or y is not None:
-            raise InvalidInput(
-                "against a team server the gates run on the server: name a dataset (and target) it holds "
-                "instead of X and y"
-            )
         return remote.promote(
             name,
             version,
+            X=X,
+            y=y,
             alias=alias,
             policy=policy,
             dataset=dataset,
@@ -247,9 +244,7 @@ def compare(
     opened = _tracker(tracker)
     remote = _remote(opened)
     if remote is not None:
-        if X is not None or y is not None:
-            raise InvalidInput("against a team server, compare on a dataset it holds (dataset=, target=)")
-        return remote.compare(name, refs, dataset=dataset, target=target, slice_by=slice_by)
+        return remote.compare(name, refs, X=X, y=y, dataset=dataset, target=target, slice_by=slice_by)
     return promoter.compare(opened, name, *refs, dataset=dataset, X=X, y=y, target=target, slice_by=slice_by)
 
 

@@ -13,6 +13,8 @@ from loopml.registry.gates import GatePolicy
 from loopml.registry.promotion import PromotionRefused
 from loopml.tracking.tracker import Tracker
 
+CLIENT_SUITE = True  # every test runs embedded and through a team server
+
 
 def rows(seed: int, n: int = 400) -> tuple[pd.DataFrame, pd.Series]:
     rng = np.random.default_rng(seed)

@@ -15,6 +15,8 @@ from loopml.registry.store import RegistryStore
 from loopml.storage.blobs.tree import get_tree
 from loopml.tracking.tracker import Tracker
 
+CLIENT_SUITE = True  # every test runs embedded and through a team server
+
 
 def data(seed: int = 0, rows: int = 80) -> tuple[pd.DataFrame, pd.Series]:
     rng = np.random.default_rng(seed)
@@ -60,6 +62,13 @@ def test_aliases_move_with_an_audit_trail(tracker: Tracker) -> None:
     ]
     with pytest.raises(NotFound, match="no champion"):
         loopml.models.load("fraud@champion")
+
+
+@pytest.mark.embedded_only  # the store's conditional move; a server client moves aliases through the API
+def test_a_conditional_alias_move_refuses_a_stale_view(tracker: Tracker) -> None:
+    x, _ = data()
+    loopml.models.register("fraud", fitted(), sample=x)
+    loopml.models.register("fraud", fitted(seed=1), sample=x)
     store = RegistryStore(tracker.stores.db)
     store.move_alias("fraud", "champion", 1)
     with pytest.raises(Conflict, match="moved to v1"):
@@ -103,6 +112,7 @@ def test_lineage_comes_from_the_run(tracker: Tracker) -> None:
     assert registered.version.run_id == run.run_id
 
 
+@pytest.mark.embedded_only  # tampers with the store's files, which only the server can reach
 def test_a_tampered_package_is_refused_on_load(tracker: Tracker, tmp_path: Path) -> None:
     x, _ = data()
     version = loopml.models.register("fraud", fitted(), sample=x).version

@@ -174,3 +174,78 @@ def test_two_clients_share_runs_artifacts_and_models_through_one_server_on_postg
         runs = bob.post("/api/v1/runs/search", json={"filter": "attributes.run_name = 'from-bob'"}).json()
         assert [r["user"] for r in runs["runs"]] == ["bob"]
         assert bob.get("/api/v1/models/fraud/history").json()["events"][0]["user"] == "ana"
+
+
+def test_the_cli_manages_the_servers_models(team_server: tuple[str, dict[str, str]], tmp_path: Path) -> None:
+    url, tokens = team_server
+    _client(WRITER, tmp_path / "ana", url, tokens["ana"])
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LOOPML_", "AWS_"))}
+    env |= {"LOOPML_TRACKING_URI": url, "LOOPML_TOKEN": tokens["bob"]}
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [LOOPML, *args], cwd=tmp_path / "ana", env=env, capture_output=True, text=True, timeout=120
+        )
+
+    listed = json.loads(cli("models", "list", "--json").stdout)
+    assert [(m["name"], m["aliases"]) for m in listed] == [("fraud", {"champion": 1})]
+    shown = json.loads(cli("models", "show", "fraud@champion", "--json").stdout)
+    assert shown["manifest"]["lineage"]["run_id"] == shown["version"]["run_id"]
+    moved = cli("models", "alias", "fraud@staging", "1", "--reason", "smoke test")
+    assert moved.returncode == 0, moved.stderr
+    history = json.loads(cli("models", "history", "fraud", "--json").stdout)
+    assert [(e["alias"], e["user"]) for e in history] == [("champion", "ana"), ("staging", "bob")]
+    unknown = cli("models", "show", "nope@v1")
+    assert unknown.returncode != 0
+    assert "Traceback" not in unknown.stderr
+    assert "nope" in unknown.stderr
+    env["LOOPML_TOKEN"] = "lml_" + "0" * 32 + "_" + "x" * 43
+    refused = cli("models", "list")
+    assert refused.returncode != 0
+    assert "Traceback" not in refused.stderr
+
+
+BIG = """
+import json, os
+import loopml
+from loopml import Client
+from loopml.core.hashing import hash_bytes
+from loopml.tracking import remote
+
+proxied = []  # blobs uploaded through the server (watched, not replaced)
+through_server = remote.Http.upload
+remote.Http.upload = lambda self, digest, content: (proxied.append(digest), through_server(self, digest, content))[1]
+payload = os.urandom(9 * 2**20)
+open("big.bin", "wb").write(payload)
+with loopml.start_run(experiment="shared", name="big") as run:
+    run.log_artifact("big.bin")
+Client().download_artifacts(run.run_id, "big.bin", "back")
+same = open("back/big.bin", "rb").read() == payload
+print(json.dumps({"same": same, "proxied": hash_bytes(payload) in proxied}))
+"""
+
+
+def test_large_artifacts_go_straight_to_s3_with_presigned_urls_checked_by_the_server(
+    team_server: tuple[str, dict[str, str]], tmp_path: Path, s3_server: S3Server, bucket: str
+) -> None:
+    url, tokens = team_server
+    assert _client(BIG, tmp_path / "ana", url, tokens["ana"]) == {"same": True, "proxied": False}
+    headers = {"Authorization": f"Bearer {tokens['bob']}"}
+    with httpx.Client(base_url=url, headers=headers, timeout=60) as bob:
+        offer = bob.post("/api/v1/blobs/uploads", json={"size": 5}).json()
+        assert offer["url"].startswith(s3_server.endpoint_url)
+        assert httpx.put(offer["url"], content=b"12345").status_code == 200
+        wrong = bob.post(f"/api/v1/blobs/uploads/{offer['upload_id']}/commit", json={"digest": "0" * 64})
+        assert wrong.status_code == 400  # does not hash to that name: discarded
+        assert "discarded" in wrong.json()["error"]
+        again = bob.post(f"/api/v1/blobs/uploads/{offer['upload_id']}/commit", json={"digest": "0" * 64})
+        assert again.status_code == 404
+        assert bob.get(f"/api/v1/blobs/{'0' * 64}").status_code == 404  # nothing took that name
+        short = bob.post("/api/v1/blobs/uploads", json={"size": 10}).json()
+        assert httpx.put(short["url"], content=b"12345").status_code >= 400  # the size is signed
+        for bad in ("../x", "0" * 31, "%2e%2e%2fetc"):
+            answer = bob.post(f"/api/v1/blobs/uploads/{bad}/commit", json={"digest": "0" * 64})
+            assert answer.status_code in (400, 404), bad
+        assert bob.post("/api/v1/blobs/uploads", json={"size": -1}).status_code == 400
+    staged = list((s3_server.data_dir / bucket / "loopml" / "incoming").glob("upload-*"))
+    assert len(staged) <= 1  # only the never-completed 10-byte offer's key could exist

@@ -10,6 +10,8 @@ import pytest
 import loopml
 from loopml.tracking.tracker import Tracker
 
+CLIENT_SUITE = True  # every test runs embedded and through a team server
+
 
 def test_run_context_records_params_metrics_tags_and_finishes(tracker: Tracker) -> None:
     with loopml.start_run(experiment="exp", name="first", tags={"team": "risk"}) as run:
@@ -289,6 +291,7 @@ def test_a_path_cannot_be_both_file_and_folder(tracker: Tracker) -> None:
     assert [a.path for a in loopml.Client().list_artifacts(run.run_id)] == ["model", "other/w.bin"]
 
 
+@pytest.mark.embedded_only  # a client cannot know where a server keeps its store (here: in this folder)
 def test_logging_the_project_folder_skips_the_store(tracker: Tracker, tmp_path: Path) -> None:
     (tmp_path / "train.py").write_text("print('hi')\n")
     with loopml.start_run() as run:

@@ -46,4 +46,4 @@ def hash_file(path: Path) -> str:
 
 def is_digest(value: str) -> bool:
     """True when `value` is a well-formed digest (and so safe to use as a file name)."""
-    return bool(_DIGEST.match(value))
+    return bool(_DIGEST.fullmatch(value))  # fullmatch: "$" would also accept a trailing newline

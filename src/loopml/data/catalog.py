@@ -1,4 +1,8 @@
-"""`DataCatalog`: add, look up, restore and compare dataset versions of one project's stores."""
+"""`DataCatalog`: add, look up, restore and compare dataset versions of one project's stores.
+
+The version records come from a `VersionStore`: the project's database (`DatasetStore`) or a team server
+(`loopml.data.remote_store`); either way the files are hashed, profiled and checked here, on the caller's side.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ import os
 import tempfile
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from loopml.core.errors import InvalidInput
 from loopml.core.names import check_key
@@ -25,12 +29,28 @@ from loopml.storage.stores import Stores
 MAX_MESSAGE = 10_000
 
 
-class DataCatalog:
-    """Dataset versions in a project's metadata database and blob store."""
+class VersionStore(Protocol):
+    """Where version records live: `DatasetStore` (the project's database) or a team server's."""
 
-    def __init__(self, stores: Stores) -> None:
+    def add_version(self, name: str, fields: dict[str, Any]) -> tuple[DatasetVersion, bool]: ...
+
+    def get_version(self, ref: VersionRef) -> DatasetVersion: ...
+
+    def versions(self, name: str) -> list[DatasetVersion]: ...
+
+    def datasets(self) -> list[Dataset]: ...
+
+
+class DataCatalog:
+    """Dataset versions in a project's metadata database and blob store.
+
+    `records` replaces the database for the version records (a team server's); `stores.blobs` must then be
+    the blob store those records refer to.
+    """
+
+    def __init__(self, stores: Stores, records: VersionStore | None = None) -> None:
         self.stores = stores
-        self.store = DatasetStore(stores.db)
+        self.store: VersionStore = DatasetStore(stores.db) if records is None else records
         self.stat_cache = StatCache.in_home(stores.settings.home_dir)
         self._last_fingerprint: tuple[str, str] | None = None
 

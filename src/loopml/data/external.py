@@ -14,8 +14,8 @@ import fsspec
 
 from loopml.core.errors import InvalidInput, NotFound, RemoteError
 from loopml.core.hashing import hash_file, hash_text
-from loopml.storage.endpoints import storage_options_for
 from loopml.storage.blobs.tree import Tree, TreeEntry
+from loopml.storage.endpoints import storage_options_for
 
 
 def fingerprint_tree(url: str, **storage_options: Any) -> Tree:

@@ -65,6 +65,7 @@ class DatasetVersion:
     git_commit: str | None = None
     status: str = "accepted"  # or "rejected": stored with --force although it broke its expectations
     validation: list[dict[str, Any]] | None = None
+    user: str | None = None  # who added it through a team server (None for a local add)
 
     @property
     def ref(self) -> str:

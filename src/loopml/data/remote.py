@@ -22,11 +22,11 @@ import fsspec
 
 from loopml.core.errors import InvalidInput, LoopMLError, NotFound, RemoteError
 from loopml.data.catalog import DataCatalog
-from loopml.storage.endpoints import ENDPOINT_ENV, s3_options
 from loopml.data.records import DatasetVersion
 from loopml.storage.blobs.store import BlobStore
 from loopml.storage.blobs.transfer import Progress, TransferReport, copy_missing
 from loopml.storage.blobs.tree import Tree, get_tree
+from loopml.storage.endpoints import ENDPOINT_ENV, s3_options
 
 # Object stores whose first path component is a bucket (or container) that must already exist: a push
 # never creates one, so a typo in the bucket name is an error instead of a new bucket.

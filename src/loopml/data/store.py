@@ -120,4 +120,5 @@ def _version(name: str, row: Row[Any]) -> DatasetVersion:
         git_commit=row.git_commit,
         status=row.status,
         validation=json.loads(row.validation_json) if row.validation_json else None,
+        user=row.user_name,
     )

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
-from loopml.core.errors import NotFound
+from loopml.core.errors import InvalidInput, NotFound
 from loopml.registry.deployments import Deployment, DeploymentEvent
 from loopml.registry.gates import GatePolicy, GateResult, Scores
 from loopml.registry.promotion import Promotion, PromotionRefused
@@ -111,12 +111,15 @@ class RemoteRegistry:
         *,
         alias: str,
         policy: GatePolicy | None,
+        X: Any,
+        y: Any,
         dataset: str | None,
         target: str | None,
         force: bool,
         reason: str | None,
     ) -> Promotion:
         body = {
+            **_rows(X, y),
             "version": version,
             "alias": alias,
             "policy": None if policy is None else policy.to_dict(),
@@ -139,11 +142,13 @@ class RemoteRegistry:
         name: str,
         refs: tuple[str, ...],
         *,
+        X: Any,
+        y: Any,
         dataset: str | None,
         target: str | None,
         slice_by: str | None,
     ) -> dict[str, Scores]:
-        body = {"refs": list(refs), "dataset": dataset, "target": target, "slice_by": slice_by}
+        body = {**_rows(X, y), "refs": list(refs), "dataset": dataset, "target": target, "slice_by": slice_by}
         found = self.http.call("POST", f"/models/{_part(name)}/compare", body, repeatable=True)
         return {ref: _scores(s) for ref, s in found["scores"].items()}
 
@@ -170,6 +175,33 @@ class RemoteRegistry:
     def deployment_events(self, name: str) -> list[DeploymentEvent]:
         found = self.http.call("GET", f"/models/{_part(name)}/deployment/events", repeatable=True)["events"]
         return [DeploymentEvent(**e) for e in found]
+
+
+def _rows(X: Any, y: Any) -> dict[str, Any]:
+    """Evaluation rows sent with the request (`rows` in pandas' split form, `labels`): for small held-out
+    sets (the request is at most 1 MB); larger ones belong in a dataset version the server holds."""
+    if X is None and y is None:
+        return {}
+    if X is None or y is None:
+        raise InvalidInput("give both X and y (or a dataset and its target)")
+    import json
+
+    import pandas as pd
+
+    frame = X if isinstance(X, pd.DataFrame) else pd.DataFrame(X)
+    # Python's own float text round-trips exactly (pandas' to_json keeps 10 digits by default, which would
+    # hide training rows from the overlap check); missing values become null.
+    data = frame.astype(object).where(frame.notna(), None).to_numpy().tolist()
+    plain = json.loads(json.dumps({"data": data, "labels": pd.Series(y).tolist()}, default=_scalar))
+    return {
+        "rows": {"columns": [str(c) for c in frame.columns], "data": plain["data"]},
+        "labels": plain["labels"],
+    }
+
+
+def _scalar(value: Any) -> Any:
+    item = getattr(value, "item", None)  # numpy scalars
+    return item() if callable(item) else str(value)
 
 
 def _part(text: str) -> str:

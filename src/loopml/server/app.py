@@ -19,7 +19,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DataError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from loopml.core.errors import InvalidInput, LoopMLError, Unauthenticated
 from loopml.server.accounts import AccountStore, Principal
@@ -97,6 +100,25 @@ def create_server_app(tracker: Tracker, *, options: ServerOptions | None = None)
     async def loopml_error(_: Request, error: LoopMLError) -> JSONResponse:
         return _error(error.http_status, error.code, error.message)
 
+    @app.exception_handler(DataError)
+    async def unstorable(_: Request, error: DataError) -> JSONResponse:
+        # A value the database refuses (a NUL byte on PostgreSQL, a number out of a column's range): the
+        # client's input, and its transaction rolled back whole.
+        reason = str(error.orig).splitlines()[0] if error.orig is not None else "a value out of range"
+        return _error(400, "invalid_input", f"a value the database cannot store: {reason}")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, error: StarletteHTTPException) -> JSONResponse:
+        # No route matched, or a method it does not take: the same JSON shape as every other error.
+        code = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "http_error")
+        return _error(error.status_code, code, str(error.detail), dict(error.headers or {}))
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_parameter(_: Request, error: RequestValidationError) -> JSONResponse:
+        # FastAPI's own checks of path and query parameters: the same JSON shape as every other error.
+        problems = [f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in error.errors()]
+        return _error(400, "invalid_input", "; ".join(problems) or "invalid request")
+
     _routes(app, tracker)
     from loopml.server.tracking_api import tracking_routes
 
@@ -104,9 +126,19 @@ def create_server_app(tracker: Tracker, *, options: ServerOptions | None = None)
     from loopml.server.artifacts_api import artifact_routes
 
     artifact_routes(app, tracker, _json_body, max_upload_bytes=options.max_upload_bytes)
+    from loopml.server.datasets_api import dataset_routes
+
+    dataset_routes(app, tracker, _json_body)
     from loopml.server.registry_api import registry_routes
 
     registry_routes(app, tracker, _json_body)
+    from loopml.server.loop_api import loop_routes
+
+    loop_routes(app, tracker, _json_body)
+    from loopml.server.direct_api import direct_routes
+
+    direct_routes(app, tracker, _json_body, max_upload_bytes=options.max_upload_bytes)
+    _declare_json_bodies(app)
     return app
 
 
@@ -128,6 +160,22 @@ def _routes(app: FastAPI, tracker: Tracker) -> None:
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+def _declare_json_bodies(app: FastAPI) -> None:
+    """Say in `/openapi.json` that every write takes a JSON object: the routes read and check their bodies
+    field by field themselves (one error shape for every bad field), so FastAPI cannot see the body."""
+    from fastapi.routing import APIRoute
+
+    def body(kind: str, schema: dict[str, str]) -> dict[str, Any]:
+        return {"requestBody": {"required": True, "content": {kind: {"schema": schema}}}}
+
+    json_object = body("application/json", {"type": "object"})
+    raw_bytes = body("application/octet-stream", {"type": "string", "format": "binary"})
+    for route in app.routes:
+        if isinstance(route, APIRoute) and (route.methods or set()) & {"POST", "PUT", "PATCH"}:
+            declared = raw_bytes if route.path == "/api/v1/blobs/{digest}" else json_object
+            route.openapi_extra = {**declared, **(route.openapi_extra or {})}
 
 
 async def _json_body(request: Request) -> dict[str, Any]:

@@ -3,6 +3,8 @@
 ```
 PUT  /api/v1/blobs/{digest}            editor   the body, streamed; stored only if it hashes to {digest}
 GET  /api/v1/blobs/{digest}            reader   the content, streamed
+POST /api/v1/blobs/missing  {digests}  reader   which of these (up to 10,000) the server lacks, so a client
+                                                uploads only those
 POST /api/v1/runs/{run_id}/artifacts  {artifacts: [{path, digest, size}]}   editor
 GET  /api/v1/runs/{run_id}/artifacts?path=                                   reader
 ```
@@ -32,6 +34,7 @@ if TYPE_CHECKING:
     from loopml.tracking.tracker import Tracker
 
 SPOOL_BYTES = 8 * 2**20  # uploads up to this size stay in memory
+MAX_ASKED = 10_000  # digests in one "which are missing" request
 
 
 def artifact_routes(app: FastAPI, tracker: Tracker, read_body: Any, *, max_upload_bytes: int) -> None:
@@ -72,6 +75,19 @@ def artifact_routes(app: FastAPI, tracker: Tracker, read_body: Any, *, max_uploa
         if not await run_in_threadpool(tracker.blobs.exists, digest):
             raise NotFound(f"no blob {digest}")
         return StreamingResponse(_chunks(tracker, digest), media_type="application/octet-stream")
+
+    @app.post("/api/v1/blobs/missing")
+    async def missing_blobs(request: Request) -> Any:
+        request.state.principal.require("read")  # no more than a GET of each would tell
+        digests = (await read_body(request)).get("digests")
+        if not isinstance(digests, list) or len(digests) > MAX_ASKED:
+            raise InvalidInput(f"digests: a list of at most {MAX_ASKED} BLAKE3 digests")
+        for index, digest in enumerate(digests):
+            if not isinstance(digest, str) or not is_digest(digest):
+                raise InvalidInput(f"digests[{index}]: a BLAKE3 digest (64 lowercase hex characters)")
+        unique = list(dict.fromkeys(digests))
+        missing = await run_in_threadpool(lambda: [d for d in unique if not tracker.blobs.exists(d)])
+        return {"missing": missing}
 
     @app.post("/api/v1/runs/{run_id}/artifacts")
     async def add_artifacts(run_id: str, request: Request) -> Any:

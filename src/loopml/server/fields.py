@@ -9,6 +9,9 @@ from fastapi import Request
 from loopml.core.errors import InvalidInput
 from loopml.server.accounts import Principal
 
+BIGGEST = 2**63 - 1  # what a database BIGINT column holds
+INT_MAX = 2**31 - 1  # INTEGER columns: version numbers, event ids
+
 
 def who(request: Request) -> Principal:
     """The authenticated caller (set by the server's middleware)."""
@@ -26,13 +29,15 @@ def text(body: dict[str, Any], key: str, *, required: bool = True) -> Any:
     return value
 
 
-def whole(body: dict[str, Any], key: str, *, required: bool = True, minimum: int = 1) -> Any:
-    """An integer field of at least `minimum` (booleans are not integers here)."""
+def whole(
+    body: dict[str, Any], key: str, *, required: bool = True, minimum: int = 1, maximum: int = BIGGEST
+) -> Any:
+    """An integer field from `minimum` to `maximum` (booleans are not integers here)."""
     value = body.get(key)
     if value is None and not required:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise InvalidInput(f"{key}: an integer >= {minimum}")
+    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
+        raise InvalidInput(f"{key}: an integer from {minimum} to {maximum}")
     return value
 
 

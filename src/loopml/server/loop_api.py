@@ -21,7 +21,7 @@ from fastapi import FastAPI, Query, Request
 from starlette.concurrency import run_in_threadpool
 
 from loopml.core.plain import to_plain as plain
-from loopml.server.fields import text, who
+from loopml.server.fields import BIGGEST, INT_MAX, text, who
 
 if TYPE_CHECKING:
     from loopml.tracking.tracker import Tracker
@@ -46,7 +46,7 @@ def loop_routes(app: FastAPI, tracker: Tracker, read_body: Any) -> None:
         name: str,
         request: Request,
         *,
-        version: Annotated[int | None, Query(ge=1)] = None,
+        version: Annotated[int | None, Query(ge=1, le=INT_MAX)] = None,
         granularity: Annotated[str | None, Query(pattern="^(minute|hour|day)$")] = None,
         limit: Annotated[int, Query(ge=1, le=MAX_ITEMS)] = 500,
     ) -> Any:
@@ -59,7 +59,7 @@ def loop_routes(app: FastAPI, tracker: Tracker, read_body: Any) -> None:
         name: str,
         request: Request,
         *,
-        since_ms: Annotated[int | None, Query(ge=0)] = None,
+        since_ms: Annotated[int | None, Query(ge=0, le=BIGGEST)] = None,
         severity: str | None = None,
         rule: str | None = None,
         limit: Annotated[int, Query(ge=1, le=MAX_ITEMS)] = 500,
@@ -75,7 +75,7 @@ def loop_routes(app: FastAPI, tracker: Tracker, read_body: Any) -> None:
         name: str,
         request: Request,
         *,
-        after_id: Annotated[int, Query(ge=0)] = 0,
+        after_id: Annotated[int, Query(ge=0, le=INT_MAX)] = 0,
         kind: Annotated[list[str] | None, Query()] = None,
     ) -> Any:
         who(request).require("read", model=name)

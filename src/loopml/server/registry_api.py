@@ -41,7 +41,7 @@ from starlette.concurrency import run_in_threadpool
 from loopml.core.errors import InvalidInput
 from loopml.core.plain import to_plain as plain
 from loopml.registry.records import ModelRef
-from loopml.server.fields import flag, number_map, string_map, text, who, whole
+from loopml.server.fields import INT_MAX, flag, number_map, string_map, text, who, whole
 
 if TYPE_CHECKING:
     from loopml.registry.store import RegistryStore
@@ -166,7 +166,7 @@ def _alias_routes(app: FastAPI, tracker: Tracker, store: RegistryStore, read_bod
         caller = who(request)
         caller.require("write", model=name)
         body = await read_body(request)
-        version, reason = whole(body, "version"), text(body, "reason", required=False)
+        version, reason = whole(body, "version", maximum=INT_MAX), text(body, "reason", required=False)
 
         def move() -> Any:
             event = store.move_alias(name, alias, version, forced=True, reason=reason, user=caller.name)
@@ -201,9 +201,10 @@ def _alias_routes(app: FastAPI, tracker: Tracker, store: RegistryStore, read_bod
             return promoter.promote(
                 tracker,
                 name,
-                whole(body, "version"),
+                whole(body, "version", maximum=INT_MAX),
                 alias=alias,
                 policy=_policy(tracker, name, alias, body.get("policy")),
+                **_evaluation_rows(body),
                 dataset=text(body, "dataset", required=False),
                 target=text(body, "target", required=False),
                 force=flag(body, "force"),
@@ -231,6 +232,7 @@ def _alias_routes(app: FastAPI, tracker: Tracker, store: RegistryStore, read_bod
                 tracker,
                 name,
                 *refs,
+                **_evaluation_rows(body),
                 dataset=text(body, "dataset", required=False),
                 target=text(body, "target", required=False),
                 slice_by=text(body, "slice_by", required=False),
@@ -297,6 +299,33 @@ def _policy(tracker: Tracker, name: str, alias: str, asked: Any) -> Any:
     if configured is not None or asked is None:
         return configured
     return policy_from(asked, "policy")
+
+
+def _evaluation_rows(body: dict[str, Any]) -> dict[str, Any]:
+    """`X` and `y` from rows sent with the request (pandas' split form and a list of labels), if any."""
+    rows, labels = body.get("rows"), body.get("labels")
+    if rows is None and labels is None:
+        return {}
+    if not isinstance(rows, dict) or set(rows) != {"columns", "data"} or not isinstance(labels, list):
+        raise InvalidInput('rows: {"columns": [...], "data": [[...], ...]} with labels: [...] (one per row)')
+    columns, data = rows["columns"], rows["data"]
+    if (
+        not isinstance(columns, list)
+        or not all(isinstance(c, str) for c in columns)
+        or len(set(columns)) != len(columns)
+    ):
+        raise InvalidInput("rows.columns: a list of distinct column names")
+    if not isinstance(data, list) or not all(isinstance(r, list) and len(r) == len(columns) for r in data):
+        raise InvalidInput(f"rows.data: a list of rows of {len(columns)} values each")
+    if len(labels) != len(data) or not data:
+        raise InvalidInput(f"labels: one per row ({len(data)} rows, {len(labels)} labels), at least one")
+    if not all(v is None or isinstance(v, str | int | float) for r in data for v in r) or not all(
+        isinstance(v, str | int | float) and not isinstance(v, bool) for v in labels
+    ):
+        raise InvalidInput("rows and labels hold numbers, strings or null")
+    import pandas as pd
+
+    return {"X": pd.DataFrame(data, columns=columns).infer_objects(), "y": pd.Series(labels)}
 
 
 def _digest(body: dict[str, Any], key: str) -> str:

@@ -46,6 +46,7 @@ def tracking_routes(app: FastAPI, tracker: Tracker, read_body: Any) -> None:
     client = Client(tracker)
     _experiment_routes(app, client, read_body)
     _run_routes(app, tracker, client, read_body)
+    _run_upkeep_routes(app, tracker, client, read_body)
     _search_route(app, client, read_body)
     _input_routes(app, tracker, read_body)
 
@@ -83,6 +84,8 @@ def _run_routes(app: FastAPI, tracker: Tracker, client: Any, read_body: Any) -> 
         note = _text(body, "note", required=False)
         entry_point = _text(body, "entry_point", required=False)
         git = _git(body.get("git"))
+        git_diff = _diff(body.get("git_diff"), git)
+        environment = _environment(body.get("environment"))
 
         def start() -> Any:
             found = tracker.store.experiment_for_run(experiment)  # by id, else by name (created if missing)
@@ -95,6 +98,8 @@ def _run_routes(app: FastAPI, tracker: Tracker, client: Any, read_body: Any) -> 
                 user=who.name,
                 entry_point=entry_point,
                 git=git,
+                git_diff=git_diff,
+                environment=environment,
             )
 
         return plain(await run_in_threadpool(start))
@@ -143,6 +148,70 @@ def _run_routes(app: FastAPI, tracker: Tracker, client: Any, read_body: Any) -> 
     async def metric_history(run_id: str, key: str, request: Request) -> Any:
         _who(request).require("read")
         return {"metrics": plain(await run_in_threadpool(client.get_metric_history, run_id, key))}
+
+
+def _run_upkeep_routes(app: FastAPI, tracker: Tracker, client: Any, read_body: Any) -> None:
+    """Restore, notes, tag removal, captured environments and diffs, and the server's garbage collection."""
+
+    @app.post("/api/v1/runs/restore")
+    async def restore_runs(request: Request) -> Any:
+        _who(request).require("write")
+        ids = (await read_body(request)).get("run_ids")
+        if (
+            not isinstance(ids, list)
+            or not ids
+            or not all(isinstance(i, str) for i in ids)
+            or len(ids) > 10_000
+        ):
+            raise InvalidInput("run_ids: a list of 1 to 10,000 run ids")
+        from loopml.tracking.records import Lifecycle
+
+        await run_in_threadpool(tracker.store.set_lifecycle, ids, Lifecycle.ACTIVE)
+        return {"run_ids": ids, "deleted": False}
+
+    @app.put("/api/v1/runs/{run_id}/note")
+    async def set_note(run_id: str, request: Request) -> Any:
+        _who(request).require("write")
+        note = (await read_body(request)).get("note")
+        if not isinstance(note, str):
+            raise InvalidInput("note: a string")
+        await run_in_threadpool(tracker.store.set_note, run_id, note)
+        return {"run_id": run_id, "note": note}
+
+    @app.delete("/api/v1/runs/{run_id}/tags/{key}")
+    async def delete_tag(run_id: str, key: str, request: Request) -> Any:
+        _who(request).require("write")
+        await run_in_threadpool(tracker.store.delete_tag, run_id, key)
+        return {"run_id": run_id, "deleted": key}
+
+    @app.get("/api/v1/environments/{environment_hash}")
+    async def environment(environment_hash: str, request: Request) -> Any:
+        _who(request).require("read")
+        return await run_in_threadpool(tracker.store.attachments.get_environment, environment_hash)
+
+    @app.get("/api/v1/diffs/{diff_hash}")
+    async def diff(diff_hash: str, request: Request) -> Any:
+        _who(request).require("read")
+        text, truncated = await run_in_threadpool(tracker.store.attachments.get_diff, diff_hash)
+        return {"diff": text, "truncated": truncated}
+
+    @app.post("/api/v1/gc")
+    async def gc(request: Request) -> Any:
+        _who(request).require("admin")  # it deletes what other people soft-deleted, for good
+        body = await read_body(request)
+        dry_run = body.get("dry_run", True)
+        grace = body.get("blob_grace_s", 3600.0)
+        older = body.get("older_than_ms", 0)
+        if not isinstance(dry_run, bool):
+            raise InvalidInput("dry_run: true or false")
+        if isinstance(grace, bool) or not isinstance(grace, int | float) or grace < 0:
+            raise InvalidInput("blob_grace_s: a number of seconds >= 0")
+        if isinstance(older, bool) or not isinstance(older, int) or not 0 <= older < 2**63:
+            raise InvalidInput("older_than_ms: an age in milliseconds >= 0")
+        report = await run_in_threadpool(
+            lambda: client.gc(older_than_ms=older, blob_grace_s=float(grace), dry_run=dry_run)
+        )
+        return plain(report)
 
 
 def _search_route(app: FastAPI, client: Any, read_body: Any) -> None:
@@ -280,14 +349,54 @@ def _git(value: Any) -> Any:
 
     if value is None:
         return None
-    if not isinstance(value, dict) or set(value) - {"commit", "branch", "dirty"}:
-        raise InvalidInput("git: an object with commit, branch, dirty")
+    if not isinstance(value, dict) or set(value) - {"commit", "branch", "dirty", "diff_hash"}:
+        raise InvalidInput("git: an object with commit, branch, dirty, diff_hash")
     commit, branch, dirty = value.get("commit"), value.get("branch"), value.get("dirty")
-    if not all(v is None or isinstance(v, str) for v in (commit, branch)) or not (
+    diff_hash = value.get("diff_hash")
+    if not all(v is None or isinstance(v, str) for v in (commit, branch, diff_hash)) or not (
         dirty is None or isinstance(dirty, bool)
     ):
-        raise InvalidInput("git: commit and branch are strings, dirty true or false")
-    return GitInfo(commit, branch, dirty)
+        raise InvalidInput("git: commit, branch and diff_hash are strings, dirty true or false")
+    return GitInfo(commit, branch, dirty, diff_hash)
+
+
+def _diff(value: Any, git: Any) -> tuple[str, bool] | None:
+    """The uncommitted diff of a run's code; a complete one must hash to the `diff_hash` it is filed under."""
+    if value is None:
+        return None
+    if not isinstance(value, dict) or not isinstance(value.get("diff"), str):
+        raise InvalidInput("git_diff: an object with diff (text) and truncated (true or false)")
+    truncated = value.get("truncated", False)
+    if not isinstance(truncated, bool):
+        raise InvalidInput("git_diff.truncated: true or false")
+    from loopml.core.hashing import hash_text
+
+    if git is None or git.diff_hash is None:
+        raise InvalidInput("git_diff needs git.diff_hash, the hash of the whole diff")
+    if not truncated and hash_text(value["diff"]) != git.diff_hash:
+        raise InvalidInput("git_diff: the diff does not hash to git.diff_hash")
+    return value["diff"], truncated
+
+
+def _environment(value: Any) -> tuple[str, str, str, dict[str, str]] | None:
+    """A run's Python environment, named by the hash computed here (a client cannot file it under another)."""
+    if value is None:
+        return None
+    from loopml.tracking.environment import environment_hash
+
+    if not isinstance(value, dict) or set(value) != {"python_version", "platform", "packages"}:
+        raise InvalidInput("environment: an object with python_version, platform, packages")
+    python, plat, packages = value["python_version"], value["platform"], value["packages"]
+    if not (
+        isinstance(python, str)
+        and isinstance(plat, str)
+        and isinstance(packages, dict)
+        and all(isinstance(k, str) and isinstance(v, str) for k, v in packages.items())
+    ):
+        raise InvalidInput(
+            "environment: python_version and platform are strings, packages an object of versions"
+        )
+    return environment_hash(python, plat, packages), python, plat, packages
 
 
 def _who(request: Request) -> Principal:

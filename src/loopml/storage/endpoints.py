@@ -19,7 +19,9 @@ def storage_options_for(url: str, *, endpoint_url: str | None = None, workers: i
 def s3_options(endpoint_url: str | None, workers: int) -> dict[str, Any]:
     """s3fs options: one pooled connection per worker, and path-style addressing for custom endpoints."""
     # botocore's default pool of 10 would queue larger transfers.
-    config: dict[str, Any] = {"max_pool_connections": max(10, workers)}
+    # SigV4 also for presigned URLs (botocore signs those with SigV2 by default, which most S3-compatible
+    # servers and newer AWS regions refuse).
+    config: dict[str, Any] = {"max_pool_connections": max(10, workers), "signature_version": "s3v4"}
     options: dict[str, Any] = {"config_kwargs": config}
     if endpoint_url:
         # S3-compatible servers rarely resolve bucket subdomains (bucket.127.0.0.1): address by path.

@@ -72,7 +72,8 @@ class Client:
         tracker = self._fresh()
         if tracker.remote:  # the server runs the same search over its database
             body = {
-                "experiment_ids": list(experiment_ids) if experiment_ids is not None else None,
+                # One experiment may be given bare, not as a list.
+                "experiment_ids": [experiment_ids] if isinstance(experiment_ids, str) else experiment_ids,
                 "filter": filter,
                 "order_by": order_by if order_by is None or isinstance(order_by, str) else list(order_by),
                 "max_results": max_results,
@@ -225,6 +226,11 @@ class Client:
     ) -> GarbageReport:
         """Purge soft-deleted runs and the blobs nothing refers to (with `dry_run`, only say what would go)."""
         tracker = self.tracker
+        if tracker.remote:  # the server's own garbage, collected there (admin only)
+            found = tracker.store.gc(  # type: ignore[attr-defined]
+                older_than_ms=older_than_ms, blob_grace_s=blob_grace_s, dry_run=dry_run
+            )
+            return GarbageReport(**found)
         purged = tracker.store.purge_deleted(older_than_ms, dry_run=dry_run)
         keep = referenced_digests(tracker.stores.db, tracker.blobs, ignoring_runs=purged if dry_run else ())
         removed = sweep(tracker.blobs, keep, grace_s=blob_grace_s, dry_run=dry_run)

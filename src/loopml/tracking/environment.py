@@ -176,16 +176,21 @@ def python_environment(cache_dir: Path | None = None) -> PythonEnvironment:
     path = cache_dir / f"python-{installed_key(schema='tracking-packages-1')}.json" if cache_dir else None
     packages: dict[str, str] = cached_json(path, _installed_packages, valid=_valid_packages)
     version, plat = platform.python_version(), platform.platform()
-    canonical = json.dumps(
-        {"python_version": version, "platform": plat, "packages": packages},
-        sort_keys=True,
-        separators=(",", ":"),
-    )
-    env = PythonEnvironment(version, plat, packages, hash_text(canonical))
+    env = PythonEnvironment(version, plat, packages, environment_hash(version, plat, packages))
     with _lock:
         if not _python_cache:
             _python_cache.append(env)
         return _python_cache[0]
+
+
+def environment_hash(python_version: str, platform_name: str, packages: dict[str, str]) -> str:
+    """The hash that names an environment (the same content gives the same name on every machine)."""
+    canonical = json.dumps(
+        {"python_version": python_version, "platform": platform_name, "packages": packages},
+        sort_keys=True,
+        separators=(",", ":"),
+    )
+    return hash_text(canonical)
 
 
 def _valid_packages(value: Any) -> bool:

@@ -21,9 +21,12 @@ from urllib.parse import quote
 from loopml.core.errors import (
     Conflict,
     Forbidden,
+    InvalidFilter,
     InvalidInput,
     LoopMLError,
     NotFound,
+    ParamConflict,
+    PathEscapes,
     RemoteError,
     Unauthenticated,
 )
@@ -41,6 +44,7 @@ from loopml.tracking.records import (
 )
 
 ATTEMPTS = 4  # for requests that are safe to repeat
+DIRECT_MIN_BYTES = 8 << 20  # blobs this large go straight to the server's object store when it signs URLs
 BATCH_POINTS = 50_000  # metric points per request
 MISSING_BATCH = 10_000  # digests per "which blobs are missing" request (the server's limit)
 
@@ -133,18 +137,28 @@ class Http:
 
     def download(self, digest: str, target: Path) -> str:
         """GET a blob into `target` (streamed); returns the digest of what arrived."""
-        import blake3
-
-        hasher = blake3.blake3()
         with self._client.stream("GET", f"/api/v1/blobs/{digest}") as answer:
-            if answer.status_code >= 400:
+            return _save(answer, target)
+
+    def put_direct(self, url: str, stream: Any, size: int) -> None:
+        """PUT `size` bytes to a presigned URL of the object store (no token: the URL carries the right)."""
+        import httpx
+
+        answer = httpx.put(url, content=stream, headers={"Content-Length": str(size)}, timeout=600)
+        if answer.status_code >= 300:
+            raise RemoteError(
+                f"the object store refused the upload: HTTP {answer.status_code} {answer.text[:300]}"
+            )
+
+    def download_direct(self, url: str, target: Path) -> str:
+        """GET a presigned URL into `target`; returns the digest of what arrived."""
+        import httpx
+
+        with httpx.stream("GET", url, timeout=600) as answer:
+            if answer.status_code >= 300:
                 answer.read()
-                _result(answer)
-            with target.open("wb") as sink:
-                for chunk in answer.iter_bytes():
-                    hasher.update(chunk)
-                    sink.write(chunk)
-        return str(hasher.hexdigest())
+                raise RemoteError(f"the object store refused the download: HTTP {answer.status_code}")
+            return _save(answer, target)
 
     def close(self) -> None:
         self._client.close()
@@ -156,6 +170,24 @@ class RemoteBlobStore:
     def __init__(self, http: Http) -> None:
         self.http = http
         self.root = http.uri  # names the store in per-process caches, as a local store's folder does
+        self._direct = True  # until the server says its store signs no URLs
+
+    def _send(self, digest: str, source: Path) -> None:
+        """Upload a file: a large one straight to the server's object store when it signs URLs (the server
+        checks the hash before the blob takes its name), else through the server."""
+        size = source.stat().st_size
+        if self._direct and size >= DIRECT_MIN_BYTES:
+            offer = self.http.call("POST", "/blobs/uploads", {"size": size}, repeatable=True)
+            if offer["url"]:
+                with source.open("rb") as stream:
+                    self.http.put_direct(offer["url"], stream, size)
+                self.http.call(
+                    "POST", f"/blobs/uploads/{offer['upload_id']}/commit", {"digest": digest}, repeatable=True
+                )
+                return
+            self._direct = False
+        with source.open("rb") as stream:
+            self.http.upload(digest, stream)
 
     def put_bytes(self, data: bytes) -> str:
         digest = hash_bytes(data)
@@ -165,8 +197,7 @@ class RemoteBlobStore:
     def put_file(self, path: str | os.PathLike[str]) -> tuple[str, int]:
         source = Path(path)
         digest = hash_file(source)
-        with source.open("rb") as stream:
-            self.http.upload(digest, stream)
+        self._send(digest, source)
         return digest, source.stat().st_size
 
     def put_files(self, paths: Iterable[str | os.PathLike[str]]) -> list[tuple[str, int]]:
@@ -177,8 +208,7 @@ class RemoteBlobStore:
         for source, digest in found:
             if digest in missing:
                 missing.discard(digest)  # the same content twice in one call is sent once
-                with source.open("rb") as stream:
-                    self.http.upload(digest, stream)
+                self._send(digest, source)
             stored.append((digest, source.stat().st_size))
         return stored
 
@@ -199,7 +229,11 @@ class RemoteBlobStore:
         target.parent.mkdir(parents=True, exist_ok=True)
         temp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
         try:
-            arrived = self.http.download(digest, temp)
+            url = None
+            if self._direct:
+                url = self.http.call("POST", f"/blobs/{digest}/download-url", {}, repeatable=True)["url"]
+                self._direct = url is not None
+            arrived = self.http.download_direct(url, temp) if url else self.http.download(digest, temp)
             if verify and arrived != digest:
                 raise RemoteError(f"blob {digest} arrived from {self.http.uri} with another content hash")
             temp.replace(target)
@@ -241,6 +275,16 @@ class RemoteAttachments:
     def list_inputs(self, run_id: str) -> list[RunInput]:
         found = self.http.call("GET", f"/runs/{run_id}/inputs", repeatable=True)["inputs"]
         return [RunInput(**i) for i in found]
+
+    def get_environment(self, environment_hash: str) -> dict[str, Any]:
+        answer: dict[str, Any] = self.http.call(
+            "GET", f"/environments/{quote(environment_hash)}", repeatable=True
+        )
+        return answer
+
+    def get_diff(self, diff_hash: str) -> tuple[str, bool]:
+        found = self.http.call("GET", f"/diffs/{quote(diff_hash)}", repeatable=True)
+        return str(found["diff"]), bool(found["truncated"])
 
     def __getattr__(self, name: str) -> Any:
         raise InvalidInput(
@@ -317,8 +361,7 @@ class RemoteTrackingStore:
         git_diff: tuple[str, bool] | None = None,
         environment: tuple[str, str, str, dict[str, str]] | None = None,
     ) -> Run:
-        # The server records who started the run from the token; the diff and package list stay local
-        # until artifacts are served over HTTP.
+        # The server records who started the run from the token, and names the environment by its own hash.
         body = {
             "experiment": experiment_id,
             "name": name,
@@ -326,7 +369,11 @@ class RemoteTrackingStore:
             "tags": tags or None,
             "note": note,
             "entry_point": entry_point,
-            "git": None if git is None else {"commit": git.commit, "branch": git.branch, "dirty": git.dirty},
+            "git": None if git is None else asdict(git),
+            "git_diff": None if git_diff is None else {"diff": git_diff[0], "truncated": git_diff[1]},
+            "environment": None
+            if environment is None
+            else {"python_version": environment[1], "platform": environment[2], "packages": environment[3]},
         }
         return _run(self.http.call("POST", "/runs", body, repeatable=False))
 
@@ -352,10 +399,23 @@ class RemoteTrackingStore:
             self.http.call("POST", f"/runs/{run_id}/log", body, repeatable=True)
 
     def set_lifecycle(self, run_ids: Sequence[str], lifecycle: Lifecycle) -> None:
-        if lifecycle is not Lifecycle.DELETED:
-            raise InvalidInput("restoring runs is not available against a team server yet")
+        if lifecycle is Lifecycle.ACTIVE:
+            self.http.call("POST", "/runs/restore", {"run_ids": list(run_ids)}, repeatable=True)
+            return
         for run_id in run_ids:
             self.http.call("DELETE", f"/runs/{run_id}", repeatable=True)
+
+    def set_note(self, run_id: str, note: str) -> None:
+        self.http.call("PUT", f"/runs/{run_id}/note", {"note": note}, repeatable=True)
+
+    def delete_tag(self, run_id: str, key: str) -> None:
+        self.http.call("DELETE", f"/runs/{run_id}/tags/{quote(key, safe='')}", repeatable=False)
+
+    def gc(self, *, older_than_ms: int, blob_grace_s: float, dry_run: bool) -> dict[str, Any]:
+        """The server's garbage collection (admin only); its report."""
+        body = {"older_than_ms": older_than_ms, "blob_grace_s": blob_grace_s, "dry_run": dry_run}
+        answer: dict[str, Any] = self.http.call("POST", "/gc", body, repeatable=False)
+        return answer
 
     def search(self, body: dict[str, Any]) -> tuple[list[Run], str | None]:
         found = self.http.call("POST", "/runs/search", body, repeatable=True)
@@ -375,10 +435,44 @@ def _result(answer: Any) -> Any:
     _raise(answer.status_code, document)
 
 
+def _save(answer: Any, target: Path) -> str:
+    """Stream an answer's body into `target`; the BLAKE3 digest of what arrived (server errors raised)."""
+    import blake3
+
+    if answer.status_code >= 400:
+        answer.read()
+        _result(answer)
+    hasher = blake3.blake3()
+    with target.open("wb") as sink:
+        for chunk in answer.iter_bytes():
+            hasher.update(chunk)
+            sink.write(chunk)
+    return str(hasher.hexdigest())
+
+
 def _raise(status: int, document: Any) -> None:
+    """The server's error as the same LoopML exception the embedded mode raises (by its code, else status)."""
     message = document.get("error") if isinstance(document, dict) else None
-    kind = _ERRORS.get(status, RemoteError)
+    code = document.get("code") if isinstance(document, dict) else None
+    kind = _BY_CODE.get(code) if isinstance(code, str) else None
+    if kind is None or status < 400 or status >= 500:
+        kind = _ERRORS.get(status, RemoteError)
     raise kind(message or f"the team server answered HTTP {status}")
+
+
+_BY_CODE: dict[str, type[LoopMLError]] = {
+    kind.code: kind
+    for kind in (
+        InvalidInput,
+        InvalidFilter,
+        PathEscapes,
+        Unauthenticated,
+        Forbidden,
+        NotFound,
+        Conflict,
+        ParamConflict,
+    )
+}
 
 
 def _number(value: float) -> float | str:

@@ -356,6 +356,12 @@ class BlobStore:
     def _parent(path: str) -> str:
         return path.rsplit("/", 1)[0]
 
+    def commit_staged(self, staged: str, digest: str) -> None:
+        """Move an object written under `incoming/` (and already checked to hash to `digest`) to its address."""
+        if not staged.startswith(f"{self.root}/incoming/"):
+            raise InvalidInput("only objects staged under incoming/ are committed")
+        self._commit(staged, digest)
+
     def _commit(self, temp: str, digest: str) -> None:
         final = self.path_of(digest)
         if self.fs.exists(final):

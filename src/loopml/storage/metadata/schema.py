@@ -22,7 +22,7 @@ from sqlalchemy import (
 )
 
 # Bump together with a new migration; `tests/storage/test_database.py` checks it equals Alembic's head.
-SCHEMA_HEAD = "0009"
+SCHEMA_HEAD = "0010"
 APPLICATION_ID = "loopml"
 DEFAULT_WORKSPACE = "default"
 
@@ -210,6 +210,7 @@ dataset_versions = Table(
     Column("git_commit", String(64), nullable=True),
     Column("status", String(16), nullable=False, server_default="accepted"),  # accepted | rejected
     Column("validation_json", Text, nullable=True),  # the expectation report, when expectations ran
+    Column("user_name", String(250), nullable=True),  # who added it through a team server (migration 0010)
     UniqueConstraint("dataset_id", "version"),
     UniqueConstraint("dataset_id", "digest"),
 )

@@ -44,7 +44,7 @@ def test_roles_decide_reads_and_writes_and_writes_name_their_author(server: str,
     reader = accounts.token_for("rui", "laptop")
     with _client(server, admin) as ana, _client(server, reader) as rui:
         assert ana.get("/api/v1/whoami").json()["roles"] == [
-            {"workspace": "default", "model": None, "role": "admin"}
+            {"workspace": "*", "model": None, "role": "admin"}
         ]
         names = {m["name"] for m in rui.get("/api/v1/models").json()["models"]}
         assert names == {"fraud", "churn"}

@@ -15,6 +15,8 @@ token_app = typer.Typer(help="Bearer tokens of users and services.", no_args_is_
 user_app = typer.Typer(help="Users (people and services).", no_args_is_help=True)
 app.add_typer(token_app, name="token")
 app.add_typer(user_app, name="user")
+workspace_app = typer.Typer(help="Workspaces: one team's stores and policies each.", no_args_is_help=True)
+app.add_typer(workspace_app, name="workspace")
 
 
 @app.callback(invoke_without_command=True)
@@ -52,7 +54,7 @@ def server(
 
 @app.command("create-admin")
 def create_admin(name: Annotated[str, typer.Option("--name", help="The admin's user name")]) -> None:
-    """Create an admin of the default workspace; their token is printed on the last line, once."""
+    """Create the server's admin (admin of every workspace); their token is printed on the last line, once."""
     from loopml.server.accounts import AccountStore
     from loopml.tracking.tracker import default_tracker
 
@@ -65,7 +67,7 @@ def create_admin(name: Annotated[str, typer.Option("--name", help="The admin's u
 def add_user(
     name: Annotated[str, typer.Argument(help="User name")],
     role: Annotated[str, typer.Option(help="reader | editor | admin")] = "reader",
-    workspace: Annotated[str, typer.Option(help="Workspace of the role")] = "default",
+    workspace: Annotated[str, typer.Option(help="Workspace of the role (* for every workspace)")] = "default",
     model: Annotated[str | None, typer.Option(help="Only on this model")] = None,
     service: Annotated[bool, typer.Option("--service", help="A service account (CI, a scheduler)")] = False,
 ) -> None:
@@ -117,3 +119,30 @@ def revoke_token(
 
     AccountStore(default_tracker().stores.db).revoke(token_id)
     console.print(f"revoked token {token_id}", highlight=False)
+
+
+@workspace_app.command("create")
+def create_workspace(
+    name: Annotated[str, typer.Argument(help="Lower-case letters, digits and dashes")],
+    database_url: Annotated[
+        str | None, typer.Option(help="Its metadata database (default: SQLite in its folder)")
+    ] = None,
+    artifact_url: Annotated[str | None, typer.Option(help="Its blob store (default: a folder in it)")] = None,
+) -> None:
+    """Make a workspace; clients reach it at http://SERVER/w/NAME, people need a role in it."""
+    from loopml.server.workspaces import create_workspace as create
+    from loopml.tracking.tracker import default_tracker
+
+    folder = create(default_tracker().settings, name, database_url=database_url, artifact_url=artifact_url)
+    console.print(f"created workspace {name} in {folder}; its policies go in {folder / 'loopml.toml'}")
+    console.print(f"grant roles with: loopml server grant USER editor --workspace {name}", highlight=False)
+
+
+@workspace_app.command("list")
+def list_workspaces() -> None:
+    """The server's workspaces besides `default`."""
+    from loopml.server.workspaces import list_workspaces as found
+    from loopml.tracking.tracker import default_tracker
+
+    for name in found(default_tracker().settings):
+        print(name)

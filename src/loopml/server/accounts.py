@@ -32,6 +32,7 @@ from loopml.storage.metadata.database import Database
 ROLES = ("reader", "editor", "admin")
 ACTIONS = {"read": "reader", "write": "editor", "admin": "admin"}  # the least role each action needs
 KINDS = ("person", "service")
+EVERY_WORKSPACE = "*"  # a role bound here holds in every workspace
 DEFAULT_WORKSPACE = t.DEFAULT_WORKSPACE
 _TOKEN = re.compile(r"^lml_([0-9a-f]{32})_([A-Za-z0-9_-]{43})$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$")
@@ -48,8 +49,9 @@ class Principal:
     roles: dict[tuple[str, str | None], str] = field(default_factory=dict)
 
     def role(self, workspace: str, model: str | None = None) -> str | None:
-        """The strongest role on `model` in `workspace` (its own, or the workspace's), or None."""
-        found = [self.roles.get((workspace, None))]
+        """The strongest role on `model` in `workspace` (its own, the workspace's, or one on every workspace),
+        or None."""
+        found = [self.roles.get((workspace, None)), self.roles.get((EVERY_WORKSPACE, None))]
         if model is not None:
             found.append(self.roles.get((workspace, model)))
         ranked = [r for r in found if r is not None]
@@ -101,9 +103,10 @@ class AccountStore:
         return user_id
 
     def create_admin(self, name: str) -> str:
-        """A person with the admin role on the default workspace, and a token for them (printed once)."""
+        """A person with the admin role on every workspace (the server's admin), and a token for them (printed
+        once)."""
         user_id = self.create_user(name, kind="person", created_by="create-admin")
-        self.grant(name, "admin")
+        self.grant(name, "admin", workspace=EVERY_WORKSPACE)
         return self.issue_token(user_id, "create-admin")
 
     def issue_token(self, user_id: str, name: str, *, expires_ms: int | None = None) -> str:

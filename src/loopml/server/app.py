@@ -25,7 +25,8 @@ from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from loopml.core.errors import InvalidInput, LoopMLError, Unauthenticated
-from loopml.server.accounts import AccountStore, Principal
+from loopml.server.accounts import DEFAULT_WORKSPACE, AccountStore, Principal
+from loopml.server.fields import who
 
 if TYPE_CHECKING:
     from loopml.tracking.tracker import Tracker
@@ -78,12 +79,16 @@ def create_server_app(tracker: Tracker, *, options: ServerOptions | None = None)
     async def guard(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         host = (request.headers.get("host") or "").rsplit(":", 1)[0].strip("[]").lower()
         if host not in options.hosts:
-            return _error(400, "bad_host", f"this server answers to {', '.join(options.hosts)}, not {host!r}")
-        if request.url.path == "/api/v1/health":
+            return error_response(
+                400, "bad_host", f"this server answers to {', '.join(options.hosts)}, not {host!r}"
+            )
+        path = request.url.path
+        request.state.workspace = path.split("/", 3)[2] if path.startswith("/w/") else DEFAULT_WORKSPACE
+        if path == "/api/v1/health":
             return await call_next(request)
         client = request.client.host if request.client else "?"
         if failures.blocked(client):
-            return _error(429, "too_many_attempts", "too many failed authentications; wait a minute")
+            return error_response(429, "too_many_attempts", "too many failed authentications; wait a minute")
         header = request.headers.get("authorization", "")
         token = header[7:].strip() if header[:7].lower() == "bearer " else None
         try:
@@ -93,31 +98,48 @@ def create_server_app(tracker: Tracker, *, options: ServerOptions | None = None)
                 request.state.principal = accounts.authenticate(token)
         except Unauthenticated as error:
             failures.add(client)
-            return _error(401, error.code, error.message, {"WWW-Authenticate": "Bearer"})
+            return error_response(401, error.code, error.message, {"WWW-Authenticate": "Bearer"})
         return await call_next(request)
 
+    _serve_api(app, tracker, options)
+    from loopml.server.workspaces import WorkspaceApps
+
+    # Other workspaces live under /w/NAME/ with their own stores; clients point LOOPML_TRACKING_URI there.
+    app.mount("/w/{workspace}", WorkspaceApps(tracker.settings, options))
+    return app
+
+
+def workspace_api(tracker: Tracker, options: ServerOptions) -> FastAPI:
+    """The API over one workspace's stores, without the authentication layer (the server's app in front of it
+    authenticates every request and says which workspace it addressed)."""
+    app = FastAPI(title="LoopML team server workspace", version="1", openapi_url=None)
+    _serve_api(app, tracker, options)
+    return app
+
+
+def _serve_api(app: FastAPI, tracker: Tracker, options: ServerOptions) -> None:
     @app.exception_handler(LoopMLError)
     async def loopml_error(_: Request, error: LoopMLError) -> JSONResponse:
-        return _error(error.http_status, error.code, error.message)
+        return error_response(error.http_status, error.code, error.message)
 
     @app.exception_handler(DataError)
     async def unstorable(_: Request, error: DataError) -> JSONResponse:
         # A value the database refuses (a NUL byte on PostgreSQL, a number out of a column's range): the
         # client's input, and its transaction rolled back whole.
         reason = str(error.orig).splitlines()[0] if error.orig is not None else "a value out of range"
-        return _error(400, "invalid_input", f"a value the database cannot store: {reason}")
+        return error_response(400, "invalid_input", f"a value the database cannot store: {reason}")
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, error: StarletteHTTPException) -> JSONResponse:
         # No route matched, or a method it does not take: the same JSON shape as every other error.
         code = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "http_error")
-        return _error(error.status_code, code, str(error.detail), dict(error.headers or {}))
+        return error_response(error.status_code, code, str(error.detail), dict(error.headers or {}))
 
     @app.exception_handler(RequestValidationError)
     async def bad_parameter(_: Request, error: RequestValidationError) -> JSONResponse:
         # FastAPI's own checks of path and query parameters: the same JSON shape as every other error.
         problems = [f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in error.errors()]
-        return _error(400, "invalid_input", "; ".join(problems) or "invalid request")
+        return error_response(400, "invalid_input", "; ".join(problems) or "invalid request")
 
     _routes(app, tracker)
     from loopml.server.tracking_api import tracking_routes
@@ -139,7 +161,6 @@ def create_server_app(tracker: Tracker, *, options: ServerOptions | None = None)
 
     direct_routes(app, tracker, _json_body, max_upload_bytes=options.max_upload_bytes)
     _declare_json_bodies(app)
-    return app
 
 
 def _routes(app: FastAPI, tracker: Tracker) -> None:
@@ -156,7 +177,7 @@ def _routes(app: FastAPI, tracker: Tracker) -> None:
 
     @app.get("/metrics")
     async def metrics(request: Request) -> Any:
-        request.state.principal.require("read")
+        who(request).require("read")
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
@@ -201,7 +222,9 @@ def _anonymous() -> Principal:
     return Principal("", "anonymous", "person", "", {(DEFAULT_WORKSPACE, None): "reader"})
 
 
-def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+def error_response(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
     return JSONResponse({"error": message, "code": code}, status_code=status, headers=headers)
 
 

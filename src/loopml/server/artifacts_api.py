@@ -28,6 +28,7 @@ from starlette.concurrency import run_in_threadpool
 from loopml.core.errors import InvalidInput, NotFound
 from loopml.core.hashing import is_digest
 from loopml.core.plain import to_plain
+from loopml.server.fields import who
 from loopml.serving.limits import PayloadTooLarge
 
 if TYPE_CHECKING:
@@ -42,7 +43,7 @@ def artifact_routes(app: FastAPI, tracker: Tracker, read_body: Any, *, max_uploa
 
     @app.put("/api/v1/blobs/{digest}")
     async def put_blob(digest: str, request: Request) -> Any:
-        request.state.principal.require("write")
+        who(request).require("write")
         _check_digest(digest)
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > max_upload_bytes:
@@ -70,7 +71,7 @@ def artifact_routes(app: FastAPI, tracker: Tracker, read_body: Any, *, max_uploa
 
     @app.get("/api/v1/blobs/{digest}")
     async def get_blob(digest: str, request: Request) -> Any:
-        request.state.principal.require("read")
+        who(request).require("read")
         _check_digest(digest)
         if not await run_in_threadpool(tracker.blobs.exists, digest):
             raise NotFound(f"no blob {digest}")
@@ -78,7 +79,7 @@ def artifact_routes(app: FastAPI, tracker: Tracker, read_body: Any, *, max_uploa
 
     @app.post("/api/v1/blobs/missing")
     async def missing_blobs(request: Request) -> Any:
-        request.state.principal.require("read")  # no more than a GET of each would tell
+        who(request).require("read")  # no more than a GET of each would tell
         digests = (await read_body(request)).get("digests")
         if not isinstance(digests, list) or len(digests) > MAX_ASKED:
             raise InvalidInput(f"digests: a list of at most {MAX_ASKED} BLAKE3 digests")
@@ -91,7 +92,7 @@ def artifact_routes(app: FastAPI, tracker: Tracker, read_body: Any, *, max_uploa
 
     @app.post("/api/v1/runs/{run_id}/artifacts")
     async def add_artifacts(run_id: str, request: Request) -> Any:
-        request.state.principal.require("write")
+        who(request).require("write")
         body = await read_body(request)
         artifacts = await run_in_threadpool(_records, tracker, body.get("artifacts"))
         await run_in_threadpool(tracker.store.attachments.add_artifacts, run_id, artifacts)
@@ -99,7 +100,7 @@ def artifact_routes(app: FastAPI, tracker: Tracker, read_body: Any, *, max_uploa
 
     @app.get("/api/v1/runs/{run_id}/artifacts")
     async def list_artifacts(run_id: str, request: Request, path: str | None = None) -> Any:
-        request.state.principal.require("read")
+        who(request).require("read")
         from loopml.core.names import safe_relative_path
 
         prefix = safe_relative_path(path) if path else None

@@ -42,6 +42,7 @@ from loopml.core.plain import to_plain
 from loopml.data.catalog import MAX_MESSAGE, DataCatalog
 from loopml.data.records import VersionRef
 from loopml.data.store import DatasetStore
+from loopml.server.fields import who
 from loopml.storage.blobs.tree import TREE_FORMAT, Tree, TreeEntry, put_tree
 
 if TYPE_CHECKING:
@@ -81,12 +82,12 @@ def dataset_routes(app: FastAPI, tracker: Tracker, read_body: Any) -> None:
 
     @app.get("/api/v1/datasets")
     async def list_datasets(request: Request) -> Any:
-        request.state.principal.require("read")
+        who(request).require("read")
         return {"datasets": to_plain(await run_in_threadpool(records.datasets))}
 
     @app.get("/api/v1/dataset-diff")
     async def diff(request: Request, old: str | None = None, new: str | None = None) -> Any:
-        request.state.principal.require("read")
+        who(request).require("read")
         if not old or not new:
             raise InvalidInput("give both versions: ?old=NAME@v1&new=NAME@v2")
         return to_plain(await run_in_threadpool(catalog.diff, old, new))
@@ -94,28 +95,28 @@ def dataset_routes(app: FastAPI, tracker: Tracker, read_body: Any) -> None:
     # Before `/datasets/{ref}`: that route would otherwise take `NAME/versions` for a dataset name.
     @app.get("/api/v1/datasets/{name:path}/versions")
     async def list_versions(name: str, request: Request) -> Any:
-        request.state.principal.require("read")
+        who(request).require("read")
         found = await run_in_threadpool(records.versions, check_key("dataset", name))
         return {"versions": to_plain(found)}
 
     @app.post("/api/v1/datasets/{name:path}/versions")
     async def add_version(name: str, request: Request) -> Any:
-        who = request.state.principal
-        who.require("write")
+        caller = who(request)
+        caller.require("write")
         check_key("dataset", name)
         body = await read_body(request)
 
         def add() -> Any:
             fields, tree = checked_fields(tracker.blobs, body)
             put_tree(tracker.blobs, tree)  # only now that every check passed (a no-op for an uploaded tree)
-            return records.add_version(name, {**fields, "user_name": who.name})
+            return records.add_version(name, {**fields, "user_name": caller.name})
 
         version, created = await run_in_threadpool(add)
         return {"version": to_plain(version), "created": created}
 
     @app.get("/api/v1/datasets/{ref:path}")
     async def get_version(ref: str, request: Request) -> Any:
-        request.state.principal.require("read")
+        who(request).require("read")
 
         def show() -> dict[str, Any]:
             version = catalog.get(VersionRef.parse(ref))

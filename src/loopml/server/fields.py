@@ -2,21 +2,42 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import Request
 
 from loopml.core.errors import InvalidInput
-from loopml.server.accounts import Principal
+from loopml.server.accounts import DEFAULT_WORKSPACE, Principal
 
 BIGGEST = 2**63 - 1  # what a database BIGINT column holds
 INT_MAX = 2**31 - 1  # INTEGER columns: version numbers, event ids
 
 
-def who(request: Request) -> Principal:
-    """The authenticated caller (set by the server's middleware)."""
-    principal: Principal = request.state.principal
-    return principal
+@dataclass(frozen=True)
+class Caller:
+    """The authenticated principal, acting in the workspace the request addressed (`/w/NAME/...`)."""
+
+    principal: Principal
+    workspace: str
+
+    @property
+    def name(self) -> str:
+        """The user's name (recorded with every write)."""
+        return self.principal.name
+
+    def can(self, action: str, model: str | None = None) -> bool:
+        """Whether the caller may `action` (read | write | admin) in this workspace, or on `model` there."""
+        return self.principal.can(action, self.workspace, model)
+
+    def require(self, action: str, model: str | None = None) -> None:
+        """`Forbidden`, naming the role needed, unless `can(action, model)`."""
+        self.principal.require(action, self.workspace, model)
+
+
+def who(request: Request) -> Caller:
+    """The authenticated caller in the request's workspace (both set by the server's middleware)."""
+    return Caller(request.state.principal, getattr(request.state, "workspace", DEFAULT_WORKSPACE))
 
 
 def text(body: dict[str, Any], key: str, *, required: bool = True) -> Any:

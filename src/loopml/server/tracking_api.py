@@ -29,7 +29,7 @@ from starlette.concurrency import run_in_threadpool
 from loopml.core.clock import now_ms
 from loopml.core.errors import InvalidInput
 from loopml.core.plain import to_plain as plain
-from loopml.server.accounts import Principal
+from loopml.server.fields import who
 from loopml.storage.metadata import schema as t
 from loopml.tracking.records import RunStatus
 
@@ -54,12 +54,12 @@ def tracking_routes(app: FastAPI, tracker: Tracker, read_body: Any) -> None:
 def _experiment_routes(app: FastAPI, client: Any, read_body: Any) -> None:
     @app.get("/api/v1/experiments")
     async def list_experiments(request: Request) -> Any:
-        _who(request).require("read")
+        who(request).require("read")
         return {"experiments": plain(await run_in_threadpool(client.list_experiments))}
 
     @app.post("/api/v1/experiments")
     async def create_experiment(request: Request) -> Any:
-        _who(request).require("write")
+        who(request).require("write")
         body = await read_body(request)
         name = _text(body, "name")
         description = _text(body, "description", required=False)
@@ -67,15 +67,15 @@ def _experiment_routes(app: FastAPI, client: Any, read_body: Any) -> None:
 
     @app.get("/api/v1/experiments/{experiment}")
     async def get_experiment(experiment: str, request: Request) -> Any:
-        _who(request).require("read")
+        who(request).require("read")
         return plain(await run_in_threadpool(client.get_experiment, experiment))
 
 
 def _run_routes(app: FastAPI, tracker: Tracker, client: Any, read_body: Any) -> None:
     @app.post("/api/v1/runs")
     async def create_run(request: Request) -> Any:
-        who = _who(request)
-        who.require("write")
+        caller = who(request)
+        caller.require("write")
         body = await read_body(request)
         experiment = _text(body, "experiment")
         name = _text(body, "name", required=False)
@@ -95,7 +95,7 @@ def _run_routes(app: FastAPI, tracker: Tracker, client: Any, read_body: Any) -> 
                 parent_run_id=parent,
                 tags=tags,
                 note=note,
-                user=who.name,
+                user=caller.name,
                 entry_point=entry_point,
                 git=git,
                 git_diff=git_diff,
@@ -106,12 +106,12 @@ def _run_routes(app: FastAPI, tracker: Tracker, client: Any, read_body: Any) -> 
 
     @app.get("/api/v1/runs/{run_id}")
     async def get_run(run_id: str, request: Request) -> Any:
-        _who(request).require("read")
+        who(request).require("read")
         return plain(await run_in_threadpool(client.get_run, run_id))
 
     @app.post("/api/v1/runs/{run_id}/log")
     async def log(run_id: str, request: Request) -> Any:
-        _who(request).require("write")
+        who(request).require("write")
         body = await read_body(request)
         batch_id = _text(body, "batch_id")
         params = body.get("params") or {}
@@ -125,7 +125,7 @@ def _run_routes(app: FastAPI, tracker: Tracker, client: Any, read_body: Any) -> 
 
     @app.post("/api/v1/runs/{run_id}/end")
     async def end_run(run_id: str, request: Request) -> Any:
-        _who(request).require("write")
+        who(request).require("write")
         body = await read_body(request)
         status = _text(body, "status")
         error = _text(body, "error", required=False)
@@ -140,13 +140,13 @@ def _run_routes(app: FastAPI, tracker: Tracker, client: Any, read_body: Any) -> 
 
     @app.delete("/api/v1/runs/{run_id}")
     async def delete_run(run_id: str, request: Request) -> Any:
-        _who(request).require("write")
+        who(request).require("write")
         await run_in_threadpool(client.delete_run, run_id)
         return {"run_id": run_id, "deleted": True}
 
     @app.get("/api/v1/runs/{run_id}/metrics/{key}")
     async def metric_history(run_id: str, key: str, request: Request) -> Any:
-        _who(request).require("read")
+        who(request).require("read")
         return {"metrics": plain(await run_in_threadpool(client.get_metric_history, run_id, key))}
 
 
@@ -155,7 +155,7 @@ def _run_upkeep_routes(app: FastAPI, tracker: Tracker, client: Any, read_body: A
 
     @app.post("/api/v1/runs/restore")
     async def restore_runs(request: Request) -> Any:
-        _who(request).require("write")
+        who(request).require("write")
         ids = (await read_body(request)).get("run_ids")
         if (
             not isinstance(ids, list)
@@ -171,7 +171,7 @@ def _run_upkeep_routes(app: FastAPI, tracker: Tracker, client: Any, read_body: A
 
     @app.put("/api/v1/runs/{run_id}/note")
     async def set_note(run_id: str, request: Request) -> Any:
-        _who(request).require("write")
+        who(request).require("write")
         note = (await read_body(request)).get("note")
         if not isinstance(note, str):
             raise InvalidInput("note: a string")
@@ -180,24 +180,24 @@ def _run_upkeep_routes(app: FastAPI, tracker: Tracker, client: Any, read_body: A
 
     @app.delete("/api/v1/runs/{run_id}/tags/{key}")
     async def delete_tag(run_id: str, key: str, request: Request) -> Any:
-        _who(request).require("write")
+        who(request).require("write")
         await run_in_threadpool(tracker.store.delete_tag, run_id, key)
         return {"run_id": run_id, "deleted": key}
 
     @app.get("/api/v1/environments/{environment_hash}")
     async def environment(environment_hash: str, request: Request) -> Any:
-        _who(request).require("read")
+        who(request).require("read")
         return await run_in_threadpool(tracker.store.attachments.get_environment, environment_hash)
 
     @app.get("/api/v1/diffs/{diff_hash}")
     async def diff(diff_hash: str, request: Request) -> Any:
-        _who(request).require("read")
+        who(request).require("read")
         text, truncated = await run_in_threadpool(tracker.store.attachments.get_diff, diff_hash)
         return {"diff": text, "truncated": truncated}
 
     @app.post("/api/v1/gc")
     async def gc(request: Request) -> Any:
-        _who(request).require("admin")  # it deletes what other people soft-deleted, for good
+        who(request).require("admin")  # it deletes what other people soft-deleted, for good
         body = await read_body(request)
         dry_run = body.get("dry_run", True)
         grace = body.get("blob_grace_s", 3600.0)
@@ -217,7 +217,7 @@ def _run_upkeep_routes(app: FastAPI, tracker: Tracker, client: Any, read_body: A
 def _search_route(app: FastAPI, client: Any, read_body: Any) -> None:
     @app.post("/api/v1/runs/search")
     async def search(request: Request) -> Any:
-        _who(request).require("read")
+        who(request).require("read")
         body = await read_body(request)
         ids = body.get("experiment_ids")
         if ids is not None and not (isinstance(ids, list) and all(isinstance(i, str) for i in ids)):
@@ -246,13 +246,13 @@ def _input_routes(app: FastAPI, tracker: Tracker, read_body: Any) -> None:
 
     @app.get("/api/v1/runs/{run_id}/inputs")
     async def list_inputs(run_id: str, request: Request) -> Any:
-        _who(request).require("read")
+        who(request).require("read")
         await run_in_threadpool(tracker.store.run_exists, run_id)
         return {"inputs": plain(await run_in_threadpool(tracker.store.attachments.list_inputs, run_id))}
 
     @app.post("/api/v1/runs/{run_id}/inputs")
     async def add_inputs(run_id: str, request: Request) -> Any:
-        _who(request).require("write")
+        who(request).require("write")
         from loopml.tracking.records import RunInput
         from loopml.tracking.values import check_input
 
@@ -397,11 +397,6 @@ def _environment(value: Any) -> tuple[str, str, str, dict[str, str]] | None:
             "environment: python_version and platform are strings, packages an object of versions"
         )
     return environment_hash(python, plat, packages), python, plat, packages
-
-
-def _who(request: Request) -> Principal:
-    who: Principal = request.state.principal
-    return who
 
 
 def _text(body: dict[str, Any], key: str, *, required: bool = True) -> Any:

@@ -264,6 +264,36 @@ def test_sklearn_load_refuses_a_file_naming_types_off_the_allow_list(tmp_path: P
         flavor.load(folder)
 
 
+@pytest.mark.parametrize(
+    "target",
+    [
+        "numpy.testing._private.utils.runstring",  # a numpy function that executes its argument
+        "numpy.memmap",  # a numpy class whose constructor writes files
+        "scipy.io.savemat",
+        "sklearn.utils._testing.TempMemmap",
+    ],
+)
+def test_a_trusted_library_is_not_a_licence_to_call_anything_in_it(tmp_path: Path, target: str) -> None:
+    module, _, name = target.rpartition(".")
+    call = {
+        "__class__": "tuple",
+        "__module__": "builtins",
+        "__loader__": "TupleNode",
+        "__id__": 5,
+        "content": [],
+    }
+    schema = {"__class__": name, "__module__": module, "__loader__": "ConstructorFromReduceNode", "__id__": 1}
+    schema |= {"content": call, "protocol": 2, "_skops_version": "0.16.0"}
+    artifact = io.BytesIO()
+    with zipfile.ZipFile(artifact, "w") as target_zip:
+        target_zip.writestr("schema.json", json.dumps(schema))
+    folder = tmp_path / "crafted"
+    folder.mkdir()
+    (folder / "model.skops").write_bytes(artifact.getvalue())
+    with pytest.raises(UntrustedArtifact, match=target.replace(".", r"\.")):
+        flavor_named("sklearn").load(folder, trusted=True)
+
+
 def test_sklearn_save_refuses_custom_code_and_points_to_the_python_flavor(tmp_path: Path) -> None:
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import FunctionTransformer

@@ -22,8 +22,12 @@ from loopml.core.errors import InvalidInput
 
 __all__ = ["TRUSTED_MODULES", "UntrustedArtifact", "dumps", "loads", "refused_types"]
 
-# Module prefixes a skops artifact may name; "what skops needs" is skops itself. builtins are handled apart.
-TRUSTED_MODULES = ("sklearn.", "numpy.", "scipy.", "collections.", "skops.")
+# What a skops artifact may name, by exact name: skops' own default list (estimators, their internals, ufuncs,
+# dtypes, bit generators), plus any *class* defined in scikit-learn outside its test helpers (internals such as
+# loss objects that skops' list misses). Never a module prefix for functions: numpy and scipy hold functions
+# that run code or touch files (`numpy.testing...runstring`), and skops calls what the artifact names.
+TRUSTED_MODULES = ("sklearn.", "numpy.", "scipy.")  # where classes may come from (see `_trusted_name`)
+_TEST_PARTS = ("tests", "testing", "_testing", "_test", "conftest")
 
 
 class UntrustedArtifact(InvalidInput):
@@ -37,9 +41,65 @@ class UntrustedArtifact(InvalidInput):
 
 
 def refused_types(types: Iterable[str], *, trusted_modules: Sequence[str] = ()) -> list[str]:
-    """The sorted names in `types` that are neither on the allow-list nor builtin classes."""
-    prefixes = (*TRUSTED_MODULES, *trusted_modules)
-    return sorted(t for t in types if not (t.startswith(prefixes) or _is_builtin_class(t)))
+    """The sorted names in `types` that are not on the allow-list. `trusted_modules` (module prefixes a
+    caller adds in code, for its own estimator classes) trusts everything under them."""
+    extra = tuple(trusted_modules)
+    return sorted(t for t in types if not ((extra and t.startswith(extra)) or _trusted_name(t)))
+
+
+def _trusted_name(name: str) -> bool:
+    if _is_builtin_class(name) or name in _skops_defaults():
+        return True
+    module, _, attribute = name.rpartition(".")
+    if not f"{module}.".startswith(TRUSTED_MODULES) or any(p in _TEST_PARTS for p in module.split(".")):
+        return False
+    import importlib
+
+    try:
+        found = getattr(importlib.import_module(module), attribute)
+    except (ImportError, AttributeError):
+        return False
+    if not isinstance(found, type):
+        return False  # functions only by exact name (skops' list)
+    if module.startswith("sklearn."):
+        return found.__module__.startswith("sklearn.")
+    # numpy and scipy: scalar, dtype, random-state and sparse types (an ndarray subclass such as memmap opens
+    # files when built, so arrays are trusted as exactly ndarray only).
+    return found is _ndarray() or issubclass(found, _data_classes())
+
+
+def _ndarray() -> type:
+    import numpy as np
+
+    return np.ndarray
+
+
+def _data_classes() -> tuple[type, ...]:
+    import numpy as np
+
+    classes: list[type] = [np.dtype, np.generic, np.random.RandomState, np.random.Generator]
+    classes.append(np.random.BitGenerator)
+    try:
+        from scipy.sparse import sparray, spmatrix  # type: ignore[import-untyped]
+    except ImportError:
+        return tuple(classes)
+    return (*classes, sparray, spmatrix)
+
+
+def _skops_defaults() -> frozenset[str]:
+    global _SKOPS_DEFAULTS  # noqa: PLW0603 - computed once, on first use (it imports scipy)
+    if _SKOPS_DEFAULTS is None:
+        try:
+            from skops.io import _trusted_types as known
+        except ImportError:
+            _SKOPS_DEFAULTS = frozenset()
+        else:
+            lists = [getattr(known, n) for n in dir(known) if n.endswith("_TYPE_NAMES")]
+            _SKOPS_DEFAULTS = frozenset(name for names in lists for name in names if isinstance(name, str))
+    return _SKOPS_DEFAULTS
+
+
+_SKOPS_DEFAULTS: frozenset[str] | None = None
 
 
 def dumps(model: Any, *, trusted_modules: Sequence[str] = ()) -> bytes:

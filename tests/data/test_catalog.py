@@ -13,6 +13,8 @@ import loopml
 from loopml import datasets
 from loopml.tracking.tracker import Tracker
 
+CLIENT_SUITE = True  # every test runs embedded and through a team server
+
 
 def _folder(root: Path, files: dict[str, bytes]) -> Path:
     for name, content in files.items():
@@ -120,6 +122,7 @@ def test_unknown_or_malformed_references(tracker: Tracker, tmp_path: Path, ref: 
         datasets.catalog().get(ref)
 
 
+@pytest.mark.embedded_only  # tampers with the store's files, which only the server can reach
 def test_corrupt_blob_is_detected_not_served(tracker: Tracker, tmp_path: Path) -> None:
     version = datasets.add("f", _folder(tmp_path / "f", {"a.txt": b"original"})).version
     entry = datasets.catalog().tree(version).entries[0]
@@ -144,6 +147,7 @@ def test_gc_keeps_dataset_files_and_removes_only_orphans(tracker: Tracker, tmp_p
     assert (tmp_path / "out" / "b.txt").read_bytes() == b"kept too"
 
 
+@pytest.mark.embedded_only  # in-place versions name files on one machine; a server refuses them
 def test_no_copy_tracks_in_place_and_detects_changes(tracker: Tracker, tmp_path: Path) -> None:
     folder = _folder(tmp_path / "lake", {"part-0.parquet": b"0" * 1000, "part-1.parquet": b"1" * 1000})
     before = set(tracker.blobs.digests())
@@ -165,6 +169,7 @@ def test_no_copy_tracks_in_place_and_detects_changes(tracker: Tracker, tmp_path:
     assert loopml.Client().runs_with_input("lake", "v1") == [run.run_id]
 
 
+@pytest.mark.embedded_only  # in-place versions name files on one machine; a server refuses them
 def test_no_copy_remote_objects_are_fingerprinted_without_download(tracker: Tracker) -> None:
     import fsspec
 

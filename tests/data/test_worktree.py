@@ -14,6 +14,8 @@ from loopml.data import worktree
 from loopml.data.pointers import read_pointer
 from loopml.tracking.tracker import Tracker
 
+CLIENT_SUITE = True  # every test runs embedded and through a team server
+
 
 def test_add_in_git_writes_pointer_and_checkout_restores_each_commit(
     sqlite_tracker: Tracker, tmp_path: Path

@@ -87,9 +87,14 @@ def score(model: Any, evaluation: EvaluationData, columns: list[str], slice_by: 
     features = evaluation.frame[columns]
     truth = evaluation.frame[evaluation.target].to_numpy()
     started = time.perf_counter()
-    predictions = np.asarray(model.predict(features))
-    elapsed = time.perf_counter() - started
-    probabilities = model.predict_proba(features) if hasattr(model, "predict_proba") else None
+    try:
+        predictions = np.asarray(model.predict(features))
+        elapsed = time.perf_counter() - started
+        probabilities = model.predict_proba(features) if hasattr(model, "predict_proba") else None
+    except Exception as error:  # a registered object that is no model, or rows it cannot take
+        raise InvalidInput(
+            f"the model could not score the evaluation rows: {type(error).__name__}: {error}"
+        ) from None
     classes = list(getattr(model, "classes_", [])) or None
     overall = _metrics(truth, predictions, probabilities, classes)
     per_slice: dict[str, dict[str, float]] = {}

@@ -7,6 +7,7 @@ alias and its audit event together, so the trail can never disagree with the ali
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -19,6 +20,10 @@ from loopml.core.ids import new_id
 from loopml.registry.records import AliasEvent, ModelRef, ModelVersion, Registered, RegisteredModel
 from loopml.storage.metadata import schema as t
 from loopml.storage.metadata.database import Database
+
+REGISTER_ATTEMPTS = 50  # each lost race means another writer made progress
+_ALIAS = re.compile(r"[A-Za-z_][\w.-]{0,249}", re.ASCII)
+_VERSION_LIKE = re.compile(r"latest|v\d+")
 
 
 class RegistryStore:
@@ -96,10 +101,13 @@ class RegistryStore:
             )
             return version_id, True
 
-        try:
-            version_id, created = self.db.transact(change)
-        except IntegrityError:  # a concurrent registration took the number or the content first: look again
-            version_id, created = self.db.transact(change)
+        for attempt in range(REGISTER_ATTEMPTS):
+            try:
+                version_id, created = self.db.transact(change)
+                break
+            except IntegrityError:  # a concurrent registration took the number or the content: look again
+                if attempt + 1 == REGISTER_ATTEMPTS:
+                    raise Conflict(f"{name}: too many registrations at once; try again") from None
         return Registered(self._version_by_id(version_id), created)
 
     def find_version(self, name: str, content_hash: str) -> ModelVersion | None:
@@ -233,7 +241,12 @@ class RegistryStore:
         `guard` runs first in the same transaction (the automation controller's lease check and its own record):
         if it raises, nothing changes.
         """
-        ModelRef.parse(f"{name}@{alias}")  # the alias must be a valid name
+        if not isinstance(alias, str) or not _ALIAS.fullmatch(alias) or _VERSION_LIKE.fullmatch(alias):
+            raise InvalidInput(
+                f"not an alias name: {alias!r} (letters, digits, _ . -, starting with a letter or _; "
+                "not 'latest' or v<number>, which name versions)"
+            )
+        ModelRef.parse(f"{name}@{alias}")  # the name must be valid too
         if version is not None and (isinstance(version, bool) or not isinstance(version, int) or version < 1):
             raise InvalidInput(f"a version is a positive integer (e.g. 3), got {version!r:.60}")
 

@@ -32,6 +32,8 @@ if TYPE_CHECKING:
     from loopml.tracking.tracker import Tracker
 
 FAILURES_PER_MINUTE = 10  # failed authentications per client address before 429
+MAX_BODY_BYTES = 1_000_000  # a JSON request body
+MAX_TRACKED_ADDRESSES = 10_000  # client addresses with recent failed logins kept in memory
 
 
 @dataclass(frozen=True)
@@ -54,15 +56,17 @@ class FailedLogins:
 
     def blocked(self, client: str) -> bool:
         with self._lock:
-            recent = self._recent(client)
-            return len(recent) >= self.limit
+            found = self._seen.get(client)
+            return found is not None and len(self._fresh(found)) >= self.limit
 
     def add(self, client: str) -> None:
         with self._lock:
-            self._recent(client).append(time.monotonic())
+            if len(self._seen) >= MAX_TRACKED_ADDRESSES:  # forget addresses whose failures are all old
+                self._seen = {c: d for c, d in self._seen.items() if self._fresh(d)}
+            self._seen.setdefault(client, deque()).append(time.monotonic())
 
-    def _recent(self, client: str) -> deque[float]:
-        found = self._seen.setdefault(client, deque())
+    @staticmethod
+    def _fresh(found: deque[float]) -> deque[float]:
         while found and found[0] < time.monotonic() - 60:
             found.popleft()
         return found
@@ -202,15 +206,20 @@ def _declare_json_bodies(app: FastAPI) -> None:
 async def _json_body(request: Request) -> dict[str, Any]:
     import json
 
-    raw = await request.body()
-    if len(raw) > 1_000_000:
-        from loopml.serving.limits import PayloadTooLarge
+    from loopml.serving.limits import PayloadTooLarge
 
-        raise PayloadTooLarge("the request body is over 1 MB")
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:  # refused before a byte is read
+        raise PayloadTooLarge(f"the request body is over {MAX_BODY_BYTES} bytes")
+    raw = bytearray()
+    async for chunk in request.stream():  # a body without a length is read only up to the limit
+        raw += chunk
+        if len(raw) > MAX_BODY_BYTES:
+            raise PayloadTooLarge(f"the request body is over {MAX_BODY_BYTES} bytes")
     try:
-        body = json.loads(raw or b"{}")
-    except (ValueError, UnicodeDecodeError):
-        raise InvalidInput("the request body is not JSON") from None
+        body = json.loads(bytes(raw) or b"{}")
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nesting beyond Python's stack
+        raise InvalidInput("the request body is not JSON (or nests too deeply)") from None
     if not isinstance(body, dict):
         raise InvalidInput("the request body is a JSON object")
     return body

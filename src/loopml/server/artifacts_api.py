@@ -43,7 +43,7 @@ def artifact_routes(app: FastAPI, tracker: Tracker, read_body: Any, *, max_uploa
 
     @app.put("/api/v1/blobs/{digest}")
     async def put_blob(digest: str, request: Request) -> Any:
-        who(request).require("write")
+        who(request).require_somewhere("write")
         _check_digest(digest)
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > max_upload_bytes:
@@ -71,7 +71,7 @@ def artifact_routes(app: FastAPI, tracker: Tracker, read_body: Any, *, max_uploa
 
     @app.get("/api/v1/blobs/{digest}")
     async def get_blob(digest: str, request: Request) -> Any:
-        who(request).require("read")
+        who(request).require_somewhere("read")  # named by content: unguessable
         _check_digest(digest)
         if not await run_in_threadpool(tracker.blobs.exists, digest):
             raise NotFound(f"no blob {digest}")
@@ -79,7 +79,7 @@ def artifact_routes(app: FastAPI, tracker: Tracker, read_body: Any, *, max_uploa
 
     @app.post("/api/v1/blobs/missing")
     async def missing_blobs(request: Request) -> Any:
-        who(request).require("read")  # no more than a GET of each would tell
+        who(request).require_somewhere("read")  # no more than a GET of each would tell
         digests = (await read_body(request)).get("digests")
         if not isinstance(digests, list) or len(digests) > MAX_ASKED:
             raise InvalidInput(f"digests: a list of at most {MAX_ASKED} BLAKE3 digests")

@@ -44,7 +44,7 @@ def direct_routes(app: FastAPI, tracker: Tracker, read_body: Any, *, max_upload_
 
     @app.post("/api/v1/blobs/uploads")
     async def start_upload(request: Request) -> Any:
-        who(request).require("write")
+        who(request).require_somewhere("write")
         size = whole(await read_body(request), "size", minimum=0, maximum=BIGGEST)
         if size > max_upload_bytes:
             raise PayloadTooLarge(f"the upload is {size} bytes; this server takes at most {max_upload_bytes}")
@@ -55,7 +55,9 @@ def direct_routes(app: FastAPI, tracker: Tracker, read_body: Any, *, max_upload_
 
     @app.post("/api/v1/blobs/uploads/{upload_id}/commit")
     async def commit_upload(upload_id: str, request: Request) -> Any:
-        who(request).require("write")
+        who(request).require_somewhere("write")
         digest = text(await read_body(request), "digest")
-        size = await run_in_threadpool(presigned.commit_upload, blobs, upload_id, digest)
+        size = await run_in_threadpool(
+            lambda: presigned.commit_upload(blobs, upload_id, digest, max_bytes=max_upload_bytes)
+        )
         return {"digest": digest, "size": size}

@@ -34,6 +34,13 @@ class Caller:
         """`Forbidden`, naming the role needed, unless `can(action, model)`."""
         self.principal.require(action, self.workspace, model)
 
+    def require_somewhere(self, action: str) -> None:
+        """`Forbidden` unless the caller may `action` in this workspace or on some model of it (uploading
+        content-addressed blobs, which a model's editor needs to register a version of it)."""
+        models = [m for (w, m) in self.principal.roles if w == self.workspace and m is not None]
+        if not any(self.can(action, model) for model in [None, *models]):
+            self.principal.require(action, self.workspace)
+
 
 def who(request: Request) -> Caller:
     """The authenticated caller in the request's workspace (both set by the server's middleware)."""
@@ -78,11 +85,24 @@ def string_map(body: dict[str, Any], key: str) -> dict[str, str]:
     return value
 
 
+def number(value: Any, key: str) -> float:
+    """A finite number (an integer too large for a float is refused, not a crash)."""
+    import math
+
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidInput(f"{key}: a number, got {value!r:.40}")
+    try:
+        found = float(value)
+    except OverflowError:
+        raise InvalidInput(f"{key}: too large for a 64-bit float") from None
+    if not math.isfinite(found):
+        raise InvalidInput(f"{key}: a finite number")
+    return found
+
+
 def number_map(body: dict[str, Any], key: str) -> dict[str, float]:
-    """An object of numbers (empty when absent)."""
+    """An object of finite numbers (empty when absent)."""
     value = body.get(key) or {}
-    if not isinstance(value, dict) or not all(
-        isinstance(v, int | float) and not isinstance(v, bool) for v in value.values()
-    ):
+    if not isinstance(value, dict):
         raise InvalidInput(f"{key}: an object of numbers")
-    return {k: float(v) for k, v in value.items()}
+    return {k: number(v, f"{key}.{k}") for k, v in value.items()}

@@ -41,7 +41,7 @@ from starlette.concurrency import run_in_threadpool
 from loopml.core.errors import InvalidInput
 from loopml.core.plain import to_plain as plain
 from loopml.registry.records import ModelRef
-from loopml.server.fields import INT_MAX, flag, number_map, string_map, text, who, whole
+from loopml.server.fields import INT_MAX, flag, number, number_map, string_map, text, who, whole
 
 if TYPE_CHECKING:
     from loopml.registry.store import RegistryStore
@@ -117,11 +117,20 @@ def _version_routes(app: FastAPI, tracker: Tracker, store: RegistryStore, read_b
         body = await read_body(request)
         content_hash, digest = _digest(body, "content_hash"), _digest(body, "package_digest")
         run_id = text(body, "run_id", required=False)
+        if run_id is not None:
+            caller.require("read")  # runs belong to the workspace, not to one model
         description = text(body, "description", required=False)
         tags = string_map(body, "tags")
 
         def add() -> Any:
             manifest = _manifest(tracker, name, digest)
+            from loopml.registry.package import Identity
+
+            claimed = Identity(
+                str(manifest["flavor"]), str(manifest.get("model_hash")), manifest.get("signature")
+            )
+            if claimed.content_hash != content_hash:
+                raise InvalidInput("content_hash: not the content hash of that package's manifest")
             if run_id is not None:
                 tracker.store.run_exists(run_id)
             registered = store.add_version(
@@ -193,6 +202,8 @@ def _alias_routes(app: FastAPI, tracker: Tracker, store: RegistryStore, read_bod
         caller = who(request)
         caller.require("write", model=name)
         body = await read_body(request)
+        if body.get("dataset") is not None:
+            caller.require("read")  # datasets belong to the workspace, not to one model
         from loopml.registry import promoter
         from loopml.registry.promotion import PromotionRefused
 
@@ -220,8 +231,11 @@ def _alias_routes(app: FastAPI, tracker: Tracker, store: RegistryStore, read_bod
 
     @app.post("/api/v1/models/{name}/compare")
     async def compare(name: str, request: Request) -> Any:
-        who(request).require("read", model=name)
+        caller = who(request)
+        caller.require("read", model=name)
         body = await read_body(request)
+        if body.get("dataset") is not None:
+            caller.require("read")  # datasets belong to the workspace, not to one model
         refs = body.get("refs")
         if not isinstance(refs, list) or not refs or not all(isinstance(r, str) and r for r in refs):
             raise InvalidInput('refs: a list of versions or aliases, e.g. ["champion", "v3"]')
@@ -261,15 +275,13 @@ def _deployment_routes(app: FastAPI, tracker: Tracker, store: RegistryStore, rea
         caller = who(request)
         caller.require("write", model=name)
         body = await read_body(request)
-        share = body.get("share", 0.0)
-        if isinstance(share, bool) or not isinstance(share, int | float):
-            raise InvalidInput("share: a number from 0 to 1")
+        share = number(body.get("share", 0.0), "share")
         wanted = Deployment(
             model=name,
             champion=text(body, "champion", required=False) or "champion",
             challenger=text(body, "challenger", required=False),
             mode=text(body, "mode", required=False) or "single",
-            share=float(share),
+            share=share,
             sticky_key=text(body, "sticky_key", required=False),
             limits=number_map(body, "limits"),
         )

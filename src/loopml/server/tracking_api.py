@@ -23,11 +23,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 
 from loopml.core.clock import now_ms
-from loopml.core.errors import InvalidInput
+from loopml.core.errors import Conflict, InvalidInput
 from loopml.core.plain import to_plain as plain
 from loopml.server.fields import who
 from loopml.storage.metadata import schema as t
@@ -129,12 +130,10 @@ def _run_routes(app: FastAPI, tracker: Tracker, client: Any, read_body: Any) -> 
         body = await read_body(request)
         status = _text(body, "status")
         error = _text(body, "error", required=False)
-        try:
-            final = RunStatus(status)
-        except ValueError:
-            raise InvalidInput(
-                f"status: one of {', '.join(s.value for s in RunStatus)}, got {status!r}"
-            ) from None
+        ended = [s.value for s in RunStatus if s is not RunStatus.RUNNING]
+        if status not in ended:  # ending a run does not reopen it
+            raise InvalidInput(f"status: one of {', '.join(ended)}, got {status!r}")
+        final = RunStatus(status)
         await run_in_threadpool(lambda: tracker.store.set_status(run_id, final, error=error))
         return {"run_id": run_id, "status": status}
 
@@ -144,7 +143,7 @@ def _run_routes(app: FastAPI, tracker: Tracker, client: Any, read_body: Any) -> 
         await run_in_threadpool(client.delete_run, run_id)
         return {"run_id": run_id, "deleted": True}
 
-    @app.get("/api/v1/runs/{run_id}/metrics/{key}")
+    @app.get("/api/v1/runs/{run_id}/metrics/{key:path}")  # metric names may hold "/" (loss/train)
     async def metric_history(run_id: str, key: str, request: Request) -> Any:
         who(request).require("read")
         return {"metrics": plain(await run_in_threadpool(client.get_metric_history, run_id, key))}
@@ -183,6 +182,12 @@ def _run_upkeep_routes(app: FastAPI, tracker: Tracker, client: Any, read_body: A
         who(request).require("write")
         await run_in_threadpool(tracker.store.delete_tag, run_id, key)
         return {"run_id": run_id, "deleted": key}
+
+    @app.get("/api/v1/runs-with-input")
+    async def runs_with_input(request: Request, dataset: str, version: str) -> Any:
+        who(request).require("read")
+        found = await run_in_threadpool(tracker.store.attachments.runs_with_input, dataset, version)
+        return {"run_ids": found}
 
     @app.get("/api/v1/environments/{environment_hash}")
     async def environment(environment_hash: str, request: Request) -> Any:
@@ -223,7 +228,9 @@ def _search_route(app: FastAPI, client: Any, read_body: Any) -> None:
         if ids is not None and not (isinstance(ids, list) and all(isinstance(i, str) for i in ids)):
             raise InvalidInput("experiment_ids: a list of experiment ids")
         order = body.get("order_by")
-        if order is not None and not isinstance(order, str | list):
+        if order is not None and not (
+            isinstance(order, str) or (isinstance(order, list) and all(isinstance(o, str) for o in order))
+        ):
             raise InvalidInput("order_by: a string or a list of strings")
         limit = body.get("max_results", 1000)
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 50_000:
@@ -294,17 +301,19 @@ def _log(
 
     store = tracker.store
     store.run_exists(run_id)
-    if params:  # nested objects become dotted names, as `run.log_params` makes them
-        flat = flatten_params(params)
-        store.log_params(run_id, {k: param_forms(k, v) for k, v in flat.items()})
-    if tags:
-        store.set_tags(run_id, {k: tag_value(k, v) for k, v in tags.items()})
-    if not points:
-        return {"run_id": run_id, "points": 0, "duplicate": False}
+    # Everything is checked before anything is written: a refused request leaves the run as it was.
+    forms = {k: param_forms(k, v) for k, v in flatten_params(params).items()} if params else {}
+    tag_values = {k: tag_value(k, v) for k, v in (tags or {}).items()}
     batch: dict[tuple[str, str], list[tuple[float, int, int]]] = {}
     for key, value, step, timestamp in points:
         point = (metric_value(key, value), metric_step(key, step), metric_step(key, timestamp, "timestamp"))
         batch.setdefault((run_id, key), []).append(point)
+    if forms:  # nested objects become dotted names, as `run.log_params` makes them
+        store.log_params(run_id, forms)
+    if tag_values:
+        store.set_tags(run_id, tag_values)
+    if not points:
+        return {"run_id": run_id, "points": 0, "duplicate": False}
 
     def change(conn: Any) -> None:
         conn.execute(
@@ -315,8 +324,18 @@ def _log(
 
     try:
         tracker.stores.db.transact(change)
-    except IntegrityError:  # the batch id is known: a client's retry of a batch that was written
-        return {"run_id": run_id, "points": 0, "duplicate": True}
+    except IntegrityError:
+        with tracker.stores.db.read() as conn:
+            owner = conn.execute(
+                select(t.applied_batches.c.run_id).where(t.applied_batches.c.batch_id == batch_id)
+            ).scalar()
+        if owner is None:
+            raise
+        if owner != run_id:
+            raise Conflict(
+                f"batch_id {batch_id!r} was used for another run: use a fresh id per batch"
+            ) from None
+        return {"run_id": run_id, "points": 0, "duplicate": True}  # a retry of a batch that was written
     return {"run_id": run_id, "points": len(points), "duplicate": False}
 
 
@@ -336,11 +355,15 @@ def _points(items: Any) -> list[tuple[str, float, int, int]]:
             value = float(value)
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise InvalidInput(f"metrics[{index}].value: a number, got {value!r:.40}")
+        try:
+            value = float(value)
+        except OverflowError:
+            raise InvalidInput(f"metrics[{index}].value: too large for a 64-bit float") from None
         step, timestamp = item.get("step", 0), item.get("timestamp", now_ms())
         for name, number in (("step", step), ("timestamp", timestamp)):
             if isinstance(number, bool) or not isinstance(number, int):
                 raise InvalidInput(f"metrics[{index}].{name}: a whole number, got {number!r:.40}")
-        found.append((check_key("metric", item["key"]), float(value), step, timestamp))
+        found.append((check_key("metric", item["key"]), value, step, timestamp))
     return found
 
 
@@ -416,4 +439,6 @@ def _strings(body: dict[str, Any], key: str) -> dict[str, str] | None:
         isinstance(k, str) and isinstance(v, str) for k, v in value.items()
     ):
         raise InvalidInput(f"{key}: an object of string: string")
-    return value
+    from loopml.tracking.values import tag_value
+
+    return {k: tag_value(k, v) for k, v in value.items()}  # the same name and size checks as `set_tag`

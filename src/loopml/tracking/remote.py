@@ -276,6 +276,10 @@ class RemoteAttachments:
         found = self.http.call("GET", f"/runs/{run_id}/inputs", repeatable=True)["inputs"]
         return [RunInput(**i) for i in found]
 
+    def runs_with_input(self, dataset: str, version: str) -> list[str]:
+        query = f"?dataset={quote(dataset, safe='')}&version={quote(version, safe='')}"
+        return list(self.http.call("GET", f"/runs-with-input{query}", repeatable=True)["run_ids"])
+
     def get_environment(self, environment_hash: str) -> dict[str, Any]:
         answer: dict[str, Any] = self.http.call(
             "GET", f"/environments/{quote(environment_hash)}", repeatable=True
@@ -311,7 +315,9 @@ class RemoteMetricLog:
                 self.http.call("POST", f"/runs/{run_id}/log", body, repeatable=True)
 
     def history(self, run_id: str, key: str) -> list[Metric]:
-        found = self.http.call("GET", f"/runs/{run_id}/metrics/{key}", repeatable=True)["metrics"]
+        found = self.http.call("GET", f"/runs/{run_id}/metrics/{quote(key, safe='')}", repeatable=True)[
+            "metrics"
+        ]
         return [Metric(m["key"], float(m["value"]), m["step"], m["timestamp"]) for m in found]
 
     def forget(self) -> None:

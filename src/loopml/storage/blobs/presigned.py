@@ -47,13 +47,21 @@ def upload_url(blobs: BlobStore, size: int, *, expires_s: int) -> tuple[str, str
     return upload_id, str(url)
 
 
-def commit_upload(blobs: BlobStore, upload_id: str, digest: str) -> int:
+def commit_upload(blobs: BlobStore, upload_id: str, digest: str, *, max_bytes: int) -> int:
     """Move a staged upload to its content address if it hashes to `digest` (else delete it and refuse);
-    returns its size."""
+    returns its size. One larger than `max_bytes` is deleted unread."""
     if not isinstance(upload_id, str) or not _UPLOAD_ID.match(upload_id):
         raise InvalidInput(f"not an upload id: {upload_id!r}")
     blobs.path_of(digest)  # the digest is checked before anything is read
     staged = _staged(blobs, upload_id)
+    try:
+        too_large = int(blobs.fs.size(staged)) > max_bytes
+    except FileNotFoundError:
+        raise NotFound(f"upload {upload_id} has not arrived (or was committed already)") from None
+    if too_large:
+        with contextlib.suppress(FileNotFoundError):
+            blobs.fs.rm_file(staged)
+        raise InvalidInput(f"upload {upload_id} is over {max_bytes} bytes: discarded")
     hasher, size = blake3.blake3(), 0
     try:
         with blobs.fs.open(staged, "rb") as source:

@@ -195,6 +195,11 @@ def test_the_cli_manages_the_servers_models(team_server: tuple[str, dict[str, st
     assert moved.returncode == 0, moved.stderr
     history = json.loads(cli("models", "history", "fraud", "--json").stdout)
     assert [(e["alias"], e["user"]) for e in history] == [("champion", "ana"), ("staging", "bob")]
+    (tmp_path / "ana" / "rows.csv").write_text("a,b\n1,2\n3,4\n")
+    added = cli("data", "add", "rows", "rows.csv", "--json")
+    assert added.returncode == 0, added.stderr
+    assert json.loads(added.stdout)["version"]["user"] == "bob"
+    assert [d["name"] for d in json.loads(cli("data", "list", "--json").stdout)] == ["rows"]
     unknown = cli("models", "show", "nope@v1")
     assert unknown.returncode != 0
     assert "Traceback" not in unknown.stderr

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ import pytest
 from loopml.core.errors import InvalidInput, NotFound, StoreCorrupt
 from loopml.core.hashing import hash_bytes
 from loopml.storage.blobs.store import BlobStore
+from loopml.storage.gc import sweep
 
 
 @pytest.fixture(params=["local", "memory"])
@@ -94,3 +96,21 @@ def test_storing_existing_content_again_makes_it_young(tmp_path: Path) -> None:
     os.utime(blobs.path_of(digest), (1_000_000, 1_000_000))
     blobs.put_stream(io.BytesIO(b"reused"))
     assert blobs.modified(digest) > 1_000_000
+
+
+def test_gc_drops_temporary_files_of_unfinished_writes_after_a_day(tmp_path: Path) -> None:
+    blobs = BlobStore(str(tmp_path / "blobs"))
+    kept = blobs.put_bytes(b"kept")
+    incoming = tmp_path / "blobs" / "incoming"
+    incoming.mkdir(parents=True, exist_ok=True)
+    old, fresh = incoming / "upload-old", incoming / "upload-fresh"
+    old.write_bytes(b"abandoned")
+    fresh.write_bytes(b"still arriving")
+    two_days_ago = time.time() - 2 * 86_400
+    os.utime(old, (two_days_ago, two_days_ago))
+    sweep(blobs, {kept}, grace_s=0, dry_run=True)
+    assert old.exists()  # a dry run deletes nothing
+    sweep(blobs, {kept}, grace_s=0)
+    assert not old.exists()
+    assert fresh.exists()  # an hour-old upload may still be under way: a day at least
+    assert blobs.get_bytes(kept) == b"kept"

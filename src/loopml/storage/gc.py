@@ -40,6 +40,9 @@ def referenced_digests(db: Database, blobs: BlobStore, *, ignoring_runs: Sequenc
     return keep
 
 
+INCOMING_GRACE_S = 86_400.0
+
+
 def sweep(blobs: BlobStore, keep: set[str], *, grace_s: float = 3600.0, dry_run: bool = False) -> list[str]:
     """Remove (or with `dry_run` only list) blobs not in `keep` and older than `grace_s`; returns them.
 
@@ -55,4 +58,7 @@ def sweep(blobs: BlobStore, keep: set[str], *, grace_s: float = 3600.0, dry_run:
             blobs.delete(digest)
         for pack in dead_packs:
             blobs.delete_pack(pack.digest)
+        # Temporary files of writes that never finished (a killed writer, an abandoned presigned upload):
+        # a day at least, so no upload still under way is cut.
+        blobs.drop_incoming(older_than=time.time() - max(grace_s, INCOMING_GRACE_S))
     return loose + [d for pack in dead_packs for d in pack.objects]

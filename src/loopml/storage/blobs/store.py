@@ -356,6 +356,27 @@ class BlobStore:
     def _parent(path: str) -> str:
         return path.rsplit("/", 1)[0]
 
+    def drop_incoming(self, *, older_than: float) -> int:
+        """Delete temporary files under `incoming/` last modified before `older_than` (epoch seconds)."""
+        folder = f"{self.root}/incoming"
+        try:
+            found = self.fs.ls(folder, detail=True)
+        except FileNotFoundError:
+            return 0
+        dropped = 0
+        for entry in found:
+            if entry.get("type") != "file":
+                continue
+            try:
+                modified = self.fs.modified(entry["name"]).timestamp()
+            except (FileNotFoundError, NotImplementedError):
+                continue
+            if modified < older_than:
+                with contextlib.suppress(FileNotFoundError):
+                    self.fs.rm_file(entry["name"])
+                    dropped += 1
+        return dropped
+
     def commit_staged(self, staged: str, digest: str) -> None:
         """Move an object written under `incoming/` (and already checked to hash to `digest`) to its address."""
         if not staged.startswith(f"{self.root}/incoming/"):

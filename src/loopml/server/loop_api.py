@@ -5,6 +5,8 @@ what the loop decided and why.
 GET  /api/v1/models/{name}/monitoring/windows?version=&granularity=&limit=   reader   newest `limit` windows
 GET  /api/v1/models/{name}/monitoring/alerts?since_ms=&severity=&rule=&limit= reader
 GET  /api/v1/models/{name}/timeline?after_id=&kind=                          reader   events and the loop's state
+GET  /api/v1/policies                                                        reader   the [models.*] tables of
+                                                                                      the workspace's loopml.toml
 POST /api/v1/models/{name}/retrain  {reason?}                                editor   a manual trigger, acted on
                                                                                       at the loop's next tick
 ```
@@ -15,6 +17,7 @@ The monitor and the agent keep running where they run (`loopml monitor run`, `lo
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import FastAPI, Query, Request
@@ -86,6 +89,13 @@ def loop_routes(app: FastAPI, tracker: Tracker, read_body: Any) -> None:
 
         return await run_in_threadpool(read)
 
+    @app.get("/api/v1/policies")
+    async def policies(request: Request) -> Any:
+        who(request).require("read")
+        # Only the [models.*] tables (gates, monitoring, KPIs, automation): the file may also hold store URLs
+        # and webhook addresses, which are the server's secrets.
+        return {"models": await run_in_threadpool(_model_tables, tracker.settings.project_dir)}
+
     @app.post("/api/v1/models/{name}/retrain")
     async def retrain(name: str, request: Request) -> Any:
         caller = who(request)
@@ -101,3 +111,19 @@ def loop_routes(app: FastAPI, tracker: Tracker, read_body: Any) -> None:
             )
 
         return {"model": name, "request": await run_in_threadpool(ask)}
+
+
+def _model_tables(project_dir: Path) -> dict[str, Any]:
+    import tomllib
+
+    from loopml.core.errors import InvalidInput
+
+    try:
+        with (project_dir / "loopml.toml").open("rb") as source:
+            document = tomllib.load(source)
+    except FileNotFoundError:
+        return {}
+    except tomllib.TOMLDecodeError as error:
+        raise InvalidInput(f"the server's loopml.toml does not parse: {error}") from None
+    models = document.get("models", {})
+    return models if isinstance(models, dict) else {}

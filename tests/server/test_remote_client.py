@@ -142,3 +142,11 @@ def test_the_cli_lists_and_shows_runs_from_the_server(remote: Tracker, server: s
     assert refused.returncode == 2
     assert "bearer token" in refused.stderr
     assert "Traceback" not in refused.stderr
+
+
+def test_a_large_flush_is_sent_in_batches_the_server_takes(remote: Tracker, tracker: Tracker) -> None:
+    with loopml.start_run(experiment="big", tracker=remote) as run:
+        run.log_metrics({f"layer_{i}/gradient_norm_with_a_long_name": 0.5 for i in range(10)}, step=0)
+        for step in range(45_000):
+            run.log_metric("loss", 1.0 / (step + 1), step=step)
+    assert len(Client(tracker).get_metric_history(run.run_id, "loss")) == 45_000

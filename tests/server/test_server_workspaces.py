@@ -74,9 +74,11 @@ def test_a_workspace_keeps_its_runs_models_and_roles_apart(
         assert http.get("/w/risk/api/v1/experiments").json()["experiments"][0]["name"] == "scoring"
         # Each workspace's policies are its own loopml.toml's; clients read them, never the store settings.
         folder = tracker.settings.home_dir / "workspaces" / "risk"
-        policy = '[models.limits.gates.champion]\nthresholds = { roc_auc = 0.8 }\n'
+        policy = "[models.limits.gates.champion]\nthresholds = { roc_auc = 0.8 }\n"
         (folder / "loopml.toml").write_text(policy)
-        (tracker.settings.project_dir / "loopml.toml").write_text('database_url = "postgresql://u:secret@db/x"\n')
+        (tracker.settings.project_dir / "loopml.toml").write_text(
+            'database_url = "postgresql://u:secret@db/x"\n'
+        )
         shown = http.get("/w/risk/api/v1/policies").json()
         assert shown == {"models": {"limits": {"gates": {"champion": {"thresholds": {"roc_auc": 0.8}}}}}}
         assert "secret" not in http.get("/api/v1/policies").text

@@ -203,19 +203,19 @@ def _declare_json_bodies(app: FastAPI) -> None:
             route.openapi_extra = {**declared, **(route.openapi_extra or {})}
 
 
-async def _json_body(request: Request) -> dict[str, Any]:
+async def _json_body(request: Request, *, limit: int = MAX_BODY_BYTES) -> dict[str, Any]:
     import json
 
     from loopml.serving.limits import PayloadTooLarge
 
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:  # refused before a byte is read
-        raise PayloadTooLarge(f"the request body is over {MAX_BODY_BYTES} bytes")
+    if declared.isdigit() and int(declared) > limit:  # refused before a byte is read
+        raise PayloadTooLarge(f"the request body is over {limit} bytes")
     raw = bytearray()
     async for chunk in request.stream():  # a body without a length is read only up to the limit
         raw += chunk
-        if len(raw) > MAX_BODY_BYTES:
-            raise PayloadTooLarge(f"the request body is over {MAX_BODY_BYTES} bytes")
+        if len(raw) > limit:
+            raise PayloadTooLarge(f"the request body is over {limit} bytes")
     try:
         body = json.loads(bytes(raw) or b"{}")
     except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nesting beyond Python's stack

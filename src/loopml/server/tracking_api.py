@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from loopml.tracking.tracker import Tracker
 
 MAX_POINTS = 100_000  # metric points in one request
+LOG_BODY_BYTES = 32 * 2**20  # a metric batch (the client sends at most 20,000 points, ~2 MB, per request)
 
 
 def tracking_routes(app: FastAPI, tracker: Tracker, read_body: Any) -> None:
@@ -113,7 +114,7 @@ def _run_routes(app: FastAPI, tracker: Tracker, client: Any, read_body: Any) -> 
     @app.post("/api/v1/runs/{run_id}/log")
     async def log(run_id: str, request: Request) -> Any:
         who(request).require("write")
-        body = await read_body(request)
+        body = await read_body(request, limit=LOG_BODY_BYTES)
         batch_id = _text(body, "batch_id")
         params = body.get("params") or {}
         if not isinstance(params, dict):

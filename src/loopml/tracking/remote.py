@@ -45,7 +45,7 @@ from loopml.tracking.records import (
 
 ATTEMPTS = 4  # for requests that are safe to repeat
 DIRECT_MIN_BYTES = 8 << 20  # blobs this large go straight to the server's object store when it signs URLs
-BATCH_POINTS = 50_000  # metric points per request
+BATCH_POINTS = 20_000  # metric points per request: ~2 MB of JSON, well inside the server's limit for batches
 MISSING_BATCH = 10_000  # digests per "which blobs are missing" request (the server's limit)
 
 _ERRORS: dict[int, type[LoopMLError]] = {

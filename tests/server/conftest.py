@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from sklearn.linear_model import LogisticRegression
@@ -23,3 +24,17 @@ def server(tracker: Tracker) -> Iterator[str]:
         loopml.models.register(name, model, sample=frame, onnx=False, tracker=tracker)
     with serving(tracker, max_upload_bytes=2 * 2**20) as url:
         yield url
+
+
+@pytest.fixture
+def remote(server: str, tracker: Tracker, tmp_path: Path) -> Iterator[Tracker]:
+    """A client machine's tracker talking to the team server over `tracker`'s stores (admin token of "ana")."""
+    from loopml.core.settings import load_settings
+    from loopml.server.accounts import AccountStore
+
+    token = AccountStore(tracker.stores.db).create_admin("ana")
+    folder = tmp_path / "client"
+    folder.mkdir()
+    opened = Tracker(load_settings(project_dir=folder, tracking_uri=server, token=token))
+    yield opened
+    opened.close()

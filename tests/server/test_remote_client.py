@@ -5,7 +5,6 @@ served over HTTP yet."""
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,20 +12,8 @@ import pytest
 import loopml
 from loopml.core.errors import InvalidInput, NotFound, Unauthenticated
 from loopml.core.settings import load_settings
-from loopml.server.accounts import AccountStore
 from loopml.tracking.client import Client
 from loopml.tracking.tracker import Tracker
-
-
-@pytest.fixture
-def remote(server: str, tracker: Tracker, tmp_path: Path) -> Iterator[Tracker]:
-    """A tracker whose tracking goes to the team server (over `tracker`'s stores), as a client machine's."""
-    token = AccountStore(tracker.stores.db).create_admin("ana")
-    folder = tmp_path / "client"
-    folder.mkdir()
-    opened = Tracker(load_settings(project_dir=folder, tracking_uri=server, token=token))
-    yield opened
-    opened.close()
 
 
 def _exercise(tracker: Tracker) -> dict[str, object]:

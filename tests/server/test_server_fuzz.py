@@ -5,14 +5,13 @@ run, a blob), so generated bodies reach the routes' own checks instead of stoppi
 from __future__ import annotations
 
 import collections
-from typing import Any
 
 import schemathesis
-from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 
 import loopml
+from fuzzing import fuzz
 from loopml.server.accounts import AccountStore
 from loopml.tracking.tracker import Tracker
 
@@ -45,31 +44,10 @@ def test_no_team_server_route_answers_5xx_or_a_non_json_error(server: str, track
             for choice in [None, pinned] if pinned else [None]:
                 strategy = operation.as_strategy(mode, path_parameters=choice)
                 try:
-                    _fuzz(strategy, server, headers, seen)
+                    fuzz(strategy, server, seen, examples=EXAMPLES, headers=headers)
                 except Unsatisfiable:  # nothing to break in a route without parameters or body
                     assert mode is GenerationMode.NEGATIVE
     assert {label for label, _ in seen} == {operation.label for operation in operations}
     statuses = {status for _, status in seen}
     assert {200, 400, 404} <= statuses
     assert seen[("POST /api/v1/runs/{run_id}/log", 400)] > 0  # bodies reached the routes' checks
-
-
-def _fuzz(
-    strategy: Any, url: str, headers: dict[str, str], seen: collections.Counter[tuple[str, int]]
-) -> None:
-    @settings(
-        max_examples=EXAMPLES,
-        deadline=None,
-        derandomize=True,
-        database=None,
-        suppress_health_check=list(HealthCheck),
-    )
-    @given(case=strategy)
-    def check(case: Any) -> None:
-        response = case.call(base_url=url, headers=headers, timeout=30)
-        seen[(case.operation.label, response.status_code)] += 1
-        assert response.status_code < 500, (case.method, case.formatted_path, case.body, response.text)
-        if response.status_code >= 400:
-            assert isinstance(response.json().get("error"), str), response.text
-
-    check()

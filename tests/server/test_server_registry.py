@@ -4,9 +4,6 @@ bad registrations are refused whole. Runs on SQLite and PostgreSQL over real HTT
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -22,17 +19,6 @@ from loopml.registry.promotion import PromotionRefused
 from loopml.registry.store import RegistryStore
 from loopml.server.accounts import AccountStore
 from loopml.tracking.tracker import Tracker
-
-
-@pytest.fixture
-def remote(server: str, tracker: Tracker, tmp_path: Path) -> Iterator[Tracker]:
-    """A client machine's tracker whose registry is the team server's (admin token of "ana")."""
-    token = AccountStore(tracker.stores.db).create_admin("ana")
-    folder = tmp_path / "client"
-    folder.mkdir()
-    opened = Tracker(load_settings(project_dir=folder, tracking_uri=server, token=token))
-    yield opened
-    opened.close()
 
 
 def _rows(seed: int, n: int = 200) -> tuple[pd.DataFrame, np.ndarray]:

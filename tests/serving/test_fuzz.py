@@ -9,14 +9,18 @@ derandomized examples, so the run is bounded and repeatable.
 from __future__ import annotations
 
 import collections
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import schemathesis
-from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 
-from conftest import LiveServer
+from fuzzing import fuzz
+
+if TYPE_CHECKING:
+    from conftest import (
+        LiveServer,  # tests/serving/conftest.py (a type only: "conftest" is ambiguous at run time)
+    )
 
 EXAMPLES = 20  # per operation, mode and path choice
 
@@ -34,7 +38,7 @@ def test_no_route_answers_5xx_or_a_non_json_error(serve: Any) -> None:
             for pinned in [None, served] if served else [None]:
                 strategy = operation.as_strategy(mode, path_parameters=pinned)
                 try:
-                    _fuzz(strategy, live.url, seen)
+                    fuzz(strategy, live.url, seen, examples=EXAMPLES)
                 except (
                     Unsatisfiable
                 ):  # a route with nothing to break (no parameters, no body) has no negative cases
@@ -45,22 +49,3 @@ def test_no_route_answers_5xx_or_a_non_json_error(serve: Any) -> None:
     assert 200 in statuses
     assert {400, 404} <= statuses
     assert seen[("POST /predict/{model}", 400)] > 0  # bodies reached validation
-
-
-def _fuzz(strategy: Any, url: str, seen: collections.Counter[tuple[str, int]]) -> None:
-    @settings(
-        max_examples=EXAMPLES,
-        deadline=None,
-        derandomize=True,
-        database=None,
-        suppress_health_check=list(HealthCheck),
-    )
-    @given(case=strategy)
-    def check(case: Any) -> None:
-        response = case.call(base_url=url, timeout=20)
-        seen[(case.operation.label, response.status_code)] += 1
-        assert response.status_code < 500, (case.method, case.formatted_path, case.body, response.text)
-        if response.status_code >= 400:
-            assert isinstance(response.json().get("error"), str), response.text
-
-    check()

@@ -30,6 +30,7 @@ from starlette.concurrency import run_in_threadpool
 from loopml.core.clock import now_ms
 from loopml.core.errors import Conflict, InvalidInput
 from loopml.core.plain import to_plain as plain
+from loopml.server.fields import text as _text
 from loopml.server.fields import who
 from loopml.storage.metadata import schema as t
 from loopml.tracking.records import RunStatus
@@ -421,15 +422,6 @@ def _environment(value: Any) -> tuple[str, str, str, dict[str, str]] | None:
             "environment: python_version and platform are strings, packages an object of versions"
         )
     return environment_hash(python, plat, packages), python, plat, packages
-
-
-def _text(body: dict[str, Any], key: str, *, required: bool = True) -> Any:
-    value = body.get(key)
-    if value is None and not required:
-        return None
-    if not isinstance(value, str) or not value.strip():
-        raise InvalidInput(f"{key}: a non-empty string" + ("" if required else " (or leave it out)"))
-    return value
 
 
 def _strings(body: dict[str, Any], key: str) -> dict[str, str] | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import create_engine, text
@@ -53,3 +54,21 @@ def test_migrations_build_exactly_the_declared_schema(tmp_path: Path) -> None:
         db.dispose()
     differences = [d for d in differences if not (d[0] == "remove_table" and d[1].name == VERSION_TABLE)]
     assert differences == []  # schema.py changed without a migration (or the reverse)
+
+
+@pytest.mark.postgres
+def test_metric_point_ids_are_64_bit_on_postgresql(postgres_url: str) -> None:
+    db = Database(postgres_url, auto_migrate=True)
+    try:
+        with db.engine.connect() as conn:
+            kind = conn.execute(
+                text(
+                    "SELECT data_type FROM information_schema.columns WHERE table_name = 'metrics' AND column_name = 'point_id'"
+                )
+            ).scalar()
+            sequence = conn.execute(
+                text("SELECT data_type FROM pg_sequences WHERE sequencename = 'metrics_point_id_seq'")
+            ).scalar()
+    finally:
+        db.dispose()
+    assert (kind, sequence) == ("bigint", "bigint")

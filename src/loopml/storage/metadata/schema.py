@@ -22,7 +22,7 @@ from sqlalchemy import (
 )
 
 # Bump together with a new migration; `tests/storage/test_database.py` checks it equals Alembic's head.
-SCHEMA_HEAD = "0010"
+SCHEMA_HEAD = "0011"
 APPLICATION_ID = "loopml"
 DEFAULT_WORKSPACE = "default"
 
@@ -144,7 +144,8 @@ latest_metrics = Table(
 metrics = Table(
     "metrics",
     metadata,
-    Column("point_id", Integer, primary_key=True, autoincrement=True),
+    # 64-bit on PostgreSQL; SQLite keeps INTEGER, its (64-bit) rowid, which autoincrement needs.
+    Column("point_id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
     Column("series_id", Integer, ForeignKey("latest_metrics.series_id", ondelete="CASCADE"), nullable=False),
     Column("value", Float, nullable=True),  # NULL means NaN
     Column("step", BigInteger, nullable=False),

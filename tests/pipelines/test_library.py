@@ -11,6 +11,8 @@ from loopml.pipelines import library as lib
 from loopml.tracking.client import Client
 from loopml.tracking.tracker import Tracker
 
+CLIENT_SUITE = True  # every test runs embedded and through a team server
+
 
 @loopml.pipeline(executor="threads")
 def train(data: loopml.DatasetRef = "wine_small@latest", C: float = 1.0) -> Any:  # type: ignore[assignment]

@@ -11,8 +11,10 @@ from pipeline_modules import ModuleFiles
 from loopml.pipelines.cache_key import canonical
 from loopml.pipelines.explain import explain
 from loopml.pipelines.records import CacheState, StepStatus
-from loopml.pipelines.store import PipelineStore
+from loopml.pipelines.store import pipeline_store
 from loopml.tracking.tracker import Tracker
+
+CLIENT_SUITE = True  # every test runs embedded and through a team server
 
 SOURCE = """
     import loopml
@@ -47,7 +49,7 @@ def statuses(result: Any) -> dict[str, str]:
 
 
 def why(tracker: Tracker, run_id: str, node: str) -> list[str]:
-    return list(explain(PipelineStore(tracker.stores.db), run_id, node).reasons)
+    return list(explain(pipeline_store(tracker), run_id, node).reasons)
 
 
 @pytest.fixture
@@ -193,6 +195,7 @@ def test_an_argument_without_a_content_hash_disables_caching_and_says_why(
     assert module.flow.run().record.step("use").status is StepStatus.FINISHED
 
 
+@pytest.mark.embedded_only  # deletes blobs from the store, which only the server can reach
 def test_deleted_outputs_are_not_served_from_the_cache(flow: Any, tracker: Tracker) -> None:
     first = flow.flow.run()
     for output in first.record.step("total").outputs:
@@ -292,5 +295,5 @@ def test_purging_a_pipeline_run_drops_its_step_records_and_gc_its_outputs(
         report.removed_blobs >= 3
     )  # the three steps' outputs (and their logs) were referenced by nothing else
     with pytest.raises(NotFound):
-        PipelineStore(tracker.stores.db).get_run(first.run_id)
+        pipeline_store(tracker).get_run(first.run_id)
     assert set(statuses(flow.flow.run()).values()) == {"finished"}

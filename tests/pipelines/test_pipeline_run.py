@@ -20,6 +20,8 @@ from loopml.pipelines.records import StepStatus
 from loopml.tracking.client import Client
 from loopml.tracking.tracker import Tracker
 
+CLIENT_SUITE = True  # every test runs embedded and through a team server
+
 
 @loopml.step
 def add(a: int, b: int) -> int:
@@ -183,7 +185,7 @@ def test_a_failing_step_fails_the_run_and_skips_downstream_then_resume_reruns_on
     with pytest.raises(loopml.PipelineFailed, match="failed in step 'fragile'") as caught:
         module.flow.run()
     failed_run = caught.value.run_id
-    record = loopml.pipelines.store.PipelineStore(tracker.stores.db).get_run(failed_run)
+    record = loopml.pipelines.store.pipeline_store(tracker).get_run(failed_run)
     assert {s.node: s.status for s in record.steps} == {
         "prepare": StepStatus.FINISHED,
         "fragile": StepStatus.FAILED,
@@ -483,7 +485,7 @@ def test_an_interrupt_stops_the_run_and_records_the_step(tracker: Tracker) -> No
     with pytest.raises(KeyboardInterrupt):
         flow.run()
     run = Client(tracker).search_runs(filter="tags.`loopml.pipeline` LIKE '%flow%'").runs
-    record = loopml.pipelines.store.PipelineStore(tracker.stores.db).get_run(run[0].run_id)
+    record = loopml.pipelines.store.pipeline_store(tracker).get_run(run[0].run_id)
     assert record.status == "KILLED"
     assert record.step("interrupted").error == "interrupted: KeyboardInterrupt"
 
@@ -540,7 +542,7 @@ def test_resume_runs_again_a_finished_step_whose_call_changed(
     module = modules.write("resumable", RESUMABLE.replace("FLAGPATH", str(flag)))
     with pytest.raises(loopml.PipelineFailed) as caught:
         module.flow.run()
-    record = loopml.pipelines.store.PipelineStore(tracker.stores.db).get_run(caught.value.run_id)
+    record = loopml.pipelines.store.pipeline_store(tracker).get_run(caught.value.run_id)
     flag.unlink()
     edited = modules.write("resumable", RESUMABLE.replace("FLAGPATH", str(flag)).replace('"NAME"', '"other"'))
     resumed = edited.flow.run(resume_from=record)

@@ -12,6 +12,8 @@ from loopml.pipelines.sweep import IntRange, Uniform, sweep
 from loopml.tracking.client import Client
 from loopml.tracking.tracker import Tracker
 
+CLIENT_SUITE = True  # every test runs embedded and through a team server
+
 
 @loopml.step
 def score(x: float, y: int) -> dict[str, Any]:

@@ -108,3 +108,37 @@ def test_concurrent_registrations_of_one_model_all_land(
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         versions = sorted(pool.map(register, range(8)))
     assert versions == list(range(1, 9))
+
+
+def test_a_bad_step_record_is_refused_whole(server: str, tracker: Tracker) -> None:
+    token = AccountStore(tracker.stores.db).create_admin("ana")
+    with _client(server, token) as ana:
+        run_id = ana.post("/api/v1/runs", json={"experiment": "e"}).json()["run_id"]
+        made = ana.post(
+            "/api/v1/pipeline-runs", json={"run_id": run_id, "pipeline": "p", "executor": "local"}
+        )
+        assert made.status_code == 200, made.text
+        step_run = ana.post("/api/v1/runs", json={"experiment": "e", "parent_run_id": run_id}).json()[
+            "run_id"
+        ]
+        good = {"node": "load", "step": "load", "status": "finished", "cache": "miss", "run_id": step_run}
+        output = {
+            "name": "output",
+            "digest": "0" * 64,
+            "content_hash": "x",
+            "serializer": "json@1",
+            "type": "list",
+        }
+        for record, artifacts in (
+            ({**good, "status": "sideways"}, []),
+            ({**good, "attempts": -1}, []),
+            ({**good, "outputs": [{**output, "size": 3}]}, []),  # a blob that was never uploaded
+            (good, [{"path": "../../etc/passwd", "digest": "0" * 64, "size": 1}]),
+            ([good], []),
+        ):
+            body = {"record": record, "artifacts": artifacts, "params": {"n": 3}}
+            answer = ana.post(f"/api/v1/pipeline-runs/{run_id}/steps", json=body)
+            assert answer.status_code == 400, (record, answer.text)
+        assert ana.get(f"/api/v1/pipeline-runs/{run_id}").json()["steps"] == []
+        assert Client(tracker).get_run(step_run).params == {}
+        assert ana.post(f"/api/v1/pipeline-runs/{'0' * 32}/steps", json={"record": good}).status_code == 404

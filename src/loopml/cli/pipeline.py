@@ -318,7 +318,7 @@ def _print_value(value: Any) -> None:
 
 
 def _store() -> Any:
-    from loopml.pipelines.store import PipelineStore
+    from loopml.pipelines.store import pipeline_store
     from loopml.tracking.tracker import default_tracker
 
-    return PipelineStore(default_tracker().stores.db)
+    return pipeline_store(default_tracker())

@@ -37,7 +37,7 @@ from loopml.pipelines.keys import KeyMaker
 from loopml.pipelines.params import Source, conformed, untyped_text
 from loopml.pipelines.records import PipelineRunRecord
 from loopml.pipelines.runner import PipelineFailed, Progress, Runner
-from loopml.pipelines.store import PipelineStore
+from loopml.pipelines.store import pipeline_store
 from loopml.tracking.fluent import active_run, start_run
 from loopml.tracking.records import RunStatus
 from loopml.tracking.tracker import Tracker, default_tracker
@@ -166,7 +166,7 @@ class Pipeline:
         graph, returned = self.describe(resolved)
         own_executor = not isinstance(executor or self.executor, Executor)
         chosen = executor_for(executor or self.executor)
-        store = PipelineStore(tracker.stores.db)
+        store = pipeline_store(tracker)
         with start_run(
             experiment=self.experiment or self.name,
             name=self.name,

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from loopml.core.errors import InvalidInput, LoopMLError
 from loopml.pipelines.records import PipelineRunRecord
-from loopml.pipelines.store import PipelineStore
+from loopml.pipelines.store import pipeline_store
 from loopml.tracking.client import Client
 from loopml.tracking.environment import git_state
 from loopml.tracking.tracker import Tracker
@@ -59,7 +59,7 @@ class RerunReport:
 
 def rerun(run_id: str, *, tracker: Tracker, executor: str | None = None) -> RerunReport:
     """Re-run pipeline run `run_id` from its recorded code, params and data, and compare the outputs."""
-    store = PipelineStore(tracker.stores.db)
+    store = pipeline_store(tracker)
     original = store.get_run(run_id)
     client = Client(tracker)
     run = client.get_run(run_id)

@@ -31,7 +31,7 @@ from loopml.pipelines.records import (
     StepStatus,
 )
 from loopml.pipelines.step import StepFailure
-from loopml.pipelines.store import PipelineStore
+from loopml.pipelines.store import pipeline_store
 from loopml.tracking.records import Run
 from loopml.tracking.tracker import Tracker
 
@@ -88,7 +88,7 @@ class Runner:
         use_cache: bool = True,
     ) -> None:
         self.tracker = tracker
-        self.store = PipelineStore(tracker.stores.db)
+        self.store = pipeline_store(tracker)
         self.executor = executor
         self.pipeline_run = pipeline_run
         self.experiment_id = experiment_id

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import Connection, Row, bindparam, select, update
 
@@ -20,6 +20,9 @@ from loopml.storage.metadata import schema as t
 from loopml.storage.metadata.database import Database
 from loopml.tracking.records import RunStatus
 from loopml.tracking.values import param_forms
+
+if TYPE_CHECKING:
+    from loopml.tracking.tracker import Tracker
 
 # Built once: these run for every step call, and a statement built per call costs more than its query.
 _END_RUN = (
@@ -37,6 +40,15 @@ _CACHED = (
     .order_by(t.pipeline_steps.c.started_time.desc())
     .limit(5)
 )
+
+
+def pipeline_store(tracker: Tracker) -> PipelineStore:
+    """The pipeline records of `tracker`'s project: its database, or the team server it talks to."""
+    if tracker.remote:
+        from loopml.pipelines.remote_store import RemotePipelineStore
+
+        return cast("PipelineStore", RemotePipelineStore(tracker.store.http))  # type: ignore[attr-defined]
+    return PipelineStore(tracker.stores.db)
 
 
 class PipelineStore:

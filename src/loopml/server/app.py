@@ -161,6 +161,9 @@ def _serve_api(app: FastAPI, tracker: Tracker, options: ServerOptions) -> None:
     from loopml.server.loop_api import loop_routes
 
     loop_routes(app, tracker, _json_body)
+    from loopml.server.pipelines_api import pipeline_routes
+
+    pipeline_routes(app, tracker, _json_body)
     from loopml.server.direct_api import direct_routes
 
     direct_routes(app, tracker, _json_body, max_upload_bytes=options.max_upload_bytes)

@@ -94,7 +94,7 @@ def artifact_routes(app: FastAPI, tracker: Tracker, read_body: Any, *, max_uploa
     async def add_artifacts(run_id: str, request: Request) -> Any:
         who(request).require("write")
         body = await read_body(request)
-        artifacts = await run_in_threadpool(_records, tracker, body.get("artifacts"))
+        artifacts = await run_in_threadpool(artifact_records, tracker, body.get("artifacts"))
         await run_in_threadpool(tracker.store.attachments.add_artifacts, run_id, artifacts)
         return {"run_id": run_id, "artifacts": len(artifacts)}
 
@@ -108,7 +108,8 @@ def artifact_routes(app: FastAPI, tracker: Tracker, read_body: Any, *, max_uploa
         return {"artifacts": to_plain(found)}
 
 
-def _records(tracker: Tracker, items: Any) -> list[Any]:
+def artifact_records(tracker: Tracker, items: Any) -> list[Any]:
+    """Artifact records from a request, each checked: a safe relative path, and an uploaded blob of that size."""
     from loopml.tracking.records import Artifact
     from loopml.tracking.values import check_artifact_path
 

@@ -140,5 +140,12 @@ def test_a_bad_step_record_is_refused_whole(server: str, tracker: Tracker) -> No
             answer = ana.post(f"/api/v1/pipeline-runs/{run_id}/steps", json=body)
             assert answer.status_code == 400, (record, answer.text)
         assert ana.get(f"/api/v1/pipeline-runs/{run_id}").json()["steps"] == []
+        once = {"record": good, "params": {"n": 3}}
+        assert ana.post(f"/api/v1/pipeline-runs/{run_id}/steps", json=once).status_code == 200
+        assert ana.post(f"/api/v1/pipeline-runs/{run_id}/steps", json=once).status_code == 409
+        assert Client(tracker).get_run(step_run).params == {"n": "3"}
+        step_run = ana.post("/api/v1/runs", json={"experiment": "e", "parent_run_id": run_id}).json()[
+            "run_id"
+        ]
         assert Client(tracker).get_run(step_run).params == {}
         assert ana.post(f"/api/v1/pipeline-runs/{'0' * 32}/steps", json={"record": good}).status_code == 404

@@ -20,9 +20,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import FastAPI, Query, Request
+from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 
-from loopml.core.errors import InvalidInput
+from loopml.core.errors import Conflict, InvalidInput
 from loopml.core.hashing import is_digest
 from loopml.core.plain import to_plain as plain
 from loopml.server.fields import BIGGEST, string_map, text, who
@@ -80,7 +81,10 @@ def pipeline_routes(app: FastAPI, tracker: Tracker, read_body: Any) -> None:
                 tracker.store.run_exists(step.run_id)
             artifacts = _artifacts(tracker, body.get("artifacts") or [])
             checked = {k: tag_value(k, v) for k, v in tags.items()}
-            store.record_step(run_id, step, params=params, artifacts=artifacts, tags=checked or None)
+            try:
+                store.record_step(run_id, step, params=params, artifacts=artifacts, tags=checked or None)
+            except IntegrityError:  # the step's run already has these params or artifacts: recorded before
+                raise Conflict(f"step {step.node!r} of pipeline run {run_id} is recorded already") from None
 
         await run_in_threadpool(record)
         return {"run_id": run_id}

@@ -56,6 +56,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from peers.noise import machine_busy_s  # bench/ is on sys.path: this script runs as bench/server.py
+
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 LOOPML_BIN = REPO / ".venv" / "bin"
@@ -469,14 +471,6 @@ def _all_stats() -> dict[int, tuple[int, int, int, float]]:
             if stat is not None:
                 found[int(entry)] = stat
     return found
-
-
-def machine_busy_s() -> float:
-    with open("/proc/stat") as f:
-        vals = [int(x) for x in f.readline().split()[1:]]
-    user, nice, system, _idle, _iowait, irq, softirq = vals[:7]
-    steal = vals[7] if len(vals) > 7 else 0
-    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
 def own_cpu_s() -> float:

@@ -27,6 +27,7 @@ from loopml.cli import (
     score,
     serve,
     server,
+    ui,
 )
 from loopml.cli.output import errors, print_json
 from loopml.core.errors import LoopMLError
@@ -51,6 +52,7 @@ app.add_typer(monitor.app, name="monitor")
 app.command("serve")(serve.serve)
 app.add_typer(agent.app, name="agent")
 app.add_typer(server.app, name="server")
+app.command("ui")(ui.ui)
 app.command("timeline")(agent.timeline)
 db_app = typer.Typer(help="Inspect and upgrade the metadata database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")

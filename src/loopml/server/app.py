@@ -20,13 +20,15 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, RedirectResponse
 from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from loopml.core.errors import InvalidInput, LoopMLError, Unauthenticated
 from loopml.server.accounts import DEFAULT_WORKSPACE, AccountStore, Principal
 from loopml.server.fields import who
+from loopml.server.ui.login import guard_ui, is_ui_path, login_routes
+from loopml.server.ui.pages import Pages
 
 if TYPE_CHECKING:
     from loopml.tracking.tracker import Tracker
@@ -90,6 +92,8 @@ def create_server_app(tracker: Tracker, *, options: ServerOptions | None = None)
         request.state.workspace = path.split("/", 3)[2] if path.startswith("/w/") else DEFAULT_WORKSPACE
         if path == "/api/v1/health":
             return await call_next(request)
+        if is_ui_path(path):  # pages take a session cookie; the API below takes bearer tokens only
+            return await guard_ui(request, call_next, accounts)
         client = request.client.host if request.client else "?"
         if failures.blocked(client):
             return error_response(429, "too_many_attempts", "too many failed authentications; wait a minute")
@@ -105,6 +109,11 @@ def create_server_app(tracker: Tracker, *, options: ServerOptions | None = None)
             return error_response(401, error.code, error.message, {"WWW-Authenticate": "Bearer"})
         return await call_next(request)
 
+    @app.get("/", include_in_schema=False)
+    def home() -> RedirectResponse:
+        return RedirectResponse("/ui/", status_code=302)
+
+    login_routes(app, Pages(tracker, hosts=options.hosts, login=True), accounts, failures)
     _serve_api(app, tracker, options)
     from loopml.server.workspaces import WorkspaceApps
 
@@ -119,6 +128,12 @@ def workspace_api(tracker: Tracker, options: ServerOptions) -> FastAPI:
     app = FastAPI(title="LoopML team server workspace", version="1", openapi_url=None)
     _serve_api(app, tracker, options)
     return app
+
+
+def _mount_ui(app: FastAPI, tracker: Tracker, options: ServerOptions) -> None:
+    from loopml.server.ui.app import ui_app
+
+    app.mount("/ui", ui_app(tracker, hosts=options.hosts))
 
 
 def _serve_api(app: FastAPI, tracker: Tracker, options: ServerOptions) -> None:
@@ -168,6 +183,7 @@ def _serve_api(app: FastAPI, tracker: Tracker, options: ServerOptions) -> None:
 
     direct_routes(app, tracker, _json_body, max_upload_bytes=options.max_upload_bytes)
     _declare_json_bodies(app)
+    _mount_ui(app, tracker, options)
 
 
 def _routes(app: FastAPI, tracker: Tracker) -> None:

@@ -13,7 +13,7 @@ from loopml.core.errors import InvalidInput, NotFound
 from loopml.core.names import check_key, safe_relative_path
 from loopml.storage.gc import referenced_digests, sweep
 from loopml.tracking.configs import CONFIG_FOLDER, config_diff
-from loopml.tracking.metric_log import SeriesBatch
+from loopml.tracking.metric_log import SeriesBatch, SeriesOverview
 from loopml.tracking.records import Artifact, Experiment, Lifecycle, Metric, Run, RunInput, RunStatus
 from loopml.tracking.search import RunPage, search_runs
 from loopml.tracking.tracker import Tracker, default_tracker
@@ -96,6 +96,14 @@ class Client:
         store = self._fresh().store
         store.run_exists(run_id)
         return store.metrics.history(run_id, key)
+
+    def get_metric_overview(self, run_id: str, key: str, max_points: int = 1000) -> SeriesOverview:
+        """A metric in at most `max_points` points (bucket means with their range when longer), for charts."""
+        store = self._fresh().store
+        store.run_exists(run_id)
+        if not isinstance(max_points, int) or not 2 <= max_points <= 100_000:
+            raise InvalidInput(f"max_points must be an integer from 2 to 100000, got {max_points!r}")
+        return store.metrics.overview(run_id, key, max_points)
 
     def delete_run(self, run_id: str) -> None:
         """Soft-delete a run (restorable until `gc`)."""

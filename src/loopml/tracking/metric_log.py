@@ -12,10 +12,11 @@ from __future__ import annotations
 import math
 import operator
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, select, tuple_
+from sqlalchemy import Connection, func, select, tuple_
 from sqlalchemy.exc import IntegrityError
 
 from loopml.core.errors import NotFound
@@ -27,6 +28,27 @@ from loopml.tracking.records import Metric
 MetricPoint = tuple[float, int, int]
 SeriesBatch = dict[tuple[str, str], list[MetricPoint]]
 _STEP_AND_TIME = operator.itemgetter(1, 2)
+
+
+@dataclass(frozen=True)
+class SeriesOverview:
+    """A metric series as a chart draws it: `steps` and `values` (None where the value is NaN); when the
+    series had more than the points asked for, each point is a bucket's mean and `low`/`high` its range."""
+
+    key: str
+    points: int  # points in the whole series
+    steps: list[int]
+    values: list[float | None]
+    low: list[float | None] | None
+    high: list[float | None] | None
+
+    @property
+    def downsampled(self) -> bool:
+        return self.low is not None
+
+
+def _columns(rows: Sequence[Any], width: int) -> list[list[Any]]:
+    return [list(column) for column in zip(*rows, strict=True)] if rows else [[] for _ in range(width)]
 
 
 class MetricLog:
@@ -81,6 +103,40 @@ class MetricLog:
                 .order_by(m.step, m.timestamp, m.point_id)
             ).all()
         return [Metric(key, math.nan if v is None else v, step, ts) for v, step, ts in rows]
+
+    def overview(self, run_id: str, key: str, max_points: int) -> SeriesOverview:
+        """One metric of one run in at most `max_points` points, for charts: every point when it has no more,
+        else equal-count buckets in step order, each its first step, mean, minimum and maximum (so a spike
+        survives as the bucket's band). Bucketed by the database, so a long series never crosses the wire."""
+        m, s = t.metrics.c, t.latest_metrics.c
+        order = (m.step, m.timestamp, m.point_id)
+        with self.db.read() as conn:
+            series_id, count = conn.execute(
+                select(
+                    s.series_id, select(func.count()).where(m.series_id == s.series_id).scalar_subquery()
+                ).where(s.run_id == run_id, s.key == key)
+            ).one_or_none() or (None, 0)
+            if series_id is None or count <= max_points:
+                rows = conn.execute(select(m.step, m.value).where(m.series_id == series_id).order_by(*order))
+                steps, values = _columns(rows.all(), 2)
+                return SeriesOverview(key, count, steps, values, None, None)
+            tiles = (
+                select(m.step, m.value, func.ntile(max_points).over(order_by=order).label("tile"))
+                .where(m.series_id == series_id)
+                .subquery()
+            )
+            buckets = conn.execute(
+                select(
+                    func.min(tiles.c.step),
+                    func.avg(tiles.c.value),
+                    func.min(tiles.c.value),
+                    func.max(tiles.c.value),
+                )
+                .group_by(tiles.c.tile)
+                .order_by(tiles.c.tile)
+            ).all()
+        steps, means, lows, highs = _columns(buckets, 4)
+        return SeriesOverview(key, count, steps, means, lows, highs)
 
     def forget(self) -> None:
         """Drop cached series ids (after a purge, and in a forked child)."""

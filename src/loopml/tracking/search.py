@@ -6,8 +6,9 @@ import base64
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, func, select
 
 from loopml.core.errors import InvalidInput
 from loopml.storage.metadata import schema as t
@@ -43,6 +44,34 @@ def search_runs(
             f"max_results must be an integer from 1 to {MAX_RESULTS_LIMIT}, got {max_results!r}"
         )
     offset = _decode_token(page_token)
+    query = _matching(store, experiment_ids, filter, include_deleted)
+    query = query.order_by(*order_by_clauses(parse_order_by(order_by))).offset(offset).limit(max_results + 1)
+    with store.db.read() as conn:
+        run_ids = list(conn.execute(query).scalars())
+        more = len(run_ids) > max_results
+        runs = store._load_runs(run_ids[:max_results], conn)
+    return RunPage(runs, _encode_token(offset + max_results) if more else None)
+
+
+def count_runs(
+    store: TrackingStore,
+    experiment_ids: Sequence[str] | None = None,
+    filter: str | None = None,
+    *,
+    include_deleted: bool = False,
+) -> int:
+    """How many runs `search_runs` would find over all its pages."""
+    found = _matching(store, experiment_ids, filter, include_deleted).subquery()
+    with store.db.read() as conn:
+        return int(conn.execute(select(func.count()).select_from(found)).scalar_one())
+
+
+def _matching(
+    store: TrackingStore,
+    experiment_ids: Sequence[str] | str | None,
+    filter: str | None,
+    include_deleted: bool,
+) -> Select[Any]:
     condition = compile_filter(parse_filter(filter))
     query = select(t.runs.c.run_id)
     if isinstance(experiment_ids, str):  # one experiment given bare, not as a list
@@ -54,12 +83,12 @@ def search_runs(
         query = query.where(t.runs.c.lifecycle == Lifecycle.ACTIVE.value)
     if condition is not None:
         query = query.where(condition)
-    query = query.order_by(*order_by_clauses(parse_order_by(order_by))).offset(offset).limit(max_results + 1)
-    with store.db.read() as conn:
-        run_ids = list(conn.execute(query).scalars())
-        more = len(run_ids) > max_results
-        runs = store._load_runs(run_ids[:max_results], conn)
-    return RunPage(runs, _encode_token(offset + max_results) if more else None)
+    return query
+
+
+def page_token(offset: int) -> str | None:
+    """The token that starts a search at its `offset`-th run (None for the first)."""
+    return _encode_token(offset) if offset else None
 
 
 def _encode_token(offset: int) -> str:

@@ -394,6 +394,17 @@ class TrackingStore:
             if i in rows
         ]
 
+    def experiment_activity(self) -> dict[str, tuple[int, int | None]]:
+        """Per experiment id: its active runs and the start time of the newest (one query, for overviews)."""
+        r = t.runs.c
+        query = (
+            select(r.experiment_id, func.count(), func.max(r.start_time))
+            .where(r.lifecycle == Lifecycle.ACTIVE.value)
+            .group_by(r.experiment_id)
+        )
+        with self.db.read() as conn:
+            return {e: (int(n), last) for e, n, last in conn.execute(query)}
+
     def count_runs(self) -> int:
         """Number of runs in the store (all experiments, deleted included)."""
         with self.db.read() as conn:

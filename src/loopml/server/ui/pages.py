@@ -1,0 +1,185 @@
+"""What every page shares: the templates, the caller, the page's links, and HTML error pages.
+
+Pages are server-rendered (Jinja2, autoescaped) from the same Python API the CLI uses; the only script is
+`static/loopml.js`, which draws the charts whose data a page embeds as JSON (`<script type="application/json">`,
+never executed), so the pages run under a Content-Security-Policy that allows scripts from the server only.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hmac
+import json
+import math
+import secrets
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse
+from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+from markupsafe import Markup
+
+from loopml.core.errors import Forbidden, InvalidInput
+from loopml.server.fields import Caller, who
+
+if TYPE_CHECKING:
+    from loopml.tracking.tracker import Tracker
+
+CSRF_COOKIE = "loopml_csrf"
+SECURITY_HEADERS = {
+    # Scripts and styles from the server only; chart data is JSON in non-executed script tags.
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+        "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    ),
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+
+
+class Pages:
+    """Renders templates for one project (one workspace) with the request's caller and links."""
+
+    def __init__(self, tracker: Tracker, *, hosts: tuple[str, ...], login: bool) -> None:
+        self.tracker = tracker
+        self.hosts = hosts
+        self.login = login  # False for `loopml ui`: one local user, no sign-in
+        self.env = Environment(
+            loader=PackageLoader("loopml.server.ui", "templates"),
+            autoescape=select_autoescape(default=True, default_for_string=True),
+            undefined=StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+        self.env.filters.update(when=when, duration=duration, num=num, short=short, tojson=chart_json)
+
+    def render(
+        self, request: Request, template: str, *, status: int = 200, section: str = "", **context: Any
+    ) -> HTMLResponse:
+        caller = who(request)
+        csrf = request.cookies.get(CSRF_COOKIE) or secrets.token_urlsafe(32)
+        page = self.env.get_template(template).render(
+            request=request,
+            base=ui_root(request),
+            url=lambda path, **query: link(request, path, **query),
+            user=caller.name,
+            workspace=caller.workspace,
+            login=self.login,
+            csrf=csrf,
+            section=section,
+            **context,
+        )
+        response = HTMLResponse(page, status_code=status, headers=SECURITY_HEADERS)
+        if request.cookies.get(CSRF_COOKIE) != csrf:
+            response.set_cookie(
+                CSRF_COOKIE, csrf, httponly=True, samesite="strict", path="/", secure=_https(request)
+            )
+        return response
+
+    def error(self, request: Request, status: int, message: str) -> HTMLResponse:
+        return self.render(request, "error.html", status=status, message=message, code=status)
+
+    def check_form(self, request: Request, form: dict[str, Any]) -> None:
+        """A state-changing form must come from this server's own page: the double-submitted CSRF token
+        matches its cookie, and the browser's Origin (or Referer) names one of the server's hosts."""
+        cookie = request.cookies.get(CSRF_COOKIE, "")
+        sent = str(form.get("csrf", ""))
+        if not cookie or not hmac.compare_digest(cookie.encode(), sent.encode()):
+            raise Forbidden("the form's security token is missing or stale; reload the page and try again")
+        origin = request.headers.get("origin") or request.headers.get("referer") or ""
+        host = origin.split("://", 1)[-1].split("/", 1)[0].rsplit(":", 1)[0].strip("[]").lower()
+        if host not in self.hosts:
+            raise Forbidden("the form was not sent from this server's own pages")
+
+
+def caller(request: Request, action: str = "read", model: str | None = None) -> Caller:
+    found = who(request)
+    found.require(action, model)
+    return found
+
+
+def ui_root(request: Request) -> str:
+    """The UI's own path prefix (`/ui`, or `/w/NAME/ui` in another workspace)."""
+    return str(request.scope.get("root_path", "")).rstrip("/")
+
+
+def link(request: Request, path: str, **query: Any) -> str:
+    pairs = [(k, v) for k, values in query.items() for v in _many(values) if v is not None and v != ""]
+    return ui_root(request) + path + (f"?{urlencode(pairs)}" if pairs else "")
+
+
+def _many(value: Any) -> list[Any]:
+    return list(value) if isinstance(value, list | tuple) else [value]
+
+
+def _https(request: Request) -> bool:
+    return request.url.scheme == "https"
+
+
+def bounded(value: str | None, name: str, default: int, low: int, high: int) -> int:
+    """A whole-number query parameter within [low, high]; `InvalidInput` naming it otherwise."""
+    if value is None or value == "":
+        return default
+    if not value.isdigit() or not low <= int(value) <= high:
+        raise InvalidInput(f"{name} must be a whole number from {low} to {high}, got {value[:40]!r}")
+    return int(value)
+
+
+# -- template filters ---------------------------------------------------------------------------------
+
+
+def when(ms: int | None) -> str:
+    if ms is None:
+        return ""
+    return dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def duration(ms: int | None) -> str:
+    if ms is None:
+        return ""
+    seconds = ms / 1000
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, seconds = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{seconds:02d}s"
+
+
+def num(value: Any, digits: int = 4) -> str:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return "" if value is None else str(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, int) or (float(value).is_integer() and abs(value) < 1e15):
+        return f"{int(value):,}"
+    return f"{value:.{digits}g}"
+
+
+def short(value: Any, width: int = 12) -> str:
+    text = "" if value is None else str(value)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def chart_json(value: Any) -> Markup:
+    """JSON for a `<script type="application/json">` block: NaN and infinities become null, and `<`, `>`, `&`
+    are escaped so no value can close the tag."""
+    text = json.dumps(_finite(value), separators=(",", ":"))
+    escaped = text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    return Markup(escaped)  # noqa: S704  # escaped JSON data, never markup
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+Route = Callable[..., Any]

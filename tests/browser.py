@@ -70,3 +70,36 @@ def browsing() -> Iterator[Any]:
             yield browser
         finally:
             browser.close()
+
+
+class Watched:
+    """A browser page that records console errors and page exceptions."""
+
+    def __init__(self, page: Any) -> None:
+        self.page = page
+        self.errors: list[str] = []
+        page.on("console", lambda m: self.errors.append(f"console: {m.text}") if m.type == "error" else None)
+        page.on("pageerror", lambda e: self.errors.append(f"exception: {e}"))
+
+    def open(self, url: str) -> Any:
+        """Go to `url` and wait for its scripts; the response."""
+        response = self.page.goto(url)
+        self.page.wait_for_load_state("load")
+        return response
+
+    def charts(self) -> list[str]:
+        """Each chart's state after drawing: "1" drawn, "empty" no data, "error" failed, "" not drawn."""
+        return list(
+            self.page.eval_on_selector_all("figure.chart", "fs => fs.map(f => f.dataset.rendered || '')")
+        )
+
+    def canvases_drawn(self) -> int:
+        """Canvases with at least one non-transparent pixel."""
+        return int(
+            self.page.evaluate(
+                """() => [...document.querySelectorAll('figure.chart canvas')].filter(c => {
+                    const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+                    for (let i = 3; i < d.length; i += 4) if (d[i] !== 0) return true;
+                    return false; }).length"""
+            )
+        )

@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import Connection, select, update
 from sqlalchemy.exc import IntegrityError
 
-from loopml.core.errors import Conflict
+from loopml.core.errors import Conflict, NotFound
 from loopml.storage.metadata import schema as t
 from loopml.storage.metadata.database import Database
 from loopml.storage.metadata.lookups import model_id_of
@@ -239,21 +239,69 @@ class AutomationStore:
             if kinds is not None:
                 query = query.where(e.kind.in_(list(kinds)))
             rows = conn.execute(query.order_by(e.event_id)).all()
-        return [
-            Event(
-                kind=row.kind,
-                message=row.message,
-                detail=json.loads(row.detail_json) if row.detail_json else {},
-                loop_id=row.loop_id,
-                run_id=row.run_id,
-                version=row.version,
-                actor=row.actor,
-                time=row.time,
-                event_id=row.event_id,
-                model=model,
+        return [_event(row, model) for row in rows]
+
+    def timeline(
+        self,
+        model: str | None = None,
+        *,
+        kinds: Sequence[str] | None = None,
+        loop_id: str | None = None,
+        before_id: int | None = None,
+        after_id: int | None = None,
+        limit: int = 50,
+    ) -> list[Event]:
+        """Events of every model (or of `model`) newest first, at most `limit` of them: the newest ones, the
+        ones just older than `before_id`, or the ones just newer than `after_id` (the pages of the web UI's
+        timeline). `kinds` and `loop_id` narrow it."""
+        e = t.automation_events.c
+        with self.db.read() as conn:
+            query = select(t.automation_events, t.registered_models.c.name).join(
+                t.registered_models, t.registered_models.c.model_id == e.model_id
             )
-            for row in rows
-        ]
+            if model is not None:
+                query = query.where(e.model_id == model_id_of(conn, model))
+            if kinds is not None:
+                query = query.where(e.kind.in_(list(kinds)))
+            if loop_id is not None:
+                query = query.where(e.loop_id == loop_id)
+            if before_id is not None:
+                query = query.where(e.event_id < before_id)
+            if after_id is not None:
+                query = query.where(e.event_id > after_id)
+            # Just newer than `after_id` means the oldest of those: read upwards, then turn them around.
+            order = e.event_id.asc() if after_id is not None and before_id is None else e.event_id.desc()
+            rows = conn.execute(query.order_by(order).limit(limit)).all()
+        found = [_event(row, row.name) for row in rows]
+        return sorted(found, key=lambda event: event.event_id or 0, reverse=True)
+
+    def event(self, event_id: int) -> Event:
+        """One event of any model's timeline; `NotFound` when there is none with that id."""
+        e = t.automation_events.c
+        with self.db.read() as conn:
+            row = conn.execute(
+                select(t.automation_events, t.registered_models.c.name)
+                .join(t.registered_models, t.registered_models.c.model_id == e.model_id)
+                .where(e.event_id == event_id)
+            ).first()
+        if row is None:
+            raise NotFound(f"no automation event {event_id}")
+        return _event(row, row.name)
+
+
+def _event(row: Any, model: str) -> Event:
+    return Event(
+        kind=row.kind,
+        message=row.message,
+        detail=json.loads(row.detail_json) if row.detail_json else {},
+        loop_id=row.loop_id,
+        run_id=row.run_id,
+        version=row.version,
+        actor=row.actor,
+        time=row.time,
+        event_id=row.event_id,
+        model=model,
+    )
 
 
 def _event_row(model_id: str, event: Event, now_ms: int, token: int | None) -> dict[str, Any]:

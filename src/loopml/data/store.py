@@ -101,6 +101,19 @@ class DatasetStore:
             ).all()
         return [Dataset(r.dataset_id, r.name, r.created_time, r.latest, r.description) for r in rows]
 
+    def newest_versions(self) -> dict[str, DatasetVersion]:
+        """The newest version (accepted or rejected) of every dataset, by dataset name, in one query: what an
+        overview of all datasets shows without reading each dataset's versions."""
+        d, v = t.datasets.c, t.dataset_versions.c
+        latest = select(v.dataset_id, func.max(v.version).label("latest")).group_by(v.dataset_id).subquery()
+        with self.db.read() as conn:
+            rows = conn.execute(
+                select(t.dataset_versions, d.name.label("dataset_name"))
+                .join(t.datasets, d.dataset_id == v.dataset_id)
+                .join(latest, (latest.c.dataset_id == v.dataset_id) & (latest.c.latest == v.version))
+            ).all()
+        return {r.dataset_name: _version(r.dataset_name, r) for r in rows}
+
 
 def _version(name: str, row: Row[Any]) -> DatasetVersion:
     return DatasetVersion(

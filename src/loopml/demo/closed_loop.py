@@ -250,6 +250,7 @@ def _epilogue(tracker: Any, folder: Path, console: Console, started: float, clos
     console.rule("[bold]where to look")
     console.print(
         f"""cd {folder}         (`loopml` is {Path(sys.executable).parent / "loopml"})
+  loopml ui                        # all of it in the browser: http://127.0.0.1:5050/ui/
   loopml timeline {MODEL}          # every decision of the loop, with its evidence
   loopml monitor windows {MODEL}   # drift, quality, latency, failed requests per window
   loopml models history {MODEL}    # alias moves and refusals, with gate results

@@ -38,6 +38,7 @@ from loopml.monitoring.alert_store import SEVERITIES, Alert, AlertStore
 from loopml.monitoring.channels import deliver, load_channels
 from loopml.monitoring.metrics import check_metric_name, window_metrics
 from loopml.monitoring.store import MonitorStore, WindowRecord
+from loopml.monitoring.windows import GRANULARITY_MS
 
 if TYPE_CHECKING:
     from loopml.tracking.tracker import Tracker
@@ -222,6 +223,59 @@ def alert(tracker: Tracker, model: str, records: Sequence[WindowRecord] | None =
         alerts.set_delivery(item.alert_id or 0, outcome)
         delivered.append(replace(item, delivered=outcome))
     return delivered
+
+
+def open_alerts(
+    alerts: Sequence[Alert], newest: Sequence[WindowRecord], rules: Sequence[AlertRule] = ()
+) -> list[tuple[Alert, float | None]]:
+    """The alerts still open, newest first, each with its metric's value in the newest window (None: absent).
+
+    Alerts are append-only rows; "open" is read from the windows: the newest alert of a rule (per version and
+    window size) is open while its version still has the newest window of that size and the metric there
+    still breaches the threshold, or is absent there (labels not in yet: not known to have recovered). An
+    alert of a version no longer served, or superseded by a newer alert of its rule, is not open. `newest` is
+    the newest window of each (version, granularity) (`MonitorStore.newest`); `rules` give the direction of
+    each threshold (a rule no longer configured: inferred from the stored value, which breached it).
+    """
+    ops = {rule.name: rule.op for rule in rules}
+    sizes = {step: name for name, step in GRANULARITY_MS.items()}
+    latest_start: dict[str, int] = {}
+    for record in newest:
+        latest_start[record.granularity] = max(latest_start.get(record.granularity, 0), record.start_ms)
+    current = {(r.version, r.granularity): r for r in newest if r.start_ms == latest_start[r.granularity]}
+    seen: set[tuple[str, int | None, str]] = set()
+    found: list[tuple[Alert, float | None]] = []
+    for item in sorted(alerts, key=lambda a: (a.time, a.alert_id or 0), reverse=True):
+        if item.window_start_ms is None or item.window_end_ms is None:
+            continue  # not raised on a window: nothing says whether it still holds
+        granularity = sizes.get(item.window_end_ms - item.window_start_ms)
+        if granularity is None or (item.rule, item.version, granularity) in seen:
+            continue
+        seen.add((item.rule, item.version, granularity))
+        window = None if item.version is None else current.get((item.version, granularity))
+        if window is None:
+            continue
+        value = window_metrics(window).get(item.metric)
+        if _still_breaching(value, ops.get(item.rule) or _op_of(item), item.threshold):
+            found.append((item, value))
+    return found
+
+
+def _still_breaching(value: float | None, op: str | None, threshold: float | None) -> bool:
+    """False only when a measured value is back on the quiet side of the threshold."""
+    if value is None or op is None or threshold is None:
+        return True
+    return value >= threshold if op == ">=" else value <= threshold
+
+
+def _op_of(item: Alert) -> str | None:
+    """The direction of a stored alert's threshold, from the value that breached it (a rule's default, ">=",
+    when the value was the threshold itself)."""
+    if item.op is not None:
+        return item.op
+    if item.value is None or item.threshold is None:
+        return None
+    return "<=" if item.value < item.threshold else ">="
 
 
 def _streak_value(

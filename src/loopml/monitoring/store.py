@@ -12,10 +12,11 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, func, select
 from sqlalchemy.exc import IntegrityError
 
 from loopml.core.clock import now_ms
+from loopml.core.errors import NotFound
 from loopml.core.ids import new_id
 from loopml.stats import TableProfile
 from loopml.storage.blobs.store import BlobStore
@@ -148,6 +149,91 @@ class MonitorStore:
                 query = query.where(w.granularity == granularity)
             rows = conn.execute(query.order_by(w.start_time, w.version)).all()
         return [_record(model, row) for row in rows]
+
+    def recent(
+        self, model: str, *, granularity: str, last: int, version: int | None = None
+    ) -> list[WindowRecord]:
+        """The newest `last` windows of `model` at `granularity` (of one `version`, or all), oldest first; reads
+        only those rows, so a model with years of windows is as quick to look at as a new one."""
+        w = t.monitor_windows.c
+        with self.db.read() as conn:
+            query = select(t.monitor_windows).where(
+                w.model_id == model_id_of(conn, model), w.granularity == granularity
+            )
+            if version is not None:
+                query = query.where(w.version == version)
+            rows = conn.execute(query.order_by(w.start_time.desc(), w.version.desc()).limit(last)).all()
+        return [_record(model, row) for row in reversed(rows)]
+
+    def window(self, model: str, window_id: str) -> WindowRecord:
+        """One window of `model` by id; `NotFound` when `model` has no such window."""
+        w = t.monitor_windows.c
+        with self.db.read() as conn:
+            row = conn.execute(
+                select(t.monitor_windows).where(
+                    w.model_id == model_id_of(conn, model), w.window_id == window_id
+                )
+            ).first()
+        if row is None:
+            raise NotFound(f"{model} has no monitoring window {window_id!r}")
+        return _record(model, row)
+
+    def adjacent(self, record: WindowRecord) -> tuple[str | None, str | None]:
+        """Ids of the windows just before and just after `record` (same model, version and granularity)."""
+        w = t.monitor_windows.c
+        with self.db.read() as conn:
+            same = select(w.window_id).where(
+                w.model_id == model_id_of(conn, record.model),
+                w.version == record.version,
+                w.granularity == record.granularity,
+            )
+            before = conn.execute(
+                same.where(w.start_time < record.start_ms).order_by(w.start_time.desc()).limit(1)
+            ).scalar()
+            after = conn.execute(
+                same.where(w.start_time > record.start_ms).order_by(w.start_time).limit(1)
+            ).scalar()
+        return before, after
+
+    def newest(self, model: str) -> list[WindowRecord]:
+        """The newest window of each (version, granularity) of `model`, oldest first."""
+        w = t.monitor_windows.c
+        with self.db.read() as conn:
+            model_id = model_id_of(conn, model)
+            last = (
+                select(w.version, w.granularity, func.max(w.start_time).label("start"))
+                .where(w.model_id == model_id)
+                .group_by(w.version, w.granularity)
+                .subquery()
+            )
+            query = (
+                select(t.monitor_windows)
+                .join(
+                    last,
+                    (w.version == last.c.version)
+                    & (w.granularity == last.c.granularity)
+                    & (w.start_time == last.c.start),
+                )
+                .where(w.model_id == model_id)
+                .order_by(w.start_time, w.version)
+            )
+            rows = conn.execute(query).all()
+        return [_record(model, row) for row in rows]
+
+    def monitored(self) -> dict[str, list[str]]:
+        """The models that have computed windows, by name: {model: the granularities computed}."""
+        w, m = t.monitor_windows.c, t.registered_models.c
+        with self.db.read() as conn:
+            rows = conn.execute(
+                select(m.name, w.granularity)
+                .select_from(t.monitor_windows.join(t.registered_models, w.model_id == m.model_id))
+                .distinct()
+                .order_by(m.name, w.granularity)
+            ).all()
+        found: dict[str, list[str]] = {}
+        for name, granularity in rows:
+            found.setdefault(str(name), []).append(str(granularity))
+        return found
 
 
 def _record(model: str, row: Any) -> WindowRecord:

@@ -189,15 +189,26 @@ class DeploymentStore:
 
         return self.db.transact(change)
 
-    def events(self, name: str) -> list[DeploymentEvent]:
-        """Every change of the deployment of `name`, oldest first."""
+    def list_deployments(self) -> list[Deployment]:
+        """The deployment of every model that has one, by model name."""
+        m = t.registered_models.c
         with self.db.read() as conn:
-            model_id = model_id_of(conn, name)
             rows = conn.execute(
-                select(t.deployment_events)
-                .where(t.deployment_events.c.model_id == model_id)
-                .order_by(t.deployment_events.c.event_id)
+                select(t.deployments, m.name)
+                .join(t.registered_models, m.model_id == t.deployments.c.model_id)
+                .order_by(m.name)
             ).all()
+        return [_from_row(row.name, row) for row in rows]
+
+    def events(self, name: str, *, limit: int | None = None) -> list[DeploymentEvent]:
+        """Every change of the deployment of `name`, oldest first (with `limit`: the newest `limit` ones)."""
+        e = t.deployment_events.c
+        with self.db.read() as conn:
+            query = select(t.deployment_events).where(e.model_id == model_id_of(conn, name))
+            if limit is None:
+                rows = conn.execute(query.order_by(e.event_id)).all()
+            else:
+                rows = conn.execute(query.order_by(e.event_id.desc()).limit(limit)).all()[::-1]
         return [
             DeploymentEvent(name, r.revision, r.kind, json.loads(r.detail_json or "{}"), r.user_name, r.time)
             for r in rows

@@ -50,6 +50,8 @@ class Flavor(abc.ABC):
     name: ClassVar[str]
     # Libraries whose version change may change predictions; None: every library `libraries` records.
     checked_libraries: ClassVar[frozenset[str] | None] = None
+    # True when loading imports and runs the model's own code, so `load` needs `trusted=True`.
+    runs_code: ClassVar[bool] = False
 
     @abc.abstractmethod
     def accepts(self, model: Any) -> bool:

@@ -44,6 +44,7 @@ class PythonFlavor(Flavor):
     """Models of one's own class, rebuilt from their import path and JSON params; loading is trusted code."""
 
     name = "python"
+    runs_code = True
 
     def accepts(self, model: Any) -> bool:
         """True for an instance with `predict` and `get_params` or `to_dict`, whose class is not scikit-learn's."""

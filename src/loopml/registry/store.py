@@ -150,6 +150,22 @@ class RegistryStore:
             ).scalars()
             return [self._version_by_id(i, conn) for i in ids]
 
+    def versions_from_runs(self, run_ids: Sequence[str]) -> list[ModelVersion]:
+        """The versions registered from these runs or from their child runs (a pipeline's train step, whose
+        lineage names the datasets its pipeline run read), newest first: data lineage read backwards."""
+        if not run_ids:
+            return []
+        mv, r = t.model_versions.c, t.runs.c
+        children = select(r.run_id).where(r.parent_run_id.in_(list(run_ids)))
+        with self.db.read() as conn:
+            query = (
+                select(mv.version_id)
+                .where(mv.run_id.in_(list(run_ids)) | mv.run_id.in_(children))
+                .order_by(mv.created_time.desc(), mv.version.desc())
+            )
+            ids = list(conn.execute(query).scalars())
+            return [self._version_by_id(i, conn) for i in ids]
+
     def set_version_tags(self, ref: ModelRef | str, tags: Mapping[str, str]) -> None:
         """Set (or overwrite) tags of a version."""
         version = self.get_version(ref)

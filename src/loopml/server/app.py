@@ -90,7 +90,7 @@ def create_server_app(tracker: Tracker, *, options: ServerOptions | None = None)
             )
         path = request.url.path
         request.state.workspace = path.split("/", 3)[2] if path.startswith("/w/") else DEFAULT_WORKSPACE
-        if path == "/api/v1/health":
+        if path in ("/api/v1/health", "/"):  # "/" only redirects a browser to the UI
             return await call_next(request)
         if is_ui_path(path):  # pages take a session cookie; the API below takes bearer tokens only
             return await guard_ui(request, call_next, accounts)

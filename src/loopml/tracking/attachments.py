@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -16,6 +16,15 @@ from loopml.storage.metadata.database import Database
 from loopml.tracking.records import Artifact, RunInput
 from loopml.tracking.rows import require_run
 from loopml.tracking.values import check_input
+
+
+class InputReader(NamedTuple):
+    """A run that read a version of a dataset."""
+
+    version: str
+    run_id: str
+    run_name: str
+    start_time: int
 
 
 class RunAttachments:
@@ -120,6 +129,21 @@ class RunAttachments:
                     .order_by(t.runs.c.start_time)
                 ).scalars()
             )
+
+    def input_readers(self, dataset: str, version: str | None = None) -> list[InputReader]:
+        """The runs that recorded reading any version of a dataset (or only `version`), with each run's name,
+        oldest first, in one query: what a dataset's overview shows per version."""
+        c, r = t.run_inputs.c, t.runs.c
+        query = (
+            select(c.version, c.run_id, r.name, r.start_time)
+            .join(t.runs, r.run_id == c.run_id)
+            .where(c.dataset == dataset)
+            .order_by(r.start_time, c.run_id)
+        )
+        if version is not None:
+            query = query.where(c.version == version)
+        with self.db.read() as conn:
+            return [InputReader(*row) for row in conn.execute(query)]
 
     def get_environment(self, environment_hash: str) -> dict[str, Any]:
         """The Python version, platform and packages recorded under an environment hash."""

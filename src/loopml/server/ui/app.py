@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import DataError
@@ -27,13 +28,14 @@ from loopml.server.ui.pages import Pages
 if TYPE_CHECKING:
     from loopml.tracking.tracker import Tracker
 
-PAGE_MODULES = ("experiments", "runs")
+PAGE_MODULES = ("experiments", "runs", "datasets", "models", "deployments", "monitoring", "automation")
 LOCAL_USER = Principal("", "local", "person", "", {(EVERY_WORKSPACE, None): "admin"})
 
 
 def ui_app(tracker: Tracker, *, hosts: tuple[str, ...], login: bool = True) -> FastAPI:
     """The pages over `tracker`'s stores; the caller (`request.state.principal`) is set by the app in front."""
     app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
+    app.add_middleware(GZipMiddleware, minimum_size=2048)  # heatmaps and long tables compress 5-10x
     pages = Pages(tracker, hosts=hosts, login=login)
 
     @app.exception_handler(LoopMLError)

@@ -40,8 +40,10 @@ def xy(
     *,
     x_label: str = "",
     y_label: str = "",
+    whole_x: bool = False,
 ) -> dict[str, Any]:
-    """Series over one shared x axis (time, window index ...)."""
+    """Series over one shared x axis (time, window index ...); `whole_x` labels only whole-number ticks
+    (version numbers)."""
     drawn = [{"label": label, "values": list(values)} for label, values in series]
     return {
         "kind": "line",
@@ -50,6 +52,7 @@ def xy(
         "y_label": y_label,
         "series": drawn,
         "legend": True,
+        "x_integer": whole_x,
     }
 
 

@@ -16,8 +16,9 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import RedirectResponse
 
 from loopml.core.clock import now_ms
-from loopml.core.errors import Forbidden, NotFound, Unauthenticated
+from loopml.core.errors import Forbidden, InvalidInput, NotFound, Unauthenticated
 from loopml.server.accounts import AccountStore, Principal
+from loopml.server.ui.pages import read_form
 
 if TYPE_CHECKING:
     from loopml.server.app import FailedLogins
@@ -66,12 +67,12 @@ def login_routes(app: FastAPI, pages: Pages, accounts: AccountStore, failures: F
 
     @app.post("/ui/login", include_in_schema=False)
     async def sign_in(request: Request) -> Response:
-        form = dict(await request.form())
-        target = _local(str(form.get("next", "/ui/")))
         try:
+            form = await read_form(request)
+            target = _local(form.get("next", "/ui/"))
             pages.check_form(request, form)
-        except Forbidden as error:
-            return pages.error(request, 403, error.message)
+        except (Forbidden, InvalidInput) as error:
+            return pages.error(request, error.http_status, error.message)
         client = request.client.host if request.client else "?"
         if failures.blocked(client):
             return pages.render(
@@ -82,7 +83,7 @@ def login_routes(app: FastAPI, pages: Pages, accounts: AccountStore, failures: F
                 problem="Too many failed attempts; wait a minute.",
             )
         try:
-            principal = accounts.authenticate(str(form.get("token", "")).strip())
+            principal = accounts.authenticate(form.get("token", "").strip())
         except Unauthenticated:
             failures.add(client)
             return pages.render(
@@ -105,9 +106,9 @@ def login_routes(app: FastAPI, pages: Pages, accounts: AccountStore, failures: F
     @app.post("/ui/logout", include_in_schema=False)
     async def sign_out(request: Request) -> Response:
         try:
-            pages.check_form(request, dict(await request.form()))
-        except Forbidden as error:
-            return pages.error(request, 403, error.message)
+            pages.check_form(request, await read_form(request))
+        except (Forbidden, InvalidInput) as error:
+            return pages.error(request, error.http_status, error.message)
         try:
             session = accounts.authenticate(request.cookies.get(SESSION_COOKIE))
             accounts.revoke(session.token_id)

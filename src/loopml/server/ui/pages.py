@@ -14,7 +14,7 @@ import math
 import secrets
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qs, urlencode
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse
@@ -81,7 +81,10 @@ class Pages:
         return response
 
     def error(self, request: Request, status: int, message: str) -> HTMLResponse:
-        return self.render(request, "error.html", status=status, message=message, code=status)
+        section = ui_path_section(request)
+        return self.render(
+            request, "error.html", status=status, section=section, message=message, code=status
+        )
 
     def check_form(self, request: Request, form: dict[str, Any]) -> None:
         """A state-changing form must come from this server's own page: the double-submitted CSRF token
@@ -96,6 +99,33 @@ class Pages:
             raise Forbidden("the form was not sent from this server's own pages")
 
 
+MAX_FORM_BYTES = 16 * 1024
+
+
+async def read_form(request: Request) -> dict[str, str]:
+    """A small URL-encoded form (the UI's forms are a few short fields; anything else is refused)."""
+    kind = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if kind != "application/x-www-form-urlencoded":
+        raise InvalidInput("a form is sent as application/x-www-form-urlencoded")
+    raw = bytearray()
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > MAX_FORM_BYTES:
+            raise InvalidInput(f"the form is over {MAX_FORM_BYTES} bytes")
+    try:
+        fields = parse_qs(raw.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
+    except UnicodeDecodeError:
+        raise InvalidInput("the form is not UTF-8") from None
+    return {key: values[-1] for key, values in fields.items()}
+
+
+def ui_path_section(request: Request) -> str:
+    """The nav section a UI path belongs to (`/ui/models/fraud` → "models"), for error pages."""
+    rest = request.url.path[len(ui_root(request)) :].strip("/")
+    first = rest.split("/", 1)[0]
+    return {"runs": "experiments", "compare": "experiments"}.get(first, first)
+
+
 def caller(request: Request, action: str = "read", model: str | None = None) -> Caller:
     found = who(request)
     found.require(action, model)
@@ -103,8 +133,10 @@ def caller(request: Request, action: str = "read", model: str | None = None) -> 
 
 
 def ui_root(request: Request) -> str:
-    """The UI's own path prefix (`/ui`, or `/w/NAME/ui` in another workspace)."""
-    return str(request.scope.get("root_path", "")).rstrip("/")
+    """The UI's own path prefix (`/ui`, or `/w/NAME/ui` in another workspace); the sign-in page is served by
+    the server's root app, outside the UI's mount."""
+    root = str(request.scope.get("root_path", "")).rstrip("/")
+    return root if root.endswith("/ui") else root + "/ui"
 
 
 def link(request: Request, path: str, **query: Any) -> str:

@@ -10,6 +10,22 @@
 
   function fade(hex) { return hex + "33"; }
 
+  // A value with no neighbours draws no line: mark it with a dot even on a dense chart.
+  function isolated(u, seriesIdx, show) {
+    if (show) { return null; }
+    var values = u.data[seriesIdx], found = [];
+    for (var i = 0; i < values.length; i++) {
+      if (values[i] != null && (i === 0 || values[i - 1] == null) && (i === values.length - 1 || values[i + 1] == null)) {
+        found.push(i);
+      }
+    }
+    return found.length ? found : null;
+  }
+
+  function wholeTicks(_, ticks) {
+    return ticks.map(function (t) { return Number.isInteger(t) ? String(t) : ""; });
+  }
+
   function lineChart(spec, width, height) {
     var data = [spec.x];
     var series = [{ label: spec.x_label || "step" }];
@@ -17,7 +33,7 @@
     spec.series.forEach(function (s, i) {
       data.push(s.values);
       series.push({ label: s.label, stroke: colour(i), width: 1.5, spanGaps: true,
-        points: { show: spec.x.length < 60 } });
+        points: { show: spec.x.length < 60, filter: isolated } });
       if (s.low && s.high) {
         var hi = data.push(s.high) - 1;
         series.push({ label: s.label + " max", stroke: fade(colour(i)), width: 0, spanGaps: true,
@@ -31,7 +47,8 @@
     return new uPlot({
       width: width, height: height, series: series, bands: bands,
       scales: { x: { time: false }, y: { distr: spec.log ? 3 : 1 } },
-      axes: [{ label: spec.x_label || "" }, { label: spec.y_label || "" }],
+      axes: [{ label: spec.x_label || "", values: spec.x_integer ? wholeTicks : undefined },
+        { label: spec.y_label || "" }],
       legend: { show: spec.series.length > 1 || !!spec.legend },
     }, data, null);
   }
@@ -50,9 +67,14 @@
     });
     return new uPlot({
       width: width, height: height, series: series,
-      scales: { x: { time: false, range: [-0.6, labels.length - 0.4] } },
+      // Bars grow from zero, so nearly equal bars look nearly equal.
+      scales: { x: { time: false, range: [-0.6, labels.length - 0.4] },
+        y: { range: function (_, min, max) { return [Math.min(0, min), Math.max(0, max) * 1.05 || 1]; } } },
       axes: [{ label: spec.x_label || "", values: function (_, ticks) {
-        return ticks.map(function (t) { return Number.isInteger(t) && labels[t] !== undefined ? labels[t] : ""; });
+        var stride = Math.ceil(labels.length / 16);  // at most ~16 labels, so they never overlap
+        return ticks.map(function (t) {
+          return Number.isInteger(t) && labels[t] !== undefined && t % stride === 0 ? labels[t] : "";
+        });
       }, splits: function () { return labels.map(function (_, i) { return i; }); } },
       { label: spec.y_label || "" }],
       legend: { show: n > 1 },

@@ -577,3 +577,17 @@ def test_deep_nesting_and_dangling_escapes_are_clear_errors() -> None:
     with pytest.raises(InvalidFilter, match="unescaped backslash"):
         parse_filter("tags.t like 'a\\\\'")
     assert parse_filter("tags.t like 'a\\\\\\\\'") is not None
+
+
+def test_a_filter_is_bounded_so_one_search_cannot_hold_the_database() -> None:
+    from loopml.core.errors import InvalidFilter
+    from loopml.tracking.filter import MAX_COMPARISONS, MAX_FILTER_CHARS
+
+    many = " or ".join(f'params.p{i} = "a"' for i in range(MAX_COMPARISONS + 1))
+    with pytest.raises(InvalidFilter, match=f"more than {MAX_COMPARISONS} comparisons"):
+        parse_filter(many)
+    assert parse_filter(" or ".join(f'params.p{i} = "a"' for i in range(MAX_COMPARISONS))) is not None
+    with pytest.raises(InvalidFilter, match="longer than"):
+        parse_filter('params.p = "' + "x" * MAX_FILTER_CHARS + '"')
+    with pytest.raises(InvalidFilter, match="number literal"):
+        parse_filter("metrics.auc > " + "9" * 5000)

@@ -28,6 +28,7 @@ def ui(
     tracker = default_tracker()
     if tracker.remote:
         raise InvalidInput("`loopml ui` shows a local project; a team server serves its own UI at /ui/")
-    app_ = local_ui_app(tracker)
-    typer.echo(f"LoopML UI on http://{host}:{port}/ui/ (Ctrl-C to stop)", err=True)
+    app_ = local_ui_app(tracker, hosts=("127.0.0.1", "localhost", "::1"))
+    shown = f"[{host}]" if ":" in host else host
+    typer.echo(f"LoopML UI on http://{shown}:{port}/ui/ (Ctrl-C to stop)", err=True)
     uvicorn.run(app_, host=host, port=port, log_level="warning", access_log=False)

@@ -32,6 +32,7 @@ from loopml.storage.metadata.database import Database
 ROLES = ("reader", "editor", "admin")
 ACTIONS = {"read": "reader", "write": "editor", "admin": "admin"}  # the least role each action needs
 KINDS = ("person", "service")
+SESSION_PREFIX = "ui-session:"  # the name of a UI session token: the prefix, then the token it came from
 EVERY_WORKSPACE = "*"  # a role bound here holds in every workspace
 DEFAULT_WORKSPACE = t.DEFAULT_WORKSPACE
 _TOKEN = re.compile(r"^lml_([0-9a-f]{32})_([A-Za-z0-9_-]{43})$")
@@ -47,6 +48,7 @@ class Principal:
     kind: str
     token_id: str
     roles: dict[tuple[str, str | None], str] = field(default_factory=dict)
+    expires_time: int | None = None  # of the token the request came with
 
     def role(self, workspace: str, model: str | None = None) -> str | None:
         """The strongest role on `model` in `workspace` (its own, the workspace's, or one on every workspace),
@@ -184,9 +186,19 @@ class AccountStore:
             raise NotFound(f"no user named {name!r}")
         return str(found)
 
-    def authenticate(self, token: str | None, *, now: int | None = None) -> Principal:
+    def start_session(self, principal: Principal, hours: float) -> str:
+        """A UI session token for a principal who signed in with a token of theirs: it names that token
+        (`ui-session:<id>`), lives `hours` at most and never past that token's expiry, and dies with it."""
+        ends = now_ms() + int(hours * 3_600_000)
+        if principal.expires_time is not None:
+            ends = min(ends, principal.expires_time)
+        return self.issue_token(principal.user_id, SESSION_PREFIX + principal.token_id, expires_ms=ends)
+
+    def authenticate(self, token: str | None, *, now: int | None = None, session: bool = False) -> Principal:
         """The principal a bearer token stands for; `Unauthenticated` (saying nothing about which part was
-        wrong) for a missing, malformed, unknown, expired or revoked token, or a disabled user."""
+        wrong) for a missing, malformed, unknown, expired or revoked token, or a disabled user. A UI session
+        token counts only where `session` is asked for (the UI's pages), and only while the token it was
+        started from is valid too."""
         refused = Unauthenticated("a valid bearer token is required (Authorization: Bearer lml_...)")
         match = _TOKEN.match(token or "")
         if match is None:
@@ -197,7 +209,14 @@ class AccountStore:
         with self.db.read() as conn:
             row = conn.execute(
                 select(
-                    k.secret_hash, k.expires_time, k.revoked_time, u.user_id, u.name, u.kind, u.disabled_time
+                    k.secret_hash,
+                    k.expires_time,
+                    k.revoked_time,
+                    k.name.label("token_name"),
+                    u.user_id,
+                    u.name,
+                    u.kind,
+                    u.disabled_time,
                 )
                 .join(t.users, u.user_id == k.user_id)
                 .where(k.token_id == token_id)
@@ -210,6 +229,10 @@ class AccountStore:
                 raise refused
             if row.expires_time is not None and row.expires_time <= at:
                 raise refused
+            if str(row.token_name).startswith(SESSION_PREFIX):
+                parent = str(row.token_name)[len(SESSION_PREFIX) :]
+                if not session or not self._active(conn, parent, at):
+                    raise refused
             b = t.role_bindings.c
             roles = {
                 (workspace, model): role
@@ -217,7 +240,17 @@ class AccountStore:
                     select(b.workspace_id, b.model, b.role).where(b.user_id == row.user_id)
                 )
             }
-        return Principal(row.user_id, row.name, row.kind, token_id, roles)
+        return Principal(row.user_id, row.name, row.kind, token_id, roles, row.expires_time)
+
+    @staticmethod
+    def _active(conn: Connection, token_id: str, at: int) -> bool:
+        k = t.api_tokens.c
+        found = conn.execute(select(k.expires_time, k.revoked_time).where(k.token_id == token_id)).first()
+        return (
+            found is not None
+            and found.revoked_time is None
+            and (found.expires_time is None or found.expires_time > at)
+        )
 
 
 def _digest(secret: str) -> str:

@@ -93,7 +93,7 @@ def create_server_app(tracker: Tracker, *, options: ServerOptions | None = None)
         if path in ("/api/v1/health", "/"):  # "/" only redirects a browser to the UI
             return await call_next(request)
         if is_ui_path(path):  # pages take a session cookie; the API below takes bearer tokens only
-            return await guard_ui(request, call_next, accounts)
+            return await guard_ui(request, call_next, accounts, failures)
         client = request.client.host if request.client else "?"
         if failures.blocked(client):
             return error_response(429, "too_many_attempts", "too many failed authentications; wait a minute")

@@ -188,6 +188,8 @@ def _tokenize(text: str) -> list[_Token]:
 
 
 def _number(literal: str, text: str, position: int) -> float | int:
+    if len(literal) > MAX_NUMBER_CHARS:
+        _fail(f"a number literal is longer than {MAX_NUMBER_CHARS} characters", text, position)
     value: float | int = int(literal) if literal.lstrip("-").isdigit() else float(literal)
     if isinstance(value, int) and abs(value) >= _INT64:
         value = float(literal)  # a database integer cannot hold it
@@ -197,6 +199,11 @@ def _number(literal: str, text: str, position: int) -> float | int:
 
 
 MAX_NESTING = 50  # deeper parentheses are refused before they can exhaust Python's stack
+# A filter is one query: the database's work grows with the square of its comparisons (each an EXISTS), so
+# one request could otherwise hold a database connection for minutes.
+MAX_FILTER_CHARS = 10_000
+MAX_COMPARISONS = 100
+MAX_NUMBER_CHARS = 400  # a float's longest exact decimal form is far shorter; ints beyond it are out of range
 
 
 def _dangling_escape(pattern: str) -> bool:
@@ -209,6 +216,7 @@ class _Parser:
     def __init__(self, text: str) -> None:
         self.text = text
         self.tokens = _tokenize(text)
+        self.comparisons = 0
         self.index = 0
         self.depth = 0
 
@@ -276,6 +284,9 @@ class _Parser:
         return inner
 
     def comparison(self) -> Comparison:
+        self.comparisons += 1
+        if self.comparisons > MAX_COMPARISONS:
+            _fail(f"the filter has more than {MAX_COMPARISONS} comparisons", self.text, self.peek().pos)
         ident = self.ident()
         kind, key = ident.prefix, str(ident.value)
         numeric = _is_numeric(kind, key)
@@ -319,6 +330,8 @@ def parse_filter(text: str | None) -> Expr | None:
     """Parse a filter; None for no filter (None, empty or blank text). Raises `InvalidFilter`."""
     if text is None or not text.strip():
         return None
+    if len(text) > MAX_FILTER_CHARS:
+        _fail(f"the filter is longer than {MAX_FILTER_CHARS} characters", text[:200], 0)
     parser = _Parser(text)
     expr = parser.expression()
     if parser.at(")"):

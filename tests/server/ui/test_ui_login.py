@@ -155,3 +155,46 @@ def test_signing_in_with_a_real_browser(page: Watched, team: tuple[str, dict[str
     page.page.click("text=Sign out")
     page.page.wait_for_load_state("load")
     assert "/ui/login" in page.page.url
+
+
+def test_a_session_dies_with_the_token_it_came_from(
+    team: tuple[str, dict[str, str]], tracker: Tracker
+) -> None:
+    url, _ = team
+    accounts = AccountStore(tracker.stores.db)
+    leaked = accounts.token_for("rui", "leaked")
+    with _browser(url) as client:
+        assert _sign_in(client, leaked).status_code == 303
+        session = client.cookies[SESSION_COOKIE]
+        assert client.get("/ui/experiments").status_code == 200
+        # The session value is no API token, and cannot start a session of its own.
+        assert (
+            httpx.get(f"{url}/api/v1/whoami", headers={"authorization": f"Bearer {session}"}).status_code
+            == 401
+        )
+        with _browser(url) as other:
+            assert _sign_in(other, session).status_code == 401
+        accounts.revoke(accounts.authenticate(leaked).token_id)
+        assert client.get("/ui/experiments").status_code == 302  # revoking the token ended its session
+
+
+def test_a_session_never_outlives_its_token(tracker: Tracker) -> None:
+    from loopml.core.clock import now_ms
+
+    accounts = AccountStore(tracker.stores.db)
+    accounts.create_user("ivo")
+    soon = now_ms() + 60_000
+    short = accounts.token_for("ivo", "for a minute", expires_ms=soon)
+    session = accounts.start_session(accounts.authenticate(short), hours=12)
+    assert accounts.authenticate(session, session=True).expires_time == soon
+
+
+def test_bad_session_cookies_count_as_failed_logins(team: tuple[str, dict[str, str]]) -> None:
+    url, tokens = team
+    forged = {SESSION_COOKIE: "lml_" + "0" * 32 + "_" + "y" * 43}
+    with httpx.Client(base_url=url, timeout=30, cookies=forged) as client:
+        codes = [client.get("/ui/experiments").status_code for _ in range(11)]
+    assert codes[:10] == [302] * 10
+    assert codes[10] == 429
+    blocked = httpx.get(f"{url}/ui/experiments", headers={"authorization": f"Bearer {tokens['ana']}"})
+    assert blocked.status_code == 429  # as on the API: the address waits a minute, valid tokens included

@@ -21,8 +21,9 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from loopml.core.errors import LoopMLError
+from loopml.core.errors import LoopMLError, NotFound
 from loopml.server.accounts import EVERY_WORKSPACE, Principal
+from loopml.server.fields import who
 from loopml.server.ui.pages import Pages
 
 if TYPE_CHECKING:
@@ -40,6 +41,9 @@ def ui_app(tracker: Tracker, *, hosts: tuple[str, ...], login: bool = True) -> F
 
     @app.exception_handler(LoopMLError)
     async def loopml_error(request: Request, error: LoopMLError) -> Response:
+        if isinstance(error, NotFound) and not who(request).can("read"):
+            # Not-found messages list what does exist; a reader of one model only must not learn the rest.
+            return pages.error(request, 404, "no such page, or not one you may read")
         return pages.error(request, error.http_status, error.message)
 
     @app.exception_handler(DataError)

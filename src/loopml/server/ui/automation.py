@@ -12,13 +12,15 @@ import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse
 
 from loopml.automation.store import AutomationStore, Event
-from loopml.core.errors import InvalidInput
+from loopml.core.errors import InvalidInput, NotFound
 from loopml.registry.store import RegistryStore
+from loopml.server.fields import who
 from loopml.server.ui.pages import Pages, bounded, caller, link
 
 PAGE_SIZES = (25, 50, 100, 200)
@@ -112,14 +114,15 @@ def routes(app: FastAPI, pages: Pages) -> None:
             newer=newer,
             older=older,
             paged=before_id is not None or after_id is not None,
-            models=[m.name for m in RegistryStore(db).list_models()],
+            models=[m.name for m in RegistryStore(db).list_models() if who(request).can("read", m.name)],
         )
 
     @app.get("/automation/{decision_id}", response_class=HTMLResponse)
     def decision(request: Request, decision_id: str) -> HTMLResponse:
         number = bounded(decision_id, "decision id", 0, 1, INT_MAX)
         event = store.event(number)  # NotFound (404)
-        caller(request, "read", model=event.model)
+        if not who(request).can("read", event.model):  # as if missing: the refusal would name the model
+            raise NotFound(f"no automation decision {number}")
         loop = store.timeline(event.model, loop_id=event.loop_id, limit=LOOP_EVENTS) if event.loop_id else []
         return pages.render(
             request,
@@ -155,12 +158,18 @@ def links(request: Request, event: Event) -> list[Link]:
         found.append(Link("run", f"run {event.run_id[:8]}", link(request, f"/runs/{event.run_id}")))
     if event.version:
         found.append(
-            Link("version", f"{model}@v{event.version}", link(request, f"/models/{model}/{event.version}"))
+            Link(
+                "version",
+                f"{model}@v{event.version}",
+                link(request, f"/models/{quote(model, safe='')}/{event.version}"),
+            )
         )
     for key, value in _walk(event.detail):
         found.extend(_link_of(request, model, key, value))
     if event.kind in ("rollout_started", "promoted", "rolled_back", "superseded"):
-        found.append(Link("deployment", f"{model} deployment", link(request, f"/deployments/{model}")))
+        found.append(
+            Link("deployment", f"{model} deployment", link(request, f"/deployments/{quote(model, safe='')}"))
+        )
     unique: dict[str, Link] = {}
     for item in found:
         unique.setdefault(item.href, item)
@@ -187,9 +196,17 @@ def _link_of(request: Request, model: str, key: str, value: Any) -> list[Link]:
         match = _DATASET_REF.match(value.strip())
         if match:
             name, version = match["name"], int(match["version"])
-            return [Link("dataset", f"{name}@v{version}", link(request, f"/datasets/{name}/v{version}"))]
+            return [
+                Link(
+                    "dataset",
+                    f"{name}@v{version}",
+                    link(request, f"/datasets/{quote(name, safe='/')}/v{version}"),
+                )
+            ]
     if key in ("alert_id", "window_id") and value is not None:
-        return [Link("monitoring", f"{model} monitoring", link(request, f"/monitoring/{model}"))]
+        return [
+            Link("monitoring", f"{model} monitoring", link(request, f"/monitoring/{quote(model, safe='')}"))
+        ]
     if key == "request_id" and isinstance(value, int) and not isinstance(value, bool):
         return [Link("decision", f"request #{value}", link(request, f"/automation/{value}"))]
     return []

@@ -115,22 +115,7 @@ class Graph:
 def graph(upstream: Mapping[str, Sequence[str]], nodes: Mapping[str, Node] | None = None) -> Graph:
     """Lay out a DAG given each node's upstream nodes (unknown upstream names are ignored; a cycle is broken
     where it is found, so any input draws)."""
-    depth: dict[str, int] = {}
-    visiting: set[str] = set()
-
-    def level(key: str) -> int:
-        if key in depth:
-            return depth[key]
-        if key in visiting:  # a cycle: place it at this depth rather than loop
-            return 0
-        visiting.add(key)
-        parents = [p for p in upstream.get(key, ()) if p in upstream]
-        depth[key] = 1 + max((level(p) for p in parents), default=-1)
-        visiting.discard(key)
-        return depth[key]
-
-    for key in upstream:
-        level(key)
+    depth = _depths(upstream)
     placed = {k: (nodes or {}).get(k) or Node(k, k) for k in upstream}
     columns: dict[int, list[str]] = {}
     for key in upstream:  # insertion order within a column: the caller's order (e.g. start time)
@@ -143,3 +128,25 @@ def graph(upstream: Mapping[str, Sequence[str]], nodes: Mapping[str, Node] | Non
     width = 20 + (max(columns, default=0) + 1) * (NODE_W + GAP_X) - GAP_X
     height = 20 + max((len(v) for v in columns.values()), default=1) * (NODE_H + GAP_Y) - GAP_Y
     return Graph(list(placed.values()), edges, width, height)
+
+
+def _depths(upstream: Mapping[str, Sequence[str]]) -> dict[str, int]:
+    """Each node's longest path from a source, iteratively (a pipeline may chain thousands of steps); nodes
+    left on a cycle go after everything else."""
+    parents = {k: [p for p in dict.fromkeys(ps) if p in upstream and p != k] for k, ps in upstream.items()}
+    children: dict[str, list[str]] = {k: [] for k in upstream}
+    waiting = {k: len(ps) for k, ps in parents.items()}
+    for key, ps in parents.items():
+        for parent in ps:
+            children[parent].append(key)
+    depth = {k: 0 for k, n in waiting.items() if n == 0}
+    ready = list(depth)
+    while ready:
+        key = ready.pop()
+        for child in children[key]:
+            depth[child] = max(depth.get(child, 0), depth[key] + 1)
+            waiting[child] -= 1
+            if waiting[child] == 0:
+                ready.append(child)
+    last = max(depth.values(), default=-1) + 1
+    return {k: depth.get(k, last) for k in upstream}

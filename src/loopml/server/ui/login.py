@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import RedirectResponse
 
-from loopml.core.clock import now_ms
 from loopml.core.errors import Forbidden, InvalidInput, NotFound, Unauthenticated
 from loopml.server.accounts import AccountStore, Principal
 from loopml.server.ui.pages import read_form
@@ -39,18 +38,24 @@ async def guard_ui(
     request: Request,
     call_next: Callable[[Request], Awaitable[Response]],
     accounts: AccountStore,
+    failures: FailedLogins,
 ) -> Response:
     """Authenticate a UI request from its session cookie (or a bearer token); send a browser without a valid
-    session to the sign-in page."""
+    session to the sign-in page. Bad tokens and cookies count toward the address's failed-login limit."""
     path = request.url.path
-    if path in ("/ui/login", "/ui/logout") or "/ui/static/" in path:
+    if path in ("/ui/login", "/ui/logout") or path.startswith("/ui/static/"):
         request.state.principal = NOBODY
         return await call_next(request)
+    client = request.client.host if request.client else "?"
+    if failures.blocked(client):
+        return Response("too many failed authentications; wait a minute", status_code=429)
     header = request.headers.get("authorization", "")
     token = header[7:].strip() if header[:7].lower() == "bearer " else request.cookies.get(SESSION_COOKIE)
     try:
-        request.state.principal = accounts.authenticate(token)
+        request.state.principal = accounts.authenticate(token, session=True)
     except Unauthenticated:
+        if token:
+            failures.add(client)
         if request.method in ("GET", "HEAD"):
             target = path + (f"?{request.url.query}" if request.url.query else "")
             return RedirectResponse(f"/ui/login?{_query(next=target)}", status_code=302)
@@ -89,8 +94,7 @@ def login_routes(app: FastAPI, pages: Pages, accounts: AccountStore, failures: F
             return pages.render(
                 request, "login.html", status=401, next=target, problem="That token is not valid."
             )
-        expires = now_ms() + SESSION_HOURS * 3_600_000
-        session = accounts.issue_token(principal.user_id, "ui-session", expires_ms=expires)
+        session = accounts.start_session(principal, SESSION_HOURS)
         response = RedirectResponse(target, status_code=303)
         response.set_cookie(
             SESSION_COOKIE,
@@ -110,7 +114,7 @@ def login_routes(app: FastAPI, pages: Pages, accounts: AccountStore, failures: F
         except (Forbidden, InvalidInput) as error:
             return pages.error(request, error.http_status, error.message)
         try:
-            session = accounts.authenticate(request.cookies.get(SESSION_COOKIE))
+            session = accounts.authenticate(request.cookies.get(SESSION_COOKIE), session=True)
             accounts.revoke(session.token_id)
         except (Unauthenticated, NotFound):
             pass  # already expired or revoked: signing out again is harmless

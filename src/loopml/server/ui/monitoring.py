@@ -32,6 +32,7 @@ from loopml.monitoring.store import MonitorStore, WindowRecord
 from loopml.monitoring.windows import GRANULARITY_MS, step_of
 from loopml.registry.records import ModelRef
 from loopml.registry.store import RegistryStore
+from loopml.server.fields import who
 from loopml.server.ui import charts
 from loopml.server.ui.pages import Pages, bounded, caller, link
 from loopml.stats.drift_config import TEST_METHODS
@@ -129,12 +130,14 @@ def routes(app: FastAPI, pages: Pages) -> None:
 
     @app.get("/monitoring", response_class=HTMLResponse)
     def overview(request: Request) -> HTMLResponse:
-        reader = caller(request)
+        reader = who(request)  # a reader of some models sees those
         rows = [
             _summary(tracker, store, alert_store, name, computed)
             for name, computed in store.monitored().items()
             if reader.can("read", name)
         ]
+        if not rows and not reader.can("read"):
+            reader.require("read")
         return pages.render(request, "monitoring.html", section="monitoring", rows=rows)
 
     @app.get("/monitoring/{model}", response_class=HTMLResponse)

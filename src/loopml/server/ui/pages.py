@@ -14,7 +14,7 @@ import math
 import secrets
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs, urlencode
+from urllib.parse import parse_qs, quote, urlencode
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse
@@ -55,7 +55,15 @@ class Pages:
             trim_blocks=True,
             lstrip_blocks=True,
         )
-        self.env.filters.update(when=when, duration=duration, num=num, short=short, tojson=chart_json)
+        self.env.filters.update(
+            when=when,
+            duration=duration,
+            num=num,
+            short=short,
+            tojson=chart_json,
+            q=path_part,
+            qpath=path_parts,
+        )
 
     def render(
         self, request: Request, template: str, *, status: int = 200, section: str = "", **context: Any
@@ -156,12 +164,22 @@ def bounded(value: str | None, name: str, default: int, low: int, high: int) -> 
     """A whole-number query parameter within [low, high]; `InvalidInput` naming it otherwise."""
     if value is None or value == "":
         return default
-    if not value.isdigit() or not low <= int(value) <= high:
+    if not (value.isascii() and value.isdigit() and len(value) <= 18) or not low <= int(value) <= high:
         raise InvalidInput(f"{name} must be a whole number from {low} to {high}, got {value[:40]!r}")
     return int(value)
 
 
 # -- template filters ---------------------------------------------------------------------------------
+
+
+def path_part(value: Any) -> str:
+    """One URL path segment (a model or dataset name): `/`, `?`, `#` and `%` quoted."""
+    return quote(str(value), safe="")
+
+
+def path_parts(value: Any) -> str:
+    """A relative path in a URL (an artifact's): each segment quoted, slashes kept."""
+    return quote(str(value), safe="/")
 
 
 def when(ms: int | None) -> str:

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import csv
 import io
-import mimetypes
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, StreamingResponse
@@ -27,6 +27,8 @@ PREVIEW_BYTES = 64 * 1024  # of a text artifact shown inline
 PREVIEW_ROWS = 20  # of a CSV artifact
 INLINE_IMAGE_BYTES = 20 * 2**20
 MAX_CHILDREN = 200
+MAX_PREVIEWS = 20  # artifacts previewed inline on a run page; the rest are links
+MAX_LISTED = 1000  # artifacts listed on a run page
 IMAGES = {
     ".png": "image/png",
     ".jpg": "image/jpeg",
@@ -59,7 +61,7 @@ TEXTS = {
 RAW_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; sandbox",
     "X-Content-Type-Options": "nosniff",
-    "Cache-Control": "private, max-age=3600",
+    "Cache-Control": "no-store",  # nothing readable from the browser's cache after signing out
 }
 
 
@@ -99,7 +101,11 @@ def routes(app: FastAPI, pages: Pages) -> None:
             experiment=experiment,
             specs=specs,
             unplotted=keys[MAX_CHARTS:],
-            artifacts=[_preview(tracker, a) for a in artifacts],
+            artifacts=[
+                _preview(tracker, a) if i < MAX_PREVIEWS else {"artifact": a, "kind": "file"}
+                for i, a in enumerate(artifacts[:MAX_LISTED])
+            ],
+            unlisted=max(0, len(artifacts) - MAX_LISTED),
             inputs=store.attachments.list_inputs(run_id),
             children=children,
             pipeline=pipeline,
@@ -116,7 +122,11 @@ def routes(app: FastAPI, pages: Pages) -> None:
             raise NotFound(f"run {run_id} has no artifact {wanted!r}")
         kind, inline = _content_type(wanted)
         disposition = "inline" if inline else "attachment"
-        headers = {**RAW_HEADERS, "Content-Disposition": f'{disposition}; filename="{_file_name(wanted)}"'}
+        name = wanted.rsplit("/", 1)[-1]
+        headers = {
+            **RAW_HEADERS,
+            "Content-Disposition": f"{disposition}; filename=\"{_file_name(name)}\"; filename*=UTF-8''{quote(name, safe='')}",
+        }
         return StreamingResponse(_chunks(tracker, found[0].digest), media_type=kind, headers=headers)
 
 
@@ -130,14 +140,15 @@ def _content_type(path: str) -> tuple[str, bool]:
     suffix = "." + path.rsplit(".", 1)[-1].lower() if "." in path else ""
     if suffix in IMAGES:
         return IMAGES[suffix], True
-    if suffix in TEXTS:  # HTML and SVG included: shown as text, never rendered
+    if suffix in TEXTS:
         return "text/plain; charset=utf-8", True
-    return mimetypes.guess_type(path)[0] or "application/octet-stream", False
+    # Anything else (HTML, SVG, XHTML, PDF, ...) is a download the browser never renders in the UI's origin.
+    return "application/octet-stream", False
 
 
-def _file_name(path: str) -> str:
-    name = path.rsplit("/", 1)[-1]
-    return "".join(c for c in name if c.isalnum() or c in "._-") or "artifact"
+def _file_name(name: str) -> str:
+    """An ASCII stand-in for the header's plain `filename` (the exact name goes in `filename*`)."""
+    return "".join(c for c in name if (c.isascii() and c.isalnum()) or c in "._-") or "artifact"
 
 
 def _preview(tracker: Any, artifact: Artifact) -> dict[str, Any]:

@@ -9,12 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-import threading
-import time
 from collections.abc import Iterator
 from typing import Any
-
-import uvicorn
 
 from loopml.server.ui.app import local_ui_app
 from loopml.tracking.tracker import Tracker
@@ -32,29 +28,10 @@ FLAGS = [
 
 
 @contextlib.contextmanager
-def serving_app(app: Any) -> Iterator[str]:
-    """Any ASGI app on 127.0.0.1 in a thread until the block ends; yields its base URL."""
-    from team_server import free_port  # the tests' own helper module (tests/ is on sys.path)
-
-    port = free_port()
-    runner = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=runner.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not runner.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the UI server did not start")
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        runner.should_exit = True
-        thread.join(timeout=10)
-
-
-@contextlib.contextmanager
 def local_ui(tracker: Tracker) -> Iterator[str]:
     """`loopml ui` over `tracker`, as `http://127.0.0.1:PORT` (the pages are under `/ui/`)."""
+    from team_server import serving_app  # the tests' own helper module (tests/ is on sys.path)
+
     with serving_app(local_ui_app(tracker)) as url:
         yield url
 

@@ -28,15 +28,21 @@ def free_port() -> int:
 @contextlib.contextmanager
 def serving(tracker: Tracker, **options: Any) -> Iterator[str]:
     """The team server over `tracker` until the block ends; yields its base URL."""
+    with serving_app(create_server_app(tracker, options=ServerOptions(**options))) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def serving_app(app: Any) -> Iterator[str]:
+    """Any ASGI app under uvicorn on 127.0.0.1, in a thread, until the block ends; yields its base URL."""
     port = free_port()
-    app = create_server_app(tracker, options=ServerOptions(**options))
     runner = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=runner.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
     while not runner.started:
         if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the team server did not start")
+            raise RuntimeError("the server did not start")
         time.sleep(0.01)
     try:
         yield f"http://127.0.0.1:{port}"

@@ -9,11 +9,8 @@ the prediction log, so a page costs the same whatever the traffic was.
 
 from __future__ import annotations
 
-import datetime as dt
-import itertools
-import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
@@ -25,7 +22,7 @@ from loopml.monitoring.alert_store import AlertStore
 from loopml.monitoring.alerts import AlertRule, load_rules, open_alerts
 from loopml.monitoring.config import monitor_config
 from loopml.monitoring.reference import reference_for
-from loopml.monitoring.report import PRIMARY_METRICS, relative_score
+from loopml.monitoring.report import PRIMARY_METRICS
 from loopml.monitoring.report_data import distributions, quality_findings
 from loopml.monitoring.report_html import MAX_RELATIVE
 from loopml.monitoring.store import MonitorStore, WindowRecord
@@ -34,8 +31,14 @@ from loopml.registry.records import ModelRef
 from loopml.registry.store import RegistryStore
 from loopml.server.fields import who
 from loopml.server.ui import charts
+from loopml.server.ui.drift_heatmap import (
+    LEGEND,
+    MAX_FEATURES,
+    finite,
+    heatmap,
+    relative_of,
+)
 from loopml.server.ui.pages import Pages, bounded, caller, link
-from loopml.stats.drift_config import TEST_METHODS
 
 if TYPE_CHECKING:
     from loopml.stats import TableProfile
@@ -43,56 +46,12 @@ if TYPE_CHECKING:
 
 DEFAULT_WINDOWS = 48
 MAX_WINDOWS = 168  # a week of hours: the heatmap stays readable (it scrolls sideways past ~60 columns)
-MAX_FEATURES = 40  # heatmap rows and distribution charts; the rest are listed
 ALERTS_READ = 500  # the newest alerts of a model looked at for open ones (a rule fires once per cooldown)
 ALERTS_SHOWN = 50
 INT_MAX = 2**31 - 1
 
-# Heatmap geometry (px): a label column, then one cell per window.
-CELL_W, CELL_H, LABEL_W, TOP, BOTTOM, TICK_EVERY_PX = 16, 16, 170, 6, 34, 84
-NOT_COMPARED = "#e5e7eb"
-# Drift colour by score relative to its threshold (1 = threshold): white, amber towards it, red past it.
-STOPS = ((0.0, (255, 255, 255)), (0.5, (254, 243, 199)), (1.0, (245, 158, 11)), (2.0, (185, 28, 28)))
-
 
 # -- page data ----------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Cell:
-    """One heatmap cell: a feature's drift in one window."""
-
-    y: int
-    fill: str
-    title: str
-    drifted: bool
-    compared: bool
-    feature: str
-
-
-@dataclass(frozen=True)
-class Column:
-    """One window's column of the heatmap; a click on any of its cells opens the window."""
-
-    x: int
-    window_id: str
-    href: str
-    cells: list[Cell]
-
-
-@dataclass(frozen=True)
-class Heatmap:
-    """Features (rows) x windows (columns, oldest left), laid out for the `heatmap` macro."""
-
-    rows: list[tuple[str, int]]  # feature, y of its row's middle
-    ticks: list[tuple[str, int]]  # window label, x of its column's middle
-    columns: list[Column]
-    width: int
-    height: int
-    cell_w: int = CELL_W
-    cell_h: int = CELL_H
-    label_w: int = LABEL_W
-    hidden: list[str] = field(default_factory=list)  # features not drawn (beyond MAX_FEATURES)
 
 
 @dataclass(frozen=True)
@@ -282,100 +241,6 @@ def _rules(tracker: Tracker, model: str) -> tuple[list[AlertRule], str]:
 # -- one model ----------------------------------------------------------------------------------------
 
 
-def heatmap(
-    windows: Sequence[WindowRecord], href: Callable[[WindowRecord], str], *, several: bool
-) -> Heatmap:
-    """The drift of each feature (rows, at most MAX_FEATURES: the most drifted) in each window (columns)."""
-    names: list[str] = []
-    for w in windows:
-        names += [n for n in (w.drift or {}).get("columns", {}) if n not in names]
-    drawn = _most_drifted(names, windows)
-    rows = [(name, TOP + i * CELL_H + CELL_H // 2) for i, name in enumerate(drawn)]
-    columns = []
-    for j, w in enumerate(windows):
-        results = (w.drift or {}).get("columns", {})
-        when = _when(w.start_ms, w.granularity) + (f" v{w.version}" if several else "")
-        cells = [_cell(name, results.get(name), when, TOP + i * CELL_H) for i, name in enumerate(drawn)]
-        columns.append(Column(LABEL_W + j * CELL_W, w.window_id, href(w), cells))
-    step = max(1, math.ceil(TICK_EVERY_PX / CELL_W))
-    # Labelled from the newest back, so the newest column always has its time under it.
-    ticks = [
-        (_label(windows[j], windows[j].granularity, several=several), LABEL_W + j * CELL_W + CELL_W // 2)
-        for j in range(len(windows) - 1, -1, -step)
-    ]
-    return Heatmap(
-        rows=rows,
-        ticks=ticks,
-        columns=columns,
-        width=LABEL_W + len(windows) * CELL_W + 50,
-        height=TOP + len(drawn) * CELL_H + BOTTOM,
-        hidden=[n for n in names if n not in drawn],
-    )
-
-
-def _most_drifted(names: list[str], windows: Sequence[WindowRecord]) -> list[str]:
-    """At most MAX_FEATURES names, in their own order: those drifted in the most windows, then the highest."""
-    if len(names) <= MAX_FEATURES:
-        return names
-
-    def weight(name: str) -> tuple[int, float]:
-        results = [(w.drift or {}).get("columns", {}).get(name) or {} for w in windows]
-        scores = [_relative(r) for r in results]
-        return sum(bool(r.get("drifted")) for r in results), max(
-            (s for s in scores if s is not None), default=0
-        )
-
-    chosen = set(sorted(names, key=weight, reverse=True)[:MAX_FEATURES])
-    return [n for n in names if n in chosen]
-
-
-def _cell(name: str, result: dict[str, Any] | None, when: str, y: int) -> Cell:
-    relative = None if result is None else _relative(result)
-    if result is None:
-        title = f"{name} · {when}: not in this window's drift report"
-    elif relative is None:
-        title = f"{name} · {when}: {result.get('status') or 'not compared'}" + (
-            f" ({result['note']})" if result.get("note") else ""
-        )
-    else:
-        verdict = "DRIFTED" if result.get("drifted") else "no drift"
-        what = "p-value" if _is_test(result) else "distance"
-        title = (
-            f"{name} · {when}: {verdict}; {result.get('method')} {what} {_number(result.get('score'))} "
-            f"(threshold {_number(result.get('threshold'))})"
-        )
-    return Cell(
-        y=y,
-        fill=drift_colour(relative),
-        title=title,
-        drifted=bool(result and result.get("drifted")),
-        compared=relative is not None,
-        feature=name,
-    )
-
-
-def drift_colour(relative: float | None) -> str:
-    """The heatmap colour of a score relative to its threshold (None: not compared, grey)."""
-    if relative is None:
-        return NOT_COMPARED
-    value = min(max(relative, 0.0), STOPS[-1][0])
-    for (low, a), (high, b) in itertools.pairwise(STOPS):
-        if value <= high:
-            t = (value - low) / (high - low)
-            return "#" + "".join(f"{round(ca + (cb - ca) * t):02x}" for ca, cb in zip(a, b, strict=True))
-    return "#" + "".join(f"{c:02x}" for c in STOPS[-1][1])
-
-
-LEGEND = [
-    (drift_colour(0.0), "0"),
-    (drift_colour(0.5), "half the threshold"),
-    (drift_colour(1.0), "at the threshold"),
-    (drift_colour(1.5), "1.5x"),
-    (drift_colour(2.0), "2x or more"),
-    (NOT_COMPARED, "not compared"),
-]
-
-
 def _model_charts(windows: Sequence[WindowRecord], granularity: str) -> list[tuple[str, dict[str, Any]]]:
     """The charts over the windows, each only when it has something to draw."""
     if not windows:
@@ -473,7 +338,7 @@ class _Axis:
                 values: list[float | None] = [None] * len(self.x)
                 for w in self.windows:
                     if w.version == version:
-                        values[where[self._offset(w)]] = _finite(value(w))
+                        values[where[self._offset(w)]] = finite(value(w))
                 label = name if len(self.versions) == 1 else f"{name} v{version}"
                 drawn.append((label, values))
         measured = [(n, v) for n, v in drawn if any(x is not None for x in v)]
@@ -482,7 +347,7 @@ class _Axis:
         if threshold is not None:
             line: list[float | None] = [None] * len(self.x)
             for w in self.windows:
-                line[where[self._offset(w)]] = line[where[self._offset(w)]] or _finite(threshold(w))
+                line[where[self._offset(w)]] = line[where[self._offset(w)]] or finite(threshold(w))
             measured.append(("threshold", line))
         return charts.xy(self.x, measured, x_label=self.label, y_label=y_label, whole_x=True)
 
@@ -490,7 +355,7 @@ class _Axis:
 def _output_score(name: str) -> Callable[[WindowRecord], float | None]:
     def score(w: WindowRecord) -> float | None:
         result = (((w.drift or {}).get("predictions") or {}).get("columns") or {}).get(name)
-        relative = None if result is None else _relative(result)
+        relative = None if result is None else relative_of(result)
         return None if relative is None else min(relative, MAX_RELATIVE)
 
     return score
@@ -561,7 +426,7 @@ def _features(tracker: Tracker, window: WindowRecord, reference: TableProfile | 
             Feature(
                 name=name,
                 result=result,
-                relative=_relative(result) if result else None,
+                relative=relative_of(result) if result else None,
                 stats=stats,
                 spec=_bars(histogram),
             )
@@ -572,7 +437,7 @@ def _features(tracker: Tracker, window: WindowRecord, reference: TableProfile | 
 def _output_features(predictions: dict[str, Any] | None) -> list[Feature]:
     """The model's outputs in a window against its version's first window (stored with the window)."""
     results = (predictions or {}).get("columns", {})
-    return [Feature(name, r, _relative(r), None, _bars(r.get("histogram"))) for name, r in results.items()]
+    return [Feature(name, r, relative_of(r), None, _bars(r.get("histogram"))) for name, r in results.items()]
 
 
 def _charted(features: Sequence[Feature]) -> list[Feature]:
@@ -603,9 +468,9 @@ def _performance_rows(window: WindowRecord) -> list[tuple[str, float | None, flo
     return [
         (
             n,
-            _finite(realized.get(n)),
-            _finite((estimated.get("metrics") or {}).get(n)),
-            _finite(errors.get(n)),
+            finite(realized.get(n)),
+            finite((estimated.get("metrics") or {}).get(n)),
+            finite(errors.get(n)),
         )
         for n in names
     ]
@@ -624,17 +489,7 @@ def _primary(windows: Sequence[WindowRecord]) -> str | None:
 
 
 def _metric(window: WindowRecord, kind: str, metric: str) -> float | None:
-    return _finite((((window.performance or {}).get(kind) or {}).get("metrics") or {}).get(metric))
-
-
-def _relative(result: dict[str, Any]) -> float | None:
-    if result.get("status") not in (None, "ok", "drifted"):
-        return None
-    return relative_score(result.get("method"), _finite(result.get("score")), result.get("threshold"))
-
-
-def _is_test(result: dict[str, Any]) -> bool:
-    return result.get("method") in TEST_METHODS
+    return finite((((window.performance or {}).get(kind) or {}).get("metrics") or {}).get(metric))
 
 
 def _drifted(window: WindowRecord) -> list[str]:
@@ -647,26 +502,3 @@ def _several(windows: Sequence[WindowRecord]) -> bool:
 
 def _window_link(request: Request, window_id: str, model: str) -> str:
     return link(request, f"/monitoring/{quote(model, safe='')}/windows/{quote(window_id, safe='')}")
-
-
-def _when(ms: int, granularity: str) -> str:
-    pattern = "%Y-%m-%d" if granularity == "day" else "%Y-%m-%d %H:%M"
-    return dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC).strftime(pattern) + " UTC"
-
-
-def _label(window: WindowRecord, granularity: str, *, several: bool) -> str:
-    """A short column label: a day's date, an hour's or a minute's day and time."""
-    pattern = "%Y-%m-%d" if granularity == "day" else "%m-%d %H:%M"
-    text = dt.datetime.fromtimestamp(window.start_ms / 1000, tz=dt.UTC).strftime(pattern)
-    return f"{text} v{window.version}" if several else text
-
-
-def _finite(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value) if math.isfinite(value) else None
-
-
-def _number(value: Any) -> str:
-    number = _finite(value)
-    return "" if number is None else f"{number:.4g}"

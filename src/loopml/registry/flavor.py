@@ -1,13 +1,13 @@
 """Model flavors: how one kind of model is saved into a package folder, loaded back and hashed by its content.
 
 A flavor is one module holding one `Flavor` subclass (`flavor_sklearn`, `flavor_onnx`, `flavor_lightgbm`,
-`flavor_xgboost`, `flavor_python`). This module holds the contract and the table of built-in flavors, which are
-imported by name when first asked for: a flavor module imports this one for the contract, so this one never
-imports a flavor module at its top, and a flavor's library (scikit-learn, onnxruntime) is imported only when a
-model of that flavor is saved or loaded. Adding a flavor is one module and one line in `_BUILT_INS`.
-`flavor_wrappers` holds what the lightgbm and xgboost flavors share (their `wrapper.json`), and no flavor.
+`flavor_xgboost`, `flavor_python`, `flavor_mlflow`). This module holds the contract and the table of built-in
+flavors, which are imported by name when first asked for: a flavor module imports this one for the contract, so
+this one never imports a flavor module at its top, and a flavor's library (scikit-learn, onnxruntime) is
+imported only when a model of that flavor is saved or loaded. Adding a flavor is one module and one line in
+`_BUILT_INS`. `flavor_wrappers` holds what the lightgbm and xgboost flavors share (their `wrapper.json`).
 
-No flavor uses pickle: loading a pickle runs whatever code its bytes name. Each flavor stores a model in its
+No flavor saves with pickle: loading a pickle runs whatever code its bytes name. Each flavor stores a model in its
 library's own format (skops for scikit-learn, protobuf for ONNX, LightGBM's text and XGBoost's JSON formats,
 JSON for a generic Python model) and records the versions of the
 libraries it was saved with, so a package loaded elsewhere can warn about a mismatch.
@@ -37,6 +37,7 @@ _BUILT_INS = {
     "lightgbm": "loopml.registry.flavor_lightgbm:LightGBMFlavor",
     "xgboost": "loopml.registry.flavor_xgboost:XGBoostFlavor",
     "python": "loopml.registry.flavor_python:PythonFlavor",
+    "mlflow": "loopml.registry.flavor_mlflow:MlflowFlavor",  # accepts no object: stores MLflow's folders
 }
 
 

@@ -39,7 +39,9 @@ def load_version(
 
     `serving=True` gives what serving runs: the verified ONNX copy when the package has one (ONNX Runtime
     is much faster per row), else the native model. Promotion gates score that same artifact.
+    A version someone marked trusted (`RegistryStore.mark_trusted`) loads as if `trusted=True` were given.
     """
+    trusted = trusted or version.trusted_by is not None
     key = (tracker.blobs.root, version.package_digest, serving)
     with _loaded_lock:
         model = _loaded.get(key)

@@ -72,6 +72,10 @@ class ModelVersion:
     created_by: str | None = None
     tags: dict[str, str] = field(default_factory=dict)
     aliases: tuple[str, ...] = ()
+    trusted_by: str | None = None  # who marked a version whose loading runs code as safe to load
+    trusted_time: int | None = None
+    source_uri: str | None = None  # registered through MLflow's API: the source it named
+    logged_model_id: str | None = None  # ... and the MLflow logged model it came from
 
     @property
     def ref(self) -> str:

@@ -47,6 +47,8 @@ class RegistryStore:
         description: str | None = None,
         created_by: str | None = None,
         tags: Mapping[str, str] | None = None,
+        source_uri: str | None = None,
+        logged_model_id: str | None = None,
     ) -> Registered:
         """Add the next version of `name` (the model is created on first use); the same content returns the
         version that has it."""
@@ -87,6 +89,8 @@ class RegistryStore:
                     "description": description,
                     "created_by": created_by,
                     "created_time": now,
+                    "source_uri": source_uri,
+                    "logged_model_id": logged_model_id,
                 },
             )
             if tags:
@@ -187,6 +191,65 @@ class RegistryStore:
             self.db.transact(change)
 
     # -- models ---------------------------------------------------------------------------------------------
+
+    def version_by_id(self, version_id: str) -> ModelVersion:
+        """The version with this id (LoopML's, not `name@vN`); `NotFound` otherwise."""
+        with self.db.read() as conn:
+            if (
+                conn.execute(
+                    select(t.model_versions.c.version_id).where(t.model_versions.c.version_id == version_id)
+                ).first()
+                is None
+            ):
+                raise NotFound(f"no model version with id {version_id!r}")
+            return self._version_by_id(version_id, conn)
+
+    def mark_trusted(self, ref: ModelRef | str, user: str | None) -> ModelVersion:
+        """Record that `user` trusts the code that loading this version runs (its pickle, its Python class):
+        serving, batch scoring and the gates load it from now on. Marking it again keeps the first mark."""
+        version = self.get_version(ref)
+        if version.trusted_by is None:
+            self.db.transact(
+                lambda conn: conn.execute(
+                    update(t.model_versions)
+                    .where(t.model_versions.c.version_id == version.version_id)
+                    .values(trusted_by=user or "unknown", trusted_time=now_ms())
+                )
+            )
+        return self._version_by_id(version.version_id)
+
+    def create_model(
+        self, name: str, *, description: str | None = None, tags: Mapping[str, str] | None = None
+    ) -> RegisteredModel:
+        """A registered model without versions yet; `Conflict` when the name is taken."""
+        ModelRef.parse(name)
+
+        def change(conn: Connection) -> str:
+            if conn.execute(
+                select(t.registered_models.c.model_id).where(t.registered_models.c.name == name)
+            ).first():
+                raise Conflict(f"a registered model named {name!r} already exists")
+            now = now_ms()
+            model_id = self._model_id(conn, name, create=True, now=now)
+            if description is not None:
+                conn.execute(
+                    update(t.registered_models)
+                    .where(t.registered_models.c.model_id == model_id)
+                    .values(description=description)
+                )
+            if tags:
+                conn.execute(
+                    t.model_tags.insert(),
+                    [{"model_id": model_id, "key": k, "value": v} for k, v in tags.items()],
+                )
+            return model_id
+
+        try:
+            model_id = self.db.transact(change)
+        except IntegrityError:  # a concurrent create of the same name
+            raise Conflict(f"a registered model named {name!r} already exists") from None
+        with self.db.read() as conn:
+            return self._model(conn, model_id)
 
     def get_model(self, name: str) -> RegisteredModel:
         """A registered model with its tags, aliases and latest version number."""
@@ -488,6 +551,10 @@ def _version_from_row(row: Row[Any], tags: dict[str, str], aliases: tuple[str, .
         created_by=row.created_by,
         tags=tags,
         aliases=aliases,
+        trusted_by=row.trusted_by,
+        trusted_time=row.trusted_time,
+        source_uri=row.source_uri,
+        logged_model_id=row.logged_model_id,
     )
 
 

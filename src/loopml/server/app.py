@@ -27,6 +27,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from loopml.core.errors import InvalidInput, LoopMLError, Unauthenticated
 from loopml.server.accounts import DEFAULT_WORKSPACE, AccountStore, Principal
 from loopml.server.fields import who
+from loopml.server.mlflow_api import is_mlflow_path
 from loopml.server.ui.login import guard_ui, is_ui_path, login_routes
 from loopml.server.ui.pages import Pages
 
@@ -94,11 +95,11 @@ def create_server_app(tracker: Tracker, *, options: ServerOptions | None = None)
             return await call_next(request)
         if is_ui_path(path):  # pages take a session cookie; the API below takes bearer tokens only
             return await guard_ui(request, call_next, accounts, failures)
+        refuse = _mlflow_refusal if is_mlflow_path(path) else error_response
         client = request.client.host if request.client else "?"
         if failures.blocked(client):
-            return error_response(429, "too_many_attempts", "too many failed authentications; wait a minute")
-        header = request.headers.get("authorization", "")
-        token = header[7:].strip() if header[:7].lower() == "bearer " else None
+            return refuse(429, "too_many_attempts", "too many failed authentications; wait a minute")
+        token = bearer_or_basic(request.headers.get("authorization", ""))
         try:
             if token is None and options.anonymous_read and request.method in ("GET", "HEAD"):
                 request.state.principal = _anonymous()
@@ -106,7 +107,7 @@ def create_server_app(tracker: Tracker, *, options: ServerOptions | None = None)
                 request.state.principal = accounts.authenticate(token)
         except Unauthenticated as error:
             failures.add(client)
-            return error_response(401, error.code, error.message, {"WWW-Authenticate": "Bearer"})
+            return refuse(401, error.code, error.message, {"WWW-Authenticate": "Bearer"})
         return await call_next(request)
 
     @app.get("/", include_in_schema=False)
@@ -128,6 +129,33 @@ def workspace_api(tracker: Tracker, options: ServerOptions) -> FastAPI:
     app = FastAPI(title="LoopML team server workspace", version="1", openapi_url=None)
     _serve_api(app, tracker, options)
     return app
+
+
+def bearer_or_basic(header: str) -> str | None:
+    """The token of an Authorization header: `Bearer <token>`, or Basic auth whose password is the token
+    (MLflow's client sends `MLFLOW_TRACKING_USERNAME` / `MLFLOW_TRACKING_PASSWORD` that way; the user name
+    is not needed, the token names its user)."""
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer":
+        return value.strip() or None
+    if scheme.lower() == "basic":
+        import base64
+        import binascii
+
+        try:
+            decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+        return decoded.partition(":")[2] or None
+    return None
+
+
+def _mlflow_refusal(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    from loopml.server.mlflow_api.wire import code_for_status, error_body
+
+    return error_body(status, code_for_status(status), message, headers)
 
 
 def _mount_ui(app: FastAPI, tracker: Tracker, options: ServerOptions) -> None:
@@ -183,6 +211,11 @@ def _serve_api(app: FastAPI, tracker: Tracker, options: ServerOptions) -> None:
 
     direct_routes(app, tracker, _json_body, max_upload_bytes=options.max_upload_bytes)
     _declare_json_bodies(app)
+    from loopml.server.mlflow_api import PREFIXES, mlflow_app
+
+    compatible = mlflow_app(tracker, options)  # MLflow's client talks to /api/2.0 and /api/3.0
+    for prefix in PREFIXES:
+        app.mount(prefix, compatible)
     _mount_ui(app, tracker, options)
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, cast
 
 import blake3
 from fastapi import FastAPI, Request
@@ -45,25 +45,12 @@ def artifact_routes(app: FastAPI, tracker: Tracker, read_body: Any, *, max_uploa
     async def put_blob(digest: str, request: Request) -> Any:
         who(request).require_somewhere("write")
         _check_digest(digest)
-        declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > max_upload_bytes:
-            raise PayloadTooLarge(
-                f"the upload is {declared} bytes; this server takes at most {max_upload_bytes}"
-            )
-        spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115 - closed below
+        spool, received, size = await receive_upload(request, max_upload_bytes)
         try:
-            hasher, size = blake3.blake3(), 0
-            async for chunk in request.stream():
-                size += len(chunk)
-                if size > max_upload_bytes:
-                    raise PayloadTooLarge(f"the upload is over {max_upload_bytes} bytes; nothing was stored")
-                hasher.update(chunk)
-                spool.write(chunk)
-            if hasher.hexdigest() != digest:
+            if received != digest:
                 raise InvalidInput(
                     f"the upload ({size} bytes) does not hash to {digest}: truncated or corrupted; nothing stored"
                 )
-            spool.seek(0)
             stored, length = await run_in_threadpool(tracker.blobs.put_stream, spool)
         finally:
             spool.close()
@@ -106,6 +93,28 @@ def artifact_routes(app: FastAPI, tracker: Tracker, read_body: Any, *, max_uploa
         prefix = safe_relative_path(path) if path else None
         found = await run_in_threadpool(tracker.store.attachments.list_artifacts, run_id, prefix)
         return {"artifacts": to_plain(found)}
+
+
+async def receive_upload(request: Request, max_bytes: int) -> tuple[IO[bytes], str, int]:
+    """The request body spooled (memory, then a temporary file) and rewound, its BLAKE3 digest and size;
+    `PayloadTooLarge` past `max_bytes` (declared or counted), with nothing kept."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+        raise PayloadTooLarge(f"the upload is {declared} bytes; this server takes at most {max_bytes}")
+    spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115 - the caller closes it
+    try:
+        hasher, size = blake3.blake3(), 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > max_bytes:
+                raise PayloadTooLarge(f"the upload is over {max_bytes} bytes; nothing was stored")
+            hasher.update(chunk)
+            spool.write(chunk)
+    except BaseException:
+        spool.close()
+        raise
+    spool.seek(0)
+    return cast(IO[bytes], spool), hasher.hexdigest(), size
 
 
 def artifact_records(tracker: Tracker, items: Any) -> list[Any]:

@@ -123,7 +123,7 @@ def _run_routes(app: FastAPI, tracker: Tracker, client: Any, read_body: Any) -> 
         tags = _strings(body, "tags")
         points = _points(body.get("metrics") or [])
         return await run_in_threadpool(
-            lambda: _log(tracker, run_id, batch_id=batch_id, params=params, tags=tags, points=points)
+            lambda: write_log(tracker, run_id, batch_id=batch_id, params=params, tags=tags, points=points)
         )
 
     @app.post("/api/v1/runs/{run_id}/end")
@@ -290,7 +290,7 @@ def _input_routes(app: FastAPI, tracker: Tracker, read_body: Any) -> None:
         return {"run_id": run_id, "inputs": len(found)}
 
 
-def _log(
+def write_log(
     tracker: Tracker,
     run_id: str,
     *,

@@ -22,7 +22,7 @@ from sqlalchemy import (
 )
 
 # Bump together with a new migration; `tests/storage/test_database.py` checks it equals Alembic's head.
-SCHEMA_HEAD = "0011"
+SCHEMA_HEAD = "0012"
 APPLICATION_ID = "loopml"
 DEFAULT_WORKSPACE = "default"
 
@@ -309,6 +309,12 @@ model_versions = Table(
     Column("description", Text, nullable=True),
     Column("created_by", String(250), nullable=True),
     Column("created_time", BigInteger, nullable=False),
+    # Who marked a version whose loading runs code (pickle, a Python class) as safe to load, and when (0012).
+    Column("trusted_by", String(250), nullable=True),
+    Column("trusted_time", BigInteger, nullable=True),
+    # Registered through MLflow's API: the source URI it gave and the logged model it came from (0012).
+    Column("source_uri", Text, nullable=True),
+    Column("logged_model_id", String(64), nullable=True),
     UniqueConstraint("model_id", "version"),
     UniqueConstraint("model_id", "content_hash"),
 )
@@ -574,4 +580,67 @@ role_bindings = Table(
     Column("role", String(16), nullable=False),
     Column("created_time", BigInteger, nullable=False),
     UniqueConstraint("user_id", "workspace_id", "model"),
+)
+
+
+# -- MLflow compatibility (migration 0012) ------------------------------------------------------------------
+
+experiment_tags = Table(
+    "experiment_tags",
+    metadata,
+    Column(
+        "experiment_id",
+        String(32),
+        ForeignKey("experiments.experiment_id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("key", String(250), primary_key=True),
+    _workspace(),
+    Column("value", Text, nullable=False),
+)
+
+# MLflow 3's logged models: a model saved by `mlflow.<flavor>.log_model`, with its own id (`m-...`) and files,
+# before (and apart from) any registration. Registering one makes a LoopML model version of its files.
+logged_models = Table(
+    "logged_models",
+    metadata,
+    Column("model_id", String(64), primary_key=True),
+    _workspace(),
+    Column("experiment_id", String(32), ForeignKey("experiments.experiment_id"), nullable=False),
+    Column("name", String(250), nullable=False),
+    Column("source_run_id", String(32), nullable=True),
+    Column("status", String(32), nullable=False),
+    Column("model_type", String(250), nullable=True),
+    Column("created_time", BigInteger, nullable=False),
+    Column("updated_time", BigInteger, nullable=False),
+    Column("lifecycle", String(16), nullable=False, server_default="active"),
+    Column("tags_json", Text, nullable=False, server_default="{}"),
+    Column("params_json", Text, nullable=False, server_default="{}"),
+    Index(None, "experiment_id", "created_time"),
+    Index(None, "source_run_id"),
+)
+
+logged_model_files = Table(
+    "logged_model_files",
+    metadata,
+    Column(
+        "model_id", String(64), ForeignKey("logged_models.model_id", ondelete="CASCADE"), primary_key=True
+    ),
+    Column("path", String(1024), primary_key=True),
+    _workspace(),
+    Column("digest", String(64), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("created_time", BigInteger, nullable=False),
+)
+
+# What `loopml import mlflow` copied already, per source: a re-run skips it (the import is resumable).
+mlflow_imports = Table(
+    "mlflow_imports",
+    metadata,
+    Column("source", String(64), primary_key=True),  # hash of the source's URI
+    Column("kind", String(32), primary_key=True),  # experiment | run | logged_model | model_version
+    Column("source_id", String(250), primary_key=True),
+    _workspace(),
+    Column("target_id", String(250), nullable=False),
+    Column("time", BigInteger, nullable=False),
 )

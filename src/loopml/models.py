@@ -145,6 +145,15 @@ def versions(name: str, *, tracker: Tracker | None = None) -> list[ModelVersion]
     return _store(_tracker(tracker)).list_versions(name)
 
 
+def trust(ref: str, *, tracker: Tracker | None = None) -> ModelVersion:
+    """Mark the version `ref` names as trusted: its loading may run code (a pickled MLflow model, a
+    python-flavor class), and from now on serving, batch scoring and the gates load it. Recorded with who and
+    when; on a team server only an admin of the model may do it."""
+    from loopml.registry.promoter import current_user
+
+    return _store(_tracker(tracker)).mark_trusted(ref, current_user())
+
+
 def set_alias(
     name: str, alias: str, version: int, *, reason: str | None = None, tracker: Tracker | None = None
 ) -> AliasEvent:

@@ -324,6 +324,16 @@ def history(
     table(f"Alias history of {name}", ["when", "alias", "from", "to", "outcome", "by", "reason"], rows)
 
 
+@app.command("trust")
+def trust(ref: Annotated[str, typer.Argument(help="NAME@vN or NAME@ALIAS")]) -> None:
+    """Mark a version trusted: loading it runs code (a pickled MLflow model, a python-flavor class), so
+    serving, batch scoring and the gates refuse it until someone trusts it. Recorded with who and when."""
+    from loopml import models
+
+    version = models.trust(ref)
+    console.print(f"{escape(version.ref)} trusted by {escape(version.trusted_by or '?')}")
+
+
 @app.command("download")
 def download(
     ref: Annotated[str, typer.Argument(help="NAME, NAME@v3 or NAME@ALIAS")],

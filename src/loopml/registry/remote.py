@@ -72,6 +72,10 @@ class RemoteRegistry:
             "PUT", f"/model-versions/{_part(str(ref))}/tags", {"tags": dict(tags)}, repeatable=True
         )
 
+    def mark_trusted(self, ref: ModelRef | str, user: str | None) -> ModelVersion:
+        # The server records its authenticated caller, not `user`.
+        return _version(self.http.call("POST", f"/model-versions/{_part(str(ref))}/trust", {}, repeatable=True))
+
     # -- models -----------------------------------------------------------------------------------------------
 
     def get_model(self, name: str) -> RegisteredModel:

@@ -12,6 +12,7 @@ POST   /api/v1/models/{name}/versions  {content_hash, package_digest, run_id?, d
 GET    /api/v1/models/{name}/versions/by-content/{hash}          reader    404 when no version has it
 GET    /api/v1/model-versions/{ref}                    reader    fraud@v3, fraud@champion, fraud
 PUT    /api/v1/model-versions/{ref}/tags  {tags}       editor
+POST   /api/v1/model-versions/{ref}/trust          admin     mark a version whose loading runs code trusted
 PUT    /api/v1/models/{name}/aliases/{alias}  {version, reason?}  editor    a forced move (no gates), audited
 DELETE /api/v1/models/{name}/aliases/{alias}?reason=   editor
 POST   /api/v1/models/{name}/promote  {version, alias?, policy?, dataset?, target?, force?, reason?}
@@ -165,6 +166,12 @@ def _version_routes(app: FastAPI, tracker: Tracker, store: RegistryStore, read_b
         tags = string_map(await read_body(request), "tags")
         await run_in_threadpool(store.set_version_tags, ref, tags)
         return plain(await run_in_threadpool(store.get_version, ref))
+
+    @app.post("/api/v1/model-versions/{ref}/trust")
+    async def trust_version(ref: str, request: Request) -> Any:
+        caller = who(request)
+        caller.require("admin", model=ModelRef.parse(ref).name)  # loading it will run its code on servers
+        return plain(await run_in_threadpool(store.mark_trusted, ref, caller.name))
 
 
 def _alias_routes(app: FastAPI, tracker: Tracker, store: RegistryStore, read_body: Any) -> None:

@@ -4,7 +4,10 @@ for a model MLflow logged), and LoopML's versions are visible to MLflow's client
 
 Aliases keep LoopML's rules: moving a protected alias (`champion`, or any alias the project's `loopml.toml`
 gives gates) runs the promotion gates and is audited like any promotion; a refusal comes back as an MLflow
-`INVALID_STATE` error carrying the gates' verdicts. Other aliases move at once, audited too.
+`INVALID_STATE` error carrying the gates' verdicts. The gates score on the held-out dataset the run names
+(tags `loopml.eval.dataset` = `NAME@vN` and `loopml.eval.target`, settable with `mlflow.set_tag`). A model
+LoopML will not load (a pickle nobody trusted) cannot take a protected alias. Other aliases move at once,
+audited too.
 """
 
 from __future__ import annotations
@@ -397,6 +400,14 @@ def _move(tracker: Tracker, store: RegistryStore, name: str, alias: str, *, vers
     if alias != PROTECTED_ALIAS and policy is None:
         store.move_alias(name, alias, version, reason="set through MLflow's API", user=user)
         return
+    from loopml.registry.loading import load_version
+    from loopml.registry.skops_io import UntrustedArtifact
+
+    try:  # what a protected alias names gets served: a model LoopML will not load cannot hold it
+        load_version(tracker, store.get_version(f"{name}@v{version}"), serving=True)
+    except UntrustedArtifact as error:
+        message = f"LoopML refused to move {name}@{alias} to version {version}: {error.message}"
+        raise MlflowError(message, "INVALID_STATE") from None
     try:
         promote(
             tracker, name, version, alias=alias, policy=policy, reason="set through MLflow's API", user=user

@@ -3,6 +3,10 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The unmodified MLflow client (and server) that tests/server/mlflow_api drives, in its own venv: MLflow is never a
+# dependency of LoopML. Pinned by requirements/mlflow.lock.
+MLFLOW_VENV := .venv-mlflow
+MLFLOW_STAMP := $(MLFLOW_VENV)/.installed
 
 .PHONY: demo test lint typecheck imports unit bench lock clean
 
@@ -13,6 +17,11 @@ $(STAMP): requirements/dev.lock pyproject.toml
 	$(BIN)/python -m pip install --quiet --require-hashes -r requirements/dev.lock
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	@touch $(STAMP)
+
+$(MLFLOW_STAMP): requirements/mlflow.lock
+	$(PYTHON) -m venv $(MLFLOW_VENV)
+	$(MLFLOW_VENV)/bin/python -m pip install --quiet --require-hashes -r requirements/mlflow.lock
+	@touch $(MLFLOW_STAMP)
 
 demo: $(STAMP)
 	$(BIN)/loopml demo
@@ -29,7 +38,7 @@ typecheck: $(STAMP)
 imports: $(STAMP)
 	$(BIN)/lint-imports
 
-unit: $(STAMP)
+unit: $(STAMP) $(MLFLOW_STAMP)
 	$(BIN)/pytest --cov --cov-report=term --cov-report=xml:.coverage.xml -q
 
 bench: $(STAMP)
@@ -40,6 +49,8 @@ lock:
 	$(PYTHON) -m pip install --quiet uv
 	$(PYTHON) -m uv pip compile pyproject.toml --all-extras --group dev --python-version 3.11 \
 		--generate-hashes -o requirements/dev.lock
+	$(PYTHON) -m uv pip compile requirements/mlflow.in --python-version 3.11 --generate-hashes \
+		-c bench/peers-requirements.txt -o requirements/mlflow.lock
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .coverage .coverage.xml
+	rm -rf $(VENV) $(MLFLOW_VENV) .mypy_cache .pytest_cache .ruff_cache .coverage .coverage.xml

@@ -19,6 +19,7 @@ from loopml.cli import (
     data,
     deploy,
     experiments,
+    import_mlflow,
     models,
     monitor,
     pipeline,
@@ -41,6 +42,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(experiments.app, name="experiments")
+app.add_typer(import_mlflow.app, name="import")
 app.add_typer(runs.app, name="runs")
 app.add_typer(data.app, name="data")
 app.add_typer(pipeline.app, name="pipeline")

@@ -381,9 +381,7 @@ def _alias_routes(app: FastAPI, tracker: Tracker, store: RegistryStore) -> None:
 
         def find() -> Any:
             if alias not in _model(store, name).aliases:
-                raise MlflowError(
-                    f"Registered model alias {alias} not found.", "INVALID_PARAMETER_VALUE", 404
-                )
+                raise MlflowError(f"Registered model alias {alias} not found.")  # 400, as MLflow answers
             return {"model_version": version_json(store.get_version(f"{name}@{alias}"))}
 
         return await run_in_threadpool(find)

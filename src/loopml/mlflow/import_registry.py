@@ -77,14 +77,14 @@ class _RegistryImport:
                 continue
             for version in model.versions:
                 if _key(version.name, version.version) in versions_done:
-                    self.report.skip("model versions")
+                    self.report.skip("model version")
                 else:
                     self._version(version)
                 done += 1
                 tick("model versions", done, total)
             self._aliases(model)
             if model.name in models_done:
-                self.report.skip("registered models")
+                self.report.skip("registered model")
             else:
                 self._model(model)
 
@@ -169,7 +169,7 @@ class _RegistryImport:
         for alias, number in sorted(model.aliases.items()):
             key = f"{model.name}@{alias}"
             if key in done:
-                self.report.skip("aliases")
+                self.report.skip("alias")
                 continue
             ref = mapped.get(_key(model.name, number))
             if ref is None:

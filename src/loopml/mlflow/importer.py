@@ -85,17 +85,24 @@ class ImportReport:
 
     def summary(self) -> str:
         """One line: the counts of what was imported, skipped and refused."""
-        skipped = ", ".join(f"{n} {kind}" for kind, n in sorted(self.skipped.items())) or "nothing"
+        skipped = ", ".join(_count(n, kind) for kind, n in sorted(self.skipped.items())) or "nothing"
         return (
-            f"Imported {self.experiments} experiments, {self.runs} runs ({self.metric_points} metric points, "
-            f"{self.params} params, {self.tags} tags, {self.artifacts} artifacts, "
-            f"{self.artifact_bytes / 2**20:.1f} MiB), {self.logged_models} logged models, "
-            f"{self.model_versions} model versions of {self.registered_models} registered models, "
-            f"{self.aliases} aliases; skipped as already imported: {skipped}; refused: {len(self.refused)}"
+            f"Imported {_count(self.experiments, 'experiment')}, {_count(self.runs, 'run')} "
+            f"({_count(self.metric_points, 'metric point')}, {_count(self.params, 'param')}, "
+            f"{_count(self.tags, 'tag')}, {_count(self.artifacts, 'artifact')}, "
+            f"{self.artifact_bytes / 2**20:.1f} MiB), {_count(self.logged_models, 'logged model')}, "
+            f"{_count(self.model_versions, 'model version')} of {_count(self.registered_models, 'registered model')}, "
+            f"{_count(self.aliases, 'alias')}; skipped as already imported: {skipped}; "
+            f"not imported: {len(self.refused)}"
         )
 
 
-Progress = Callable[[ImportProgress], None]
+def _count(number: int, noun: str) -> str:
+    plural = noun if number == 1 else f"{noun}es" if noun.endswith("s") else f"{noun}s"
+    return f"{number} {plural}"
+
+
+ProgressCallback = Callable[[ImportProgress], None]
 
 
 def open_source(
@@ -127,7 +134,7 @@ def import_mlflow(
     tracker: Tracker,
     source: str | MlflowSource,
     *,
-    progress: Progress | None = None,
+    progress: ProgressCallback | None = None,
     token: str | None = None,
     username: str | None = None,
     password: str | None = None,
@@ -152,7 +159,7 @@ def import_mlflow(
 
 
 class _Importer:
-    def __init__(self, tracker: Tracker, source: MlflowSource, progress: Progress | None) -> None:
+    def __init__(self, tracker: Tracker, source: MlflowSource, progress: ProgressCallback | None) -> None:
         self.tracker = tracker
         self.source = source
         self.progress = progress
@@ -167,7 +174,7 @@ class _Importer:
         self._runs(experiments)
         self._logged_models(experiments)
         import_registry(self.tracker, self.source, self.writer, self.report, self.tick)
-        self.report.notes.extend(getattr(self.source, "notes", []))
+        self.report.notes.extend(self.source.notes)
         return self.report
 
     def tick(self, stage: str, done: int, total: int) -> None:
@@ -177,7 +184,7 @@ class _Importer:
     def _experiment(self, experiment: SourceExperiment, done: dict[str, str]) -> bool:
         if experiment.experiment_id in done:
             self.experiments[experiment.experiment_id] = done[experiment.experiment_id]
-            self.report.skip("experiments")
+            self.report.skip("experiment")
             return True
         try:
             check_name("experiment", experiment.name)
@@ -195,7 +202,7 @@ class _Importer:
         self.tick("runs", 0, len(ordered))
         for index, run in enumerate(ordered, 1):
             if run.run_id in done:
-                self.report.skip("runs")
+                self.report.skip("run")
             else:
                 self._run(run)
             self.tick("runs", index, len(ordered))
@@ -208,15 +215,21 @@ class _Importer:
             taken = self.writer.run_exists(conn, run.run_id)
         if taken:
             self.report.refuse(
-                "run", run.run_id, "LoopML holds a run with this id that this source did not give"
+                "run",
+                run.run_id,
+                "LoopML already holds a run with this id, not from this source (the same data under another path or URL?)",
             )
             return
         try:
-            metrics = {(run.run_id, key): self.source.metric_history(run, key) for key in run.metric_keys}
+            history = {(run.run_id, key): self.source.metric_history(run, key) for key in run.metric_keys}
             artifacts = self._files(partial(self.source.run_files, run), f"run {run.run_id}")
         except InvalidInput as error:
             self.report.refuse("run", run.run_id, error.message)
             return
+        except OSError as error:
+            self.report.refuse("run", run.run_id, f"{error.filename or 'a file'}: {error.strerror}")
+            return
+        metrics = {series: points for series, points in history.items() if points}
         store = self.tracker.store
         write = partial(
             self.writer.run,
@@ -244,14 +257,14 @@ class _Importer:
         self.tick("logged models", 0, len(models))
         for index, model in enumerate(models, 1):
             if model.model_id in done:
-                self.report.skip("logged models")
+                self.report.skip("logged model")
             elif not _LOGGED_MODEL_ID.fullmatch(model.model_id):
                 self.report.refuse("logged model", repr(model.model_id), "not an MLflow model id")
             else:
                 with self.db.read() as conn:
                     taken = self.writer.logged_model_exists(conn, model.model_id)
                 if taken:
-                    reason = "LoopML holds a logged model with this id that this source did not give"
+                    reason = "LoopML already holds a logged model with this id, not from this source"
                     self.report.refuse("logged model", model.model_id, reason)
                 else:
                     self._logged_model(model)
@@ -286,7 +299,7 @@ class _Importer:
         except LoopMLError:
             raise
         except OSError as error:
-            raise InvalidInput(f"a file could not be read: {error}") from None
+            raise InvalidInput(f"{error.filename or 'a file'}: {error.strerror}") from None
 
 
 def _parents_first(runs: list[SourceRun]) -> list[SourceRun]:

@@ -127,9 +127,11 @@ class SourceRegisteredModel:
 
 
 class MlflowSource(Protocol):
-    """Everything the importer reads; `uri` names the source (its hash keys what was imported from it)."""
+    """Everything the importer reads; `uri` names the source (its hash keys what was imported from it), and
+    `notes` collects what the source left out while reading (an unreadable file, an older server)."""
 
     uri: str
+    notes: list[str]
 
     def experiments(self) -> list[SourceExperiment]:
         """Every experiment, deleted ones too."""

@@ -147,7 +147,7 @@ class FolderSource:
     def metric_history(self, run: SourceRun, key: str) -> list[MetricPoint]:
         path = self._runs[run.run_id] / "metrics" / safe_relative_path(key)
         points = []
-        with path.open(encoding="utf-8") as lines:
+        with path.open(encoding="utf-8", errors="replace") as lines:
             for number, line in enumerate(lines, 1):
                 parts = line.split()
                 if not parts:
@@ -296,7 +296,7 @@ def _relative_files(folder: Path) -> Iterator[str]:
 
 def _values(folder: Path) -> dict[str, str]:
     """{key: file content} of a params, tags or aliases folder."""
-    return {key: (folder / key).read_text(encoding="utf-8") for key in _relative_files(folder)}
+    return {key: (folder / key).read_bytes().decode("utf-8", "replace") for key in _relative_files(folder)}
 
 
 def _file_path(uri: str) -> str | None:

@@ -70,13 +70,13 @@ class RestTree:
             name = str(entry.get("path") or "")
             # mlflow-artifacts lists names inside the folder; artifacts/list paths from the root.
             path = name if not folder or "/" in name else f"{folder}/{name}"
-            if safe_relative_path(path) != path or (folder and not path.startswith(folder + "/")):
+            if check_artifact_path(path) != path or (folder and not path.startswith(folder + "/")):
                 raise InvalidInput(f"the MLflow server listed {name!r} inside {folder!r}; refusing that path")
             if entry.get("is_dir"):
                 yield from self._files(path)
             else:
                 size = entry.get("file_size")
-                yield check_artifact_path(path), int(size) if size is not None else None
+                yield path, int(size) if size is not None else None
 
     def _list(self, folder: str) -> list[dict[str, Any]]:
         if self.kind == "proxied":
@@ -131,6 +131,7 @@ class RestSource:
             auth=auth,
             timeout=httpx.Timeout(60, connect=10),
             transport=transport or httpx.HTTPTransport(retries=2),
+            follow_redirects=True,  # to presigned object store URLs; httpx drops credentials across origins
         )
         self._probe()
 
@@ -174,9 +175,10 @@ class RestSource:
         """Stream one file into the blob store; (digest, size)."""
         try:
             with self._http.stream("GET", path, params=params) as answer:
-                if answer.is_error:
+                if answer.status_code != 200:
                     answer.read()
                     self._check(answer, f"GET {path}")
+                    raise RemoteError(f"{self.uri} answered {answer.status_code} to GET {path}")
                 return blobs.put_stream(io.BufferedReader(_Chunks(answer.iter_bytes())))
         except httpx.HTTPError as error:
             raise self._lost(error) from None

@@ -23,7 +23,7 @@ from loopml.tracking.rows import experiment_from_row
 
 MAX_FILTER_CHARS = 10_000
 _TOKEN = re.compile(
-    r"\s*(?:(?P<ident>(?:attributes?\.|tags\.)?(?:`[^`]+`|\"[^\"]+\"|[\w.\-]+))\s*"
+    r"\s*(?:(?P<ident>(?:attributes?\.|tags?\.)?(?:`[^`]+`|\"[^\"]+\"|[\w.\-]+))\s*"
     r"(?P<op>!=|<=|>=|=|<|>|(?i:not\s+ilike|not\s+like|ilike|like))\s*"
     r"(?P<value>'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|-?\d+(?:\.\d+)?))\s*",
 )
@@ -91,18 +91,18 @@ def parse(
 
 
 def _clause(ident: str, op: str, raw: str, strings: Sequence[str], numbers: Sequence[str]) -> _Clause:
-    tag = ident.startswith("tags.")
-    key = re.sub(r"^(?:attributes?\.|tags\.)", "", ident).strip('`"')
+    tag = ident.startswith(("tags.", "tag."))  # MLflow's client itself sends `tag.`
+    key = re.sub(r"^(?:attributes?\.|tags?\.)", "", ident).strip('`"')
     op = " ".join(op.lower().split())
     if raw[0] in "'\"":
         value: str | float = re.sub(r"\\(.)", r"\1", raw[1:-1])
     else:
         value = float(raw)
-    if not tag and key not in ("name", *_NUMERIC):
+    if not tag and key not in (*strings, *numbers):
         raise InvalidFilter(
-            f"invalid attribute {key!r}: experiments filter on name, creation_time, last_update_time"
+            f"invalid attribute {key!r}: filter on {', '.join((*strings, *numbers))} or tags.<key>"
         )
-    numeric = not tag and key in _NUMERIC
+    numeric = not tag and key in numbers
     if numeric != isinstance(value, float) or (not numeric and op in ("<", "<=", ">", ">=")):
         raise InvalidFilter(f"invalid comparison {ident} {op} {raw}")
     return _Clause(key, tag, op, value)
@@ -113,13 +113,32 @@ def compare_text(op: str, found: str | None, wanted: str) -> bool:
     return found is not None and _STRING_OPS[op](found, wanted)
 
 
+def like(text: str, pattern: str) -> bool:
+    """SQL's LIKE (`%` any run, `_` one character), in time linear in the text per wildcard: a regular
+    expression would backtrack exponentially on patterns like `%a%a%a%b`, holding the server."""
+    at = hit = 0
+    star = -1
+    i = 0
+    while i < len(text):
+        if at < len(pattern) and pattern[at] != "%" and (pattern[at] == "_" or pattern[at] == text[i]):
+            i, at = i + 1, at + 1
+        elif at < len(pattern) and pattern[at] == "%":
+            star, hit, at = at, i, at + 1
+        elif star >= 0:
+            hit += 1
+            i, at = hit, star + 1
+        else:
+            return False
+    return all(c == "%" for c in pattern[at:])
+
+
 _STRING_OPS: dict[str, Callable[[str, str], bool]] = {
     "=": lambda a, b: a == b,
     "!=": lambda a, b: a != b,
-    "like": lambda a, b: _like(b, False).fullmatch(a) is not None,
-    "ilike": lambda a, b: _like(b, True).fullmatch(a) is not None,
-    "not like": lambda a, b: _like(b, False).fullmatch(a) is None,
-    "not ilike": lambda a, b: _like(b, True).fullmatch(a) is None,
+    "like": like,
+    "ilike": lambda a, b: like(a.lower(), b.lower()),
+    "not like": lambda a, b: not like(a, b),
+    "not ilike": lambda a, b: not like(a.lower(), b.lower()),
 }
 _NUMBER_OPS: dict[str, Callable[[float, float], bool]] = {
     "=": lambda a, b: a == b,
@@ -138,11 +157,6 @@ def _matches(clause: _Clause, experiment: Experiment, tags: dict[str, str]) -> b
     if clause.key == "name":
         return _STRING_OPS[clause.op](experiment.name, str(clause.value))
     return _NUMBER_OPS[clause.op](float(experiment.created_time), float(clause.value))
-
-
-def _like(pattern: str, ignore_case: bool) -> re.Pattern[str]:
-    parts = [".*" if c == "%" else "." if c == "_" else re.escape(c) for c in pattern]
-    return re.compile("".join(parts), re.IGNORECASE | re.DOTALL if ignore_case else re.DOTALL)
 
 
 def _order(order_by: Sequence[str]) -> list[tuple[str, bool]]:

@@ -20,6 +20,7 @@ from loopml.core.ids import new_id
 from loopml.storage.metadata import schema as t
 from loopml.storage.metadata.database import Database
 from loopml.tracking.records import Artifact
+from loopml.tracking.values import check_name, param_forms, tag_value
 
 STATUSES = ("PENDING", "READY", "FAILED")
 MAX_RESULTS = 1000
@@ -63,6 +64,9 @@ class LoggedModelStore:
         """A new logged model, PENDING until its files are uploaded (`model_id` keeps an imported one's id)."""
         model_id = model_id or f"m-{new_id()}"
         now = now_ms()
+        if name is not None:
+            check_name("logged model", name)
+        tags, params = _checked("tag", tags), _checked("param", params)
 
         def change(conn: Connection) -> None:
             if not conn.execute(
@@ -122,6 +126,15 @@ class LoggedModelStore:
             rows = conn.execute(query.limit(max_results).offset(offset)).all()
         return [_from_row(r) for r in rows]
 
+    def search_all(self, experiment_ids: Sequence[str]) -> list[LoggedModel]:
+        """Every active logged model of these experiments, newest first (read page by page)."""
+        found: list[LoggedModel] = []
+        while True:
+            page = self.search(experiment_ids, max_results=MAX_RESULTS, offset=len(found))
+            found.extend(page)
+            if len(page) < MAX_RESULTS:
+                return found
+
     def set_status(self, model_id: str, status: str) -> LoggedModel:
         """Move the model to PENDING, READY or FAILED."""
         if status not in STATUSES:
@@ -131,7 +144,7 @@ class LoggedModelStore:
 
     def set_tags(self, model_id: str, tags: Mapping[str, str]) -> None:
         """Add or replace tags."""
-        self._merge(model_id, "tags_json", dict(tags), ())
+        self._merge(model_id, "tags_json", _checked("tag", tags), ())
 
     def delete_tag(self, model_id: str, key: str) -> None:
         """Remove one tag; `NotFound` when the model has no such tag."""
@@ -141,7 +154,7 @@ class LoggedModelStore:
 
     def log_params(self, model_id: str, params: Mapping[str, str]) -> None:
         """Add params (a logged model's params, as MLflow keeps them)."""
-        self._merge(model_id, "params_json", dict(params), ())
+        self._merge(model_id, "params_json", _checked("param", params), ())
 
     def delete(self, model_id: str) -> None:
         """Soft delete: the model leaves searches; its files stay for the versions registered from it."""
@@ -220,6 +233,18 @@ class LoggedModelStore:
         self.db.transact(
             lambda conn: conn.execute(delete(t.logged_models).where(t.logged_models.c.model_id == model_id))
         )
+
+
+def _checked(kind: str, values: Mapping[str, str] | None) -> dict[str, str]:
+    """Keys and values within LoopML's limits for run tags (NUL bytes and oversized text refused)."""
+    return {
+        key: tag_value(key, value) if kind == "tag" else param_text(key, value)
+        for key, value in (values or {}).items()
+    }
+
+
+def param_text(key: str, value: str) -> str:
+    return param_forms(key, value)[0]
 
 
 def _from_row(row: Row[object]) -> LoggedModel:

@@ -114,8 +114,8 @@ def _mlmodel(tracker: Tracker, files: Sequence[Artifact]) -> dict[str, Any]:
         spec = yaml.safe_load(tracker.blobs.get_bytes(found[0].digest))
     except (yaml.YAMLError, UnicodeDecodeError) as error:
         raise InvalidInput(f"the model's {MLMODEL} file is not readable YAML: {error}") from None
-    if not isinstance(spec, dict):
-        raise InvalidInput(f"the model's {MLMODEL} file is not a YAML mapping")
+    if not isinstance(spec, dict) or not isinstance(spec.get("flavors", {}), dict):
+        raise InvalidInput(f"the model's {MLMODEL} file is not a YAML mapping with a mapping of flavors")
     return spec
 
 
@@ -125,7 +125,7 @@ def signature_of(spec: Mapping[str, Any]) -> dict[str, Any] | None:
     raw = (spec.get("signature") or {}).get("inputs") if isinstance(spec.get("signature"), dict) else None
     try:
         columns = json.loads(raw) if isinstance(raw, str) else None
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     if not isinstance(columns, list) or not columns:
         return None

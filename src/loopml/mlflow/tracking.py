@@ -16,7 +16,7 @@ from loopml.storage.metadata import schema as t
 from loopml.storage.metadata.database import Database
 from loopml.tracking.records import Lifecycle, Metric, RunStatus
 from loopml.tracking.rows import require_run
-from loopml.tracking.values import check_name
+from loopml.tracking.values import check_name, tag_value
 
 
 def experiment_tags(db: Database, experiment_ids: Sequence[str]) -> dict[str, dict[str, str]]:
@@ -38,6 +38,7 @@ def set_experiment_tags(db: Database, experiment_id: str, tags: Mapping[str, str
     """Add or replace tags of an experiment."""
     if not tags:
         return
+    tags = {key: tag_value(key, value) for key, value in tags.items()}
     insert = sqlite.insert if db.is_sqlite else postgresql.insert
 
     def change(conn: Connection) -> None:

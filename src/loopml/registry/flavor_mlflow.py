@@ -46,11 +46,12 @@ class MlflowFlavor(Flavor):
     def load(self, folder: Path, *, trusted: bool = False) -> Any:
         """The scikit-learn model of the folder: from skops through the allow-list, from a pickle only trusted."""
         spec = read_mlmodel(folder)
-        sklearn = (spec.get("flavors") or {}).get("sklearn")
+        flavors = spec.get("flavors")
+        sklearn = flavors.get("sklearn") if isinstance(flavors, dict) else None
         if not isinstance(sklearn, dict) or not isinstance(sklearn.get("pickled_model"), str):
-            flavors = ", ".join(sorted(spec.get("flavors") or {})) or "none"
+            named = ", ".join(sorted(map(str, flavors))) if isinstance(flavors, dict) else "none"
             raise InvalidInput(
-                f"LoopML loads MLflow models of the sklearn flavor; this one has {flavors} (its files can still "
+                f"LoopML loads MLflow models of the sklearn flavor; this one has {named or 'none'} (its files can still "
                 "be downloaded with mlflow.pyfunc.load_model)"
             )
         path = _inside(folder, sklearn["pickled_model"])
@@ -90,6 +91,8 @@ def read_mlmodel(folder: Path) -> dict[str, Any]:
 
 
 def _inside(folder: Path, name: str) -> Path:
+    if "\x00" in name:
+        raise InvalidInput(f"the {MLMODEL} file names a model file with a NUL byte")
     path = (folder / name).resolve()
     if not path.is_relative_to(folder.resolve()) or not path.is_file():
         raise InvalidInput(f"the {MLMODEL} file names {name!r}, which is not a file of the model")

@@ -222,7 +222,10 @@ class RegistryStore:
         self, name: str, *, description: str | None = None, tags: Mapping[str, str] | None = None
     ) -> RegisteredModel:
         """A registered model without versions yet; `Conflict` when the name is taken."""
-        ModelRef.parse(name)
+        from loopml.tracking.values import check_name
+
+        if ModelRef.parse(check_name("model", name)).name != name:
+            raise InvalidInput(f"not a model name: {name!r} (no leading or trailing spaces, no '@')")
 
         def change(conn: Connection) -> str:
             if conn.execute(

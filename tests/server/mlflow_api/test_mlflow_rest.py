@@ -405,3 +405,65 @@ def test_the_trust_mark_needs_an_admin_on_the_team_server(rest: httpx.Client, tr
     done = rest.post("/api/v1/model-versions/m@v1/trust", json={})
     assert done.status_code == 200
     assert done.json()["trusted_by"] == "ana"
+
+
+def test_review_findings_stay_fixed(rest: httpx.Client, tracker: Tracker) -> None:
+    """Regressions from the adversarial review of this API: each was a 500, a stall or a leak."""
+    _ok(rest.post(f"{API}/experiments/create", json={"name": "a" * 200}))
+    # LIKE with many wildcards is matched in linear time (a regex backtracked for seconds, holding the GIL).
+    found = _ok(rest.post(f"{API}/experiments/search", json={"filter": "name LIKE '%a%a%a%a%a%a%a%a%a%a%b'"}))
+    assert found == {"experiments": []}
+    # MLflow's client sends `tag.` in search_registered_models; attributes a search lacks are 400s, not 500s.
+    _ok(
+        rest.get(
+            f"{API}/registered-models/search", params={"filter": "tag.`mlflow.prompt.is_prompt` != 'true'"}
+        )
+    )
+    for route in ("registered-models/search", "logged-models/search"):
+        _error(
+            rest.post(f"{API}/{route}", json={"filter": "creation_time > 5"}), 400, "INVALID_PARAMETER_VALUE"
+        )
+    _, run_id = _run(rest, "findings")
+    for bad in ("--5", "9" * 5000, True):
+        metric = {"run_id": run_id, "key": "m", "value": 1, "timestamp": bad}
+        _error(rest.post(f"{API}/runs/log-metric", json=metric), 400, "INVALID_PARAMETER_VALUE")
+    for key in ("", "a\x00b", "k" * 300):
+        metric = {"run_id": run_id, "key": key, "value": 1, "timestamp": 1}
+        _error(rest.post(f"{API}/runs/log-metric", json=metric), 400, "INVALID_PARAMETER_VALUE")
+    _error(rest.patch(f"{API}/logged-models/m-x", json={"status": [1]}), 400, "INVALID_PARAMETER_VALUE")
+    _error(
+        rest.post(f"{API}/registered-models/create", json={"name": " padded"}), 400, "INVALID_PARAMETER_VALUE"
+    )
+    _error(
+        rest.post(f"{API}/registered-models/create", json={"name": "n" * 300}), 400, "INVALID_PARAMETER_VALUE"
+    )
+    # Identical points in one batch are one point, as in MLflow.
+    point = {"key": "dup", "value": 1.0, "timestamp": 3, "step": 0}
+    _ok(rest.post(f"{API}/runs/log-batch", json={"run_id": run_id, "metrics": [point, point]}))
+    assert len(Client(tracker).get_metric_history(run_id, "dup")) == 1
+
+
+def test_an_editor_of_one_model_cannot_register_another_runs_files(
+    rest: httpx.Client, tracker: Tracker
+) -> None:
+    experiment, victim = _run(rest, "secret")
+    _ok(rest.put(f"{ARTIFACTS}/{experiment}/{victim}/artifacts/model/MLmodel", content=b"flavors: {}\n"))
+    accounts = AccountStore(tracker.stores.db)
+    token = accounts.issue_token(accounts.create_user("mo"), "test")
+    accounts.grant("mo", "editor", model="mb")
+    _ok(rest.post(f"{API}/registered-models/create", json={"name": "mb"}))
+    with httpx.Client(base_url=str(rest.base_url), headers={"Authorization": f"Bearer {token}"}) as http:
+        source = {"name": "mb", "source": f"runs:/{victim}/model"}
+        _error(http.post(f"{API}/model-versions/create", json=source), 403, "PERMISSION_DENIED")
+    assert RegistryStore(tracker.stores.db).list_versions("mb") == []
+
+
+def test_a_malformed_mlmodel_is_refused_not_a_crash(rest: httpx.Client) -> None:
+    experiment, run_id = _run(rest, "malformed")
+    _ok(rest.post(f"{API}/registered-models/create", json={"name": "bad"}))
+    for spec in (b"flavors: [1, a]\n", b"flavors: 5\n", b"- not a mapping\n"):
+        model_id = _log_model(rest, experiment, run_id, {"MLmodel": spec})
+        created = rest.post(
+            f"{API}/model-versions/create", json={"name": "bad", "source": f"models:/{model_id}"}
+        )
+        _error(created, 400, "INVALID_PARAMETER_VALUE")

@@ -25,7 +25,7 @@ from starlette.concurrency import run_in_threadpool
 from loopml.core.errors import NotFound
 from loopml.mlflow.logged_models import LoggedModelStore
 from loopml.server.artifacts_api import receive_upload
-from loopml.server.fields import who
+from loopml.server.fields import Caller, who
 from loopml.server.mlflow_api.wire import MlflowError, fields, string
 from loopml.tracking.records import Artifact
 from loopml.tracking.values import check_artifact_path
@@ -123,20 +123,19 @@ def artifact_routes(app: FastAPI, tracker: Tracker, *, max_upload_bytes: int) ->
 
     @app.get("/mlflow-artifacts/artifacts")
     async def list_folder(request: Request) -> Any:
-        who(request).require("read")
         path = string(await fields(request), "path", required=False) or ""
         try:
             where = parse_location(path)
         except MlflowError:
+            who(request).require("read")
             return {}  # above any run: MLflow's server lists nothing there either
-        files = await run_in_threadpool(files_of, tracker, where)
+        files = await run_in_threadpool(_readable, tracker, who(request), where)
         return {"files": listing(files, where.inner, full_paths=False)} if files else {}
 
     @app.get("/mlflow-artifacts/artifacts/{path:path}")
     async def download(path: str, request: Request) -> Any:
-        who(request).require("read")
         where = parse_location(path)
-        files = await run_in_threadpool(files_of, tracker, where)
+        files = await run_in_threadpool(_readable, tracker, who(request), where)
         found = next((f for f in files if f.path == where.inner), None)
         if found is None:
             raise NotFound(f"no artifact {where.inner!r} there")
@@ -158,6 +157,23 @@ def artifact_routes(app: FastAPI, tracker: Tracker, *, max_upload_bytes: int) ->
             }
 
         return await run_in_threadpool(read)
+
+
+def _readable(tracker: Tracker, caller: Caller, where: Location) -> list[Artifact]:
+    """The location's files, if the caller may read them: a model version's with a role on its model (a
+    model's reader downloads it with `mlflow.pyfunc.load_model`), the rest with a role in the workspace."""
+    if where.kind != "version":
+        caller.require("read")
+        return files_of(tracker, where)
+    from loopml.registry.store import RegistryStore
+
+    try:
+        name = RegistryStore(tracker.stores.db).version_by_id(where.owner).name
+    except NotFound:
+        caller.require("read")
+        raise
+    caller.require("read", model=name)
+    return files_of(tracker, where)
 
 
 def _chunks(tracker: Tracker, digest: str) -> Iterator[bytes]:

@@ -95,7 +95,7 @@ def logged_model_routes(app: FastAPI, tracker: Tracker) -> None:
             ids = [experiment_id_of(tracker, e) for e in strings(body, "experiment_ids")]
             models = [
                 m
-                for m in store.search(ids, max_results=1000, offset=0)
+                for m in store.search_all(ids)
                 if all(compare_text(c.op, _field(m, c.key, c.tag), str(c.value)) for c in clauses)
             ]
             page = models[offset : offset + max_results]
@@ -115,7 +115,7 @@ def logged_model_routes(app: FastAPI, tracker: Tracker) -> None:
     async def finalize(model_id: str, request: Request) -> Any:
         who(request).require("write")
         status = (await fields(request)).get("status")
-        if status not in _FROM_WIRE:
+        if not isinstance(status, str | int) or isinstance(status, bool) or status not in _FROM_WIRE:
             raise MlflowError(f"Invalid value {status!r} for parameter 'status'.")
         return {
             "model": logged_model_json(

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import FastAPI, Request
 from starlette.concurrency import run_in_threadpool
 
-from loopml.core.errors import NotFound
+from loopml.core.errors import InvalidInput, NotFound
 from loopml.mlflow.experiment_search import compare_text, parse
 from loopml.mlflow.logged_models import LoggedModelStore
 from loopml.mlflow.registration import register_mlflow_files
@@ -81,6 +81,7 @@ def registry_routes(app: FastAPI, tracker: Tracker) -> None:
     """Add MLflow's registry endpoints to `app` (mounted at `/api/2.0`)."""
     store = RegistryStore(tracker.stores.db)
     _model_routes(app, store)
+    _model_search_routes(app, store)
     _version_routes(app, tracker, store)
     _alias_routes(app, tracker, store)
 
@@ -119,13 +120,15 @@ def _model_routes(app: FastAPI, store: RegistryStore) -> None:
         who(request).require("write", model=name)
 
         def make() -> Any:
-            if name in {m.name for m in store.list_models()}:
+            try:
+                store.get_model(name)
+            except NotFound:
+                pass  # the name is free
+            else:
                 raise MlflowError(
                     f"Registered Model (name={name}) already exists.", "RESOURCE_ALREADY_EXISTS"
                 )
-            store.create_model(
-                name, description=string(body, "description", required=False), tags=key_values(body, "tags")
-            )
+            store.create_model(name, description=_description(body), tags=_tags(body))
             return _one_model(store, name)
 
         return await run_in_threadpool(make)
@@ -141,7 +144,7 @@ def _model_routes(app: FastAPI, store: RegistryStore) -> None:
         body = await fields(request)
         name = string(body, "name")
         who(request).require("write", model=name)
-        description = string(body, "description", required=False, default="")
+        description = _description(body) or ""
 
         def change() -> Any:
             _model(store, name)
@@ -155,7 +158,13 @@ def _model_routes(app: FastAPI, store: RegistryStore) -> None:
         body = await fields(request)
         name = string(body, "name")
         who(request).require("write", model=name)
-        tags = {string(body, "key"): string(body, "value", required=False, default="")}
+        tags = _tags(
+            {
+                "tags": [
+                    {"key": string(body, "key"), "value": string(body, "value", required=False, default="")}
+                ]
+            }
+        )
 
         def change() -> None:
             _model(store, name)
@@ -164,6 +173,11 @@ def _model_routes(app: FastAPI, store: RegistryStore) -> None:
         await run_in_threadpool(change)
         return {}
 
+    for path, method in (("delete", "DELETE"), ("rename", "POST"), ("delete-tag", "DELETE")):
+        app.add_api_route(f"/mlflow/registered-models/{path}", _kept, methods=[method])
+
+
+def _model_search_routes(app: FastAPI, store: RegistryStore) -> None:
     @app.api_route("/mlflow/registered-models/search", methods=["GET", "POST"])
     async def search(request: Request) -> Any:
         caller = who(request)
@@ -207,9 +221,6 @@ def _model_routes(app: FastAPI, store: RegistryStore) -> None:
 
         return await run_in_threadpool(find)
 
-    for path, method in (("delete", "DELETE"), ("rename", "POST"), ("delete-tag", "DELETE")):
-        app.add_api_route(f"/mlflow/registered-models/{path}", _kept, methods=[method])
-
 
 async def _kept(request: Request) -> Any:
     raise MlflowError(
@@ -229,6 +240,8 @@ def _version_routes(app: FastAPI, tracker: Tracker, store: RegistryStore) -> Non
         source = string(body, "source")
         run_id = string(body, "run_id", required=False)
         model_id = string(body, "model_id", required=False)
+        caller.require("read")  # the source is a run's or a logged model's files, which the workspace holds
+        description, tags = _description(body), _tags(body)
 
         def register() -> Any:
             _model(store, name)
@@ -241,8 +254,8 @@ def _version_routes(app: FastAPI, tracker: Tracker, store: RegistryStore) -> Non
                 source_uri=source,
                 logged_model_id=logged,
                 user=caller.name,
-                description=string(body, "description", required=False),
-                tags=key_values(body, "tags"),
+                description=description,
+                tags=tags,
             )
             return {"model_version": version_json(registered.version)}
 
@@ -271,15 +284,14 @@ def _version_routes(app: FastAPI, tracker: Tracker, store: RegistryStore) -> Non
             string(body, "filter", required=False) or "", strings=("name", "run_id", "source"), numbers=()
         )
 
+        if not 1 <= max_results <= 200_000:
+            raise MlflowError(f"Invalid value {max_results} for parameter 'max_results': 1 to 200000.")
+
         def find() -> Any:
-            names = [c.value for c in clauses if c.key == "name" and c.op == "=" and not c.tag]
-            models = names if names else [m.name for m in store.list_models()]
-            versions = [
-                v
-                for name in models
-                if caller.can("read", str(name)) and name in {m.name for m in store.list_models()}
-                for v in store.list_versions(str(name))
-            ]
+            known = {m.name for m in store.list_models()}
+            names = [str(c.value) for c in clauses if c.key == "name" and c.op == "=" and not c.tag]
+            models = [n for n in names if n in known] if names else sorted(known)
+            versions = [v for name in models if caller.can("read", name) for v in store.list_versions(name)]
             versions = [
                 v
                 for v in versions
@@ -300,7 +312,13 @@ def _version_routes(app: FastAPI, tracker: Tracker, store: RegistryStore) -> Non
     async def set_tag(request: Request) -> Any:
         body = await fields(request)
         who(request).require("write", model=string(body, "name"))
-        tags = {string(body, "key"): string(body, "value", required=False, default="")}
+        tags = _tags(
+            {
+                "tags": [
+                    {"key": string(body, "key"), "value": string(body, "value", required=False, default="")}
+                ]
+            }
+        )
         await run_in_threadpool(lambda: store.set_version_tags(_version(store, body).ref, tags))
         return {}
 
@@ -314,6 +332,22 @@ def _version_routes(app: FastAPI, tracker: Tracker, store: RegistryStore) -> Non
             "(set_registered_model_alias), which LoopML audits and gates",
             "INVALID_STATE",
         )
+
+
+MAX_DESCRIPTION = 100_000
+
+
+def _description(body: dict[str, Any]) -> str | None:
+    text = string(body, "description", required=False)
+    if text is not None and (len(text) > MAX_DESCRIPTION or "\x00" in text):
+        raise MlflowError(f"a description holds at most {MAX_DESCRIPTION} characters and no NUL byte")
+    return text
+
+
+def _tags(body: dict[str, Any]) -> dict[str, str]:
+    from loopml.tracking.values import tag_value
+
+    return {key: tag_value(key, value) for key, value in key_values(body, "tags").items()}
 
 
 def _attribute(version: ModelVersion, key: str) -> str | None:
@@ -410,6 +444,9 @@ def _move(tracker: Tracker, store: RegistryStore, name: str, alias: str, *, vers
         promote(
             tracker, name, version, alias=alias, policy=policy, reason="set through MLflow's API", user=user
         )
+    except InvalidInput as error:  # e.g. no held-out rows to score on: the move is refused, not malformed
+        message = f"LoopML refused to move {name}@{alias} to version {version}: {error.message}"
+        raise MlflowError(message, "INVALID_STATE") from None
     except PromotionRefused as refused:
         verdicts = "; ".join(f"{g.gate}: {g.detail}" for g in refused.gates if not g.passed)
         raise MlflowError(

@@ -213,9 +213,11 @@ def _experiment_search_route(app: FastAPI, tracker: Tracker) -> None:
         if not 1 <= max_results <= MAX_RUNS:
             raise MlflowError(f"Invalid value {max_results} for parameter 'max_results': 1 to {MAX_RUNS}.")
         offset = page_token(body)
-        view = string(body, "view_type", required=False, default="ACTIVE_ONLY")
-        if isinstance(body.get("view_type"), int):
-            view = _VIEW_TYPES[body["view_type"] - 1] if 1 <= body["view_type"] <= 3 else "?"
+        view = body.get("view_type") or "ACTIVE_ONLY"
+        if isinstance(view, int) and not isinstance(view, bool):  # the enum's number
+            view = _VIEW_TYPES[view - 1] if 1 <= view <= len(_VIEW_TYPES) else "?"
+        if view not in _VIEW_TYPES:
+            raise MlflowError(f"Invalid value {view!r:.40} for parameter 'view_type'.")
         found = await run_in_threadpool(
             lambda: search_experiments(
                 db,
@@ -336,8 +338,8 @@ def _search_runs(tracker: Tracker, body: dict[str, Any]) -> dict[str, Any]:
             f"Invalid value {max_results} for parameter 'max_results' supplied: 1 to {MAX_RUNS}."
         )
     view = body.get("run_view_type") or "ACTIVE_ONLY"
-    if isinstance(view, int):
-        view = _VIEW_TYPES[view - 1] if 1 <= view <= 3 else view
+    if isinstance(view, int) and not isinstance(view, bool):
+        view = _VIEW_TYPES[view - 1] if 1 <= view <= len(_VIEW_TYPES) else view
     if view not in _VIEW_TYPES:
         raise MlflowError(f"Invalid value {view!r} for parameter 'run_view_type'.")
     text = string(body, "filter", required=False) or ""
@@ -485,7 +487,13 @@ def _write(
     points: list[tuple[str, float, int, int]],
 ) -> None:
     from loopml.server.tracking_api import write_log
+    from loopml.core.names import check_key
 
+    for key, *_ in points:
+        check_key("metric", key)
+    points = list(
+        {_same(p): p for p in points}.values()
+    )  # one batch's identical points are one, as in MLflow
     # The same points for the same run are the same write: a retried request is recognised by this id.
     content = json.dumps([run_id, [[k, repr(v), s, t] for k, v, s, t in points]])
     batch_id = "mlflow-" + hashlib.blake2b(content.encode(), digest_size=28).hexdigest()
@@ -505,6 +513,10 @@ def _reading_routes(app: FastAPI, tracker: Tracker) -> None:
         body = await fields(request)
         run_id, key = _run_id(body), string(body, "metric_key")
         max_results = integer(body, "max_results", default=None)
+        if max_results is not None and not 1 <= max_results <= MAX_RUNS * 100:
+            raise MlflowError(
+                f"Invalid value {max_results} for parameter 'max_results': 1 to {MAX_RUNS * 100}."
+            )
         offset = page_token(body)
 
         def read() -> Any:

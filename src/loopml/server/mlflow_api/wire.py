@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any
 
 from fastapi import Request
@@ -120,7 +121,7 @@ def integer(body: dict[str, Any], key: str, *, required: bool = False, default: 
         if required:
             raise MlflowError(f"Missing value for required parameter '{key}'.")
         return default
-    if isinstance(value, str) and value.strip().lstrip("-").isdecimal() and value.isascii():
+    if isinstance(value, str) and re.fullmatch(r"-?[0-9]{1,19}", value.strip()):
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or not -(2**63) <= value < 2**63:
         raise MlflowError(
@@ -191,7 +192,7 @@ def page_token(body: dict[str, Any]) -> int:
         offset = json.loads(bytes.fromhex(token).decode())["offset"] if isinstance(token, str) else None
     except (ValueError, KeyError, TypeError, UnicodeDecodeError):
         offset = None
-    if not isinstance(offset, int) or offset < 0:
+    if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
         raise MlflowError(
             f"Invalid page token {str(token)[:40]!r}: pass the next_page_token of a previous page."
         )

@@ -374,7 +374,7 @@ def test_flavor_for_refuses_arbitrary_objects_with_the_way_out() -> None:
 
 
 def test_flavor_named_refuses_unknown_names_as_from_a_newer_loopml() -> None:
-    assert flavor_names() == ["sklearn", "onnx", "lightgbm", "xgboost", "python"]
+    assert flavor_names() == ["sklearn", "onnx", "lightgbm", "xgboost", "python", "mlflow"]
     with pytest.raises(NotFound, match=r"'h2o'.*newer LoopML.*upgrade loopml"):
         flavor_named("h2o")
 

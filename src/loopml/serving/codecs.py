@@ -239,10 +239,10 @@ def _mlflow_json(key: str, value: Any, signature: Signature | None) -> pd.DataFr
         _same_width(value["data"], columns, "dataframe_split")
         fast = numeric_frame(value["data"], columns, signature)
         return fast if fast is not None else pd.DataFrame(value["data"], columns=columns)
-    if key == "inputs" and isinstance(value, dict):  # columnar: {column: [values]}
+    if key in ("instances", "inputs") and isinstance(value, dict):  # columnar: {column: [values]}
         lengths = {name: len(v) if isinstance(v, list) else -1 for name, v in value.items()}
         if any(n < 0 for n in lengths.values()) or len(set(lengths.values())) > 1:
-            raise InvalidInput("'inputs' as an object maps each column to a list, all of the same length")
+            raise InvalidInput(f"'{key}' as an object maps each column to a list, all of the same length")
         return pd.DataFrame(value)
     if (
         key != "dataframe_records"

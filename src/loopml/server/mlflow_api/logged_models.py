@@ -17,7 +17,7 @@ from loopml.server.mlflow_api.wire import (
     fields,
     integer,
     key_values,
-    next_token,
+    one_page,
     page_token,
     pairs,
     string,
@@ -98,11 +98,7 @@ def logged_model_routes(app: FastAPI, tracker: Tracker) -> None:
                 for m in store.search_all(ids)
                 if all(compare_text(c.op, _field(m, c.key, c.tag), str(c.value)) for c in clauses)
             ]
-            page = models[offset : offset + max_results]
-            found: dict[str, Any] = {"models": [logged_model_json(m) for m in page]}
-            if offset + len(page) < len(models):
-                found |= next_token(offset, len(page), max_results)
-            return found
+            return one_page(models, offset, max_results, "models", logged_model_json)
 
         return await run_in_threadpool(find)
 

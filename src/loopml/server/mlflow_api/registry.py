@@ -30,7 +30,7 @@ from loopml.server.mlflow_api.wire import (
     fields,
     integer,
     key_values,
-    next_token,
+    one_page,
     page_token,
     pairs,
     string,
@@ -198,13 +198,13 @@ def _model_search_routes(app: FastAPI, store: RegistryStore) -> None:
                     compare_text(c.op, m.tags.get(c.key) if c.tag else m.name, str(c.value)) for c in clauses
                 )
             ]
-            page = models[offset : offset + max_results]
-            found: dict[str, Any] = {
-                "registered_models": [_one_model(store, m.name)["registered_model"] for m in page]
-            }
-            if offset + len(page) < len(models):
-                found |= next_token(offset, len(page), max_results)
-            return found
+            return one_page(
+                models,
+                offset,
+                max_results,
+                "registered_models",
+                lambda m: _one_model(store, m.name)["registered_model"],
+            )
 
         return await run_in_threadpool(find)
 
@@ -300,11 +300,7 @@ def _version_routes(app: FastAPI, tracker: Tracker, store: RegistryStore) -> Non
                     for c in clauses
                 )
             ]
-            page = versions[offset : offset + max_results]
-            found: dict[str, Any] = {"model_versions": [version_json(v) for v in page]}
-            if offset + len(page) < len(versions):
-                found |= next_token(offset, len(page), max_results)
-            return found
+            return one_page(versions, offset, max_results, "model_versions", version_json)
 
         return await run_in_threadpool(find)
 

@@ -26,6 +26,7 @@ from loopml.server.mlflow_api.wire import (
     integer,
     key_values,
     next_token,
+    one_page,
     page_token,
     pairs,
     string,
@@ -226,10 +227,7 @@ def _experiment_search_route(app: FastAPI, tracker: Tracker) -> None:
                 view_type=view,
             )
         )
-        page = found[offset : offset + max_results]
-        return {"experiments": [experiment_json(e, tags) for e, tags in page]} | (
-            next_token(offset, len(page), max_results) if offset + len(page) < len(found) else {}
-        )
+        return one_page(found, offset, max_results, "experiments", lambda item: experiment_json(*item))
 
 
 def _run_id(body: dict[str, Any]) -> str:
@@ -486,8 +484,8 @@ def _write(
     tags: dict[str, str],
     points: list[tuple[str, float, int, int]],
 ) -> None:
-    from loopml.server.tracking_api import write_log
     from loopml.core.names import check_key
+    from loopml.server.tracking_api import write_log
 
     for key, *_ in points:
         check_key("metric", key)

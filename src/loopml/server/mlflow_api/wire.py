@@ -10,12 +10,15 @@ from __future__ import annotations
 import json
 import math
 import re
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 from fastapi import Request
 from fastapi.responses import JSONResponse
 
 from loopml.core.errors import Conflict, InvalidInput, LoopMLError, ParamConflict
+
+T = TypeVar("T")
 
 MAX_BODY_BYTES = 32 * 2**20  # a log-batch holds at most 1,000 metrics, 100 params and 100 tags
 
@@ -197,6 +200,18 @@ def page_token(body: dict[str, Any]) -> int:
             f"Invalid page token {str(token)[:40]!r}: pass the next_page_token of a previous page."
         )
     return offset
+
+
+def one_page(
+    items: Sequence[T], offset: int, max_results: int, key: str, render: Callable[[T], Any]
+) -> dict[str, Any]:
+    """`{key: [render(item), ...]}` for the page of `items` at `offset`, with MLflow's `next_page_token` when
+    more items follow."""
+    page = items[offset : offset + max_results]
+    found: dict[str, Any] = {key: [render(item) for item in page]}
+    if offset + len(page) < len(items):
+        found |= next_token(offset, len(page), max_results)
+    return found
 
 
 def next_token(offset: int, returned: int, asked: int) -> dict[str, str]:

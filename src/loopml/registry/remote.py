@@ -74,7 +74,9 @@ class RemoteRegistry:
 
     def mark_trusted(self, ref: ModelRef | str, user: str | None) -> ModelVersion:
         # The server records its authenticated caller, not `user`.
-        return _version(self.http.call("POST", f"/model-versions/{_part(str(ref))}/trust", {}, repeatable=True))
+        return _version(
+            self.http.call("POST", f"/model-versions/{_part(str(ref))}/trust", {}, repeatable=True)
+        )
 
     # -- models -----------------------------------------------------------------------------------------------
 

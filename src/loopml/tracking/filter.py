@@ -36,7 +36,9 @@ Scalar: TypeAlias = float | int | str
 Value: TypeAlias = Scalar | tuple[Scalar, ...]
 
 _COLUMNS = ("run_id", "name", "status", "start_time", "end_time", "experiment_id", "git_commit", "git_branch")
-_ATTRIBUTES = {c: c for c in (*_COLUMNS, "parent_run_id", "note", "lifecycle")} | {"user": "user_name"}  # -> column
+_ATTRIBUTES = {c: c for c in (*_COLUMNS, "parent_run_id", "note", "lifecycle")} | {
+    "user": "user_name"
+}  # -> column
 # MLflow's attribute names, so its filters work unchanged (`attributes.run_name`, `lifecycle_stage`, `user_id`).
 _ALIASES = {"run_name": "name", "user_name": "user", "user_id": "user", "lifecycle_stage": "lifecycle"}
 _NUMERIC_ATTRIBUTES = frozenset({"start_time", "end_time"})

@@ -91,8 +91,9 @@ report({
 })
 """
 
-# The scoring script: each request in MLflow's formats, made by MLflow's own client code or by `requests`, sent
-# to every server; reports {case: {server: [status, body]}}.
+# The scoring script (after SERVERS, ROWS, EXAMPLE_CASE and EXAMPLE are defined): each request in MLflow's
+# formats, made by MLflow's own client code or by `requests`, sent to every server. It reports
+# {"accepted" | "refused": {case: {server: [status, body]}}}; for refused ones, the MLflow keys of the body.
 SCORE = """
 import json
 from urllib.parse import urlsplit
@@ -102,7 +103,6 @@ import requests
 from mlflow.pyfunc.scoring_server.client import ScoringServerClient
 from mlflow.utils.proto_json_utils import dump_input_data
 
-servers = SERVERS
 frame = pd.DataFrame(**{key: ROWS[key] for key in ("columns", "data")})
 records = frame.to_dict(orient="records")
 reordered = frame[frame.columns[::-1]]
@@ -160,7 +160,7 @@ def post(url, body, headers):
 
 
 answers = {"accepted": {case: {} for case in ["ScoringServerClient.invoke(frame)", *accepted]}, "refused": {}}
-for name, url in servers.items():
+for name, url in SERVERS.items():
     parts = urlsplit(url)
     client = ScoringServerClient(parts.hostname, parts.port)
     client.wait_server_ready(timeout=30)
@@ -236,6 +236,7 @@ def test_a_cloudpickle_model_is_served_only_once_trusted(logged: Logged, tmp_pat
     version = RegistryStore(logged.tracker.stores.db).get_version(ref)
     assert version.flavor == "mlflow"
     assert version.trusted_by is None
+    unpicklers = logged.unpicklers()  # MLflow's client may have loaded it back when it logged it
     # Refused before anything is unpickled: by the Python API and by `loopml serve`, with a message that says
     # how to allow it.
     with pytest.raises(UntrustedArtifact, match="loopml models trust"), loopml_serving(logged, ref):
@@ -244,7 +245,8 @@ def test_a_cloudpickle_model_is_served_only_once_trusted(logged: Logged, tmp_pat
     assert cli.returncode != 0
     assert "loopml models trust" in cli.stderr
     assert "Traceback" not in cli.stderr
-    assert os.getpid() not in logged.unpicklers()
+    assert logged.unpicklers() == unpicklers
+    assert os.getpid() not in unpicklers
 
     trusted = loopml.models.trust(ref, tracker=logged.tracker)
     assert trusted.trusted_by
@@ -278,14 +280,14 @@ def assert_same_answers(logged: Logged, answers: dict[str, dict[str, dict[str, l
 
 
 def score(logged: Logged, ref: str, servers: dict[str, str]) -> dict[str, dict[str, dict[str, list[Any]]]]:
-    """Every request of the scoring script, sent to each server: {"accepted" | "refused": {case: {server:
-    [status, body]}}} (for refused ones, instead of the body the MLflow keys it holds)."""
-    script = (
-        SCORE.replace("SERVERS", repr(servers))
-        .replace("ROWS", repr(logged.rows))
-        .replace("EXAMPLE_CASE", repr(EXAMPLE_CASE))
-        .replace("EXAMPLE", repr(_serving_example(logged, ref)))
-    )
+    """The answers of `servers` to every request of the scoring script (see SCORE)."""
+    values = {
+        "SERVERS": servers,
+        "ROWS": logged.rows,
+        "EXAMPLE_CASE": EXAMPLE_CASE,
+        "EXAMPLE": _serving_example(logged, ref),
+    }
+    script = "".join(f"{name} = {value!r}\n" for name, value in values.items()) + SCORE
     answers: dict[str, dict[str, dict[str, list[Any]]]] = run_client(
         script, tracking_uri=logged.url, env=logged.env
     )

@@ -114,9 +114,8 @@ def workload(cfg: dict[str, Any]) -> dict[str, Any]:
     """The MLflow client's calls against MLFLOW_TRACKING_URI; per group the seconds of each call."""
     from urllib.parse import urlsplit
 
-    import requests  # type: ignore[import-untyped]  # what MLflow's client sends its requests with
-
     import mlflow  # type: ignore[import-not-found]  # the MLflow venv only
+    import requests  # type: ignore[import-untyped]  # what MLflow's client sends its requests with
 
     client = mlflow.MlflowClient()
     metric = mlflow.entities.Metric
@@ -394,30 +393,10 @@ class RouteTimer:
 
 
 def _timed(name: str, call: Any) -> Any:
-    import functools
-    import inspect
+    """`call`, its time added to `_timers[name]` on each call (bench/server.py's wrapper)."""
+    import server as server_bench  # bench/server.py, beside this script
 
-    if inspect.iscoroutinefunction(call):
-
-        @functools.wraps(call)
-        async def timed_async(*args: Any, **kwargs: Any) -> Any:
-            start = now()
-            try:
-                return await call(*args, **kwargs)
-            finally:
-                _timers.setdefault(name, []).append(now() - start)
-
-        return timed_async
-
-    @functools.wraps(call)
-    def timed(*args: Any, **kwargs: Any) -> Any:
-        start = now()
-        try:
-            return call(*args, **kwargs)
-        finally:
-            _timers.setdefault(name, []).append(now() - start)
-
-    return timed
+    return server_bench._timed(_timers, name, call)
 
 
 def launch_loopml(cfg: dict[str, Any]) -> None:

@@ -10,7 +10,6 @@ any HTTP 401, with or without a JSON body naming that code).
 from __future__ import annotations
 
 import httpx
-import pytest
 
 from loopml.tracking.client import Client
 from mlflow_client import Target, run_client
@@ -36,13 +35,8 @@ report({
 """
 
 
-def _only_loopml(target: Target) -> None:
-    if target.kind != "loopml":
-        pytest.skip("LoopML's accounts: the MLflow server of this suite runs without authentication")
-
-
-def test_token_and_basic_authentication(target: Target) -> None:
-    _only_loopml(target)
+def test_token_and_basic_authentication(loopml_target: Target) -> None:
+    target = loopml_target  # LoopML's accounts: the suite's MLflow server runs without authentication
     assert target.token is not None
     with_token = run_client(
         LOG_A_RUN.format(name="token"), tracking_uri=target.url, env={"MLFLOW_TRACKING_TOKEN": target.token}
@@ -56,8 +50,8 @@ def test_token_and_basic_authentication(target: Target) -> None:
     assert client.get_run(with_password["run_id"]).params == {"how": "basic"}
 
 
-def test_missing_or_wrong_credentials_are_refused(target: Target) -> None:
-    _only_loopml(target)
+def test_missing_or_wrong_credentials_are_refused(loopml_target: Target) -> None:
+    target = loopml_target
     assert target.token is not None
     # Two requests per script, seven failed authentications in all: under the server's limit of ten a minute.
     refused = {"create": "UNAUTHENTICATED", "get_run": "UNAUTHENTICATED"}

@@ -120,14 +120,7 @@ def _model_routes(app: FastAPI, store: RegistryStore) -> None:
         who(request).require("write", model=name)
 
         def make() -> Any:
-            try:
-                store.get_model(name)
-            except NotFound:
-                pass  # the name is free
-            else:
-                raise MlflowError(
-                    f"Registered Model (name={name}) already exists.", "RESOURCE_ALREADY_EXISTS"
-                )
+            # A taken name is a `Conflict`: MLflow's RESOURCE_ALREADY_EXISTS (wire.py).
             store.create_model(name, description=_description(body), tags=_tags(body))
             return _one_model(store, name)
 

@@ -23,7 +23,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import pytest
 from hypothesis import settings as hypothesis_settings
@@ -31,6 +31,7 @@ from hypothesis import settings as hypothesis_settings
 from loopml.core.settings import Settings, load_settings
 from loopml.storage.metadata.database import Database
 from loopml.tracking.tracker import Tracker, use_tracker
+from ray_cluster import local_cluster
 from s3_server import MISSING_RCLONE, S3Server, find_rclone, running, skip_or_fail
 
 # No per-example deadline (a shared 2-core machine stalls now and then); in CI the examples are derandomized,
@@ -247,6 +248,12 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if getattr(metafunc.module, "CLIENT_SUITE", False) and "tracker" in metafunc.fixturenames:
         local = metafunc.definition.get_closest_marker("embedded_only") is not None
         metafunc.parametrize("tracker", ["embedded"] if local else ["embedded", "server"], indirect=True)
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[Any]:
+    """The session's local Ray cluster (see tests/ray_cluster.py), started on first use."""
+    yield from local_cluster()
 
 
 @pytest.fixture

@@ -169,6 +169,7 @@ def test_salt_and_opt_out(modules: ModuleFiles, tracker: Tracker) -> None:
     assert why(tracker, third.run_id, "salted") == ["ran: cache salt changed: 'v1' -> 'v2'"]
 
 
+@pytest.mark.single_executor  # the argument holds a lock, which cannot leave the process
 def test_an_argument_without_a_content_hash_disables_caching_and_says_why(
     modules: ModuleFiles, tracker: Tracker
 ) -> None:

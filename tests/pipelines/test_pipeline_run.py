@@ -267,6 +267,7 @@ def right(barrier: Any) -> str:
     return "right"
 
 
+@pytest.mark.single_executor  # the steps meet at a threading.Barrier, which only threads share
 def test_independent_steps_run_in_parallel(tracker: Tracker) -> None:
     barrier = threading.Barrier(2)  # both must be running at once, or each waits 10 s and breaks it
 
@@ -288,6 +289,7 @@ def mutate(values: Any) -> Any:
     return values
 
 
+@pytest.mark.single_executor  # in-process inputs are read-only views; a cluster worker gets its own copy (test_pipeline_ray.py)
 def test_inputs_are_read_only(tracker: Tracker) -> None:
     @loopml.pipeline(executor="inline")
     def flow() -> Any:
@@ -315,12 +317,13 @@ def test_an_unserializable_output_fails_its_step_naming_the_type(tracker: Tracke
         flow.run()
 
 
-def test_logging_inside_a_step_goes_to_its_run(tracker: Tracker) -> None:
-    @loopml.step
-    def measured() -> int:
-        loopml.log_metric("quality", 0.75)
-        return 1
+@loopml.step
+def measured() -> int:
+    loopml.log_metric("quality", 0.75)
+    return 1
 
+
+def test_logging_inside_a_step_goes_to_its_run(tracker: Tracker) -> None:
     @loopml.pipeline(executor="threads")
     def flow() -> Any:
         return measured()
@@ -477,6 +480,7 @@ def interrupted() -> int:
     raise KeyboardInterrupt
 
 
+@pytest.mark.single_executor  # a KeyboardInterrupt raised by an inline step is the driver's own
 def test_an_interrupt_stops_the_run_and_records_the_step(tracker: Tracker) -> None:
     @loopml.pipeline(executor="inline")
     def flow() -> Any:

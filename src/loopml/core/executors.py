@@ -1,4 +1,4 @@
-"""Executors: where pipeline steps, sweep trials and scoring batches run (in the caller, threads or processes).
+"""Executors: where pipeline steps, sweep trials and scoring batches run (caller, threads, processes or Ray).
 
 `Executor` is the seam: implementations provide `submit`, `kill` and `shutdown`; `map`, `sweep` and `map_batches`
 are built once on top of `submit`. Pick one with `executor_for("threads:4")`. Executors follow the scikit-learn
@@ -6,7 +6,8 @@ rule: the constructor only stores its keyword arguments; threads and processes s
 
 This module holds the seam and what every executor shares (the errors, `TrialOutcome`, `task_traceback`), plus
 the inline and thread executors. The process pool is in `loopml.core.process_pool`, apart because its worker and
-pipe machinery is as long as all of this; `ProcessExecutor` is still importable from here.
+pipe machinery is as long as all of this; `ProcessExecutor` is still importable from here. The Ray executor
+(`loopml.core.ray_executor`) needs the `loopml[ray]` extra and is imported only when asked for.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from loopml.core.errors import InvalidInput, LoopMLError
 
 if TYPE_CHECKING:
     from loopml.core.process_pool import ProcessExecutor
+    from loopml.core.resources import Resources
 
 __all__ = [
     "Executor", "InlineExecutor", "ProcessExecutor", "TaskKilled", "ThreadExecutor", "TrialOutcome", "WorkerLost",
@@ -38,7 +40,7 @@ A = TypeVar("A")
 B = TypeVar("B")
 R = TypeVar("R")
 
-_SPEC_FORMS = "'inline', 'threads', 'threads:N', 'processes' or 'processes:N'"
+_SPEC_FORMS = "'inline', 'threads', 'threads:N', 'processes', 'processes:N', 'ray' or 'ray://HOST:PORT'"
 
 
 class TaskKilled(LoopMLError):
@@ -88,10 +90,19 @@ class Executor(abc.ABC):
 
     name: ClassVar[str]
     max_workers: int
+    # True when workers may run on other machines: they then read inputs from and write outputs to the
+    # shared blob store themselves, and send tracking writes back to the driver (see loopml.pipelines.runner).
+    remote_workers: ClassVar[bool] = False
 
     @abc.abstractmethod
     def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
         """Schedule `fn(*args, **kwargs)`; raise `RuntimeError` after `shutdown`."""
+
+    def submit_with(
+        self, resources: Resources | None, fn: Callable[..., T], /, *args: Any, **kwargs: Any
+    ) -> Future[T]:
+        """`submit`, reserving `resources` where the executor places tasks (a cluster); here they are hints."""
+        return self.submit(fn, *args, **kwargs)
 
     @abc.abstractmethod
     def kill(self, future: Future[Any]) -> bool:
@@ -300,7 +311,8 @@ class ThreadExecutor(Executor):
 
 def executor_for(spec: str | Executor | None = None, *, max_workers: int | None = None) -> Executor:
     """The executor named by `spec`: None (threads), an `Executor` (returned as is), or one of the forms
-    'inline', 'threads', 'threads:N', 'processes', 'processes:N'. `max_workers` sizes a pool named without N.
+    'inline', 'threads', 'threads:N', 'processes', 'processes:N', 'ray' (RAY_ADDRESS, else a local cluster)
+    or 'ray://HOST:PORT'. `max_workers` sizes a pool named without N (for Ray: the CPUs of a local cluster).
     """
     if max_workers is not None:
         worker_count(max_workers)
@@ -312,10 +324,13 @@ def executor_for(spec: str | Executor | None = None, *, max_workers: int | None 
         raise InvalidInput(f"executor must be {_SPEC_FORMS} or an Executor, got {type(spec).__name__}")
     kind, sep, count = spec.strip().partition(":")
     if kind == "ray":
-        raise InvalidInput(
-            f"executor {spec!r}: the Ray executor comes with the `loopml[ray]` extra and is not available in this "
-            f"version; use {_SPEC_FORMS}"
-        )
+        from loopml.core.ray_executor import RayExecutor
+
+        if sep and not count.startswith("//"):
+            raise InvalidInput(
+                f"unknown executor {spec!r}; a Ray cluster is named 'ray' or 'ray://HOST:PORT'"
+            )
+        return RayExecutor(address=spec.strip() if sep else None, max_workers=max_workers)
     if kind == "inline" and not sep:
         return InlineExecutor()
     if kind not in {"threads", "processes"} or (sep and not count.isdecimal()):

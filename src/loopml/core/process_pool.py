@@ -83,7 +83,7 @@ class ProcessExecutor(Executor):
             raise RuntimeError("cannot submit to a ProcessExecutor after shutdown()")
         future: Future[T] = Future()
         try:
-            payload = _pickle_task(fn, args, kwargs)
+            payload = pickle_task(fn, args, kwargs)
         except InvalidInput as exc:
             future.set_running_or_notify_cancel()
             future.set_exception(exc)
@@ -91,7 +91,7 @@ class ProcessExecutor(Executor):
         with self._lock:
             if self._closed:
                 raise RuntimeError("cannot submit to a ProcessExecutor after shutdown()")
-            task = _Task(future, payload, _label(fn))
+            task = _Task(future, payload, task_label(fn))
             self._tasks[future] = task
             self._queue.put(task)
             # As ThreadPoolExecutor does: reuse an idle worker if there is one, else add one up to the limit.
@@ -196,7 +196,7 @@ class _Worker:
                 WorkerLost(f"the worker process running {task.label} died ({status}); it has been replaced")
             )
         else:
-            _settle(future, reply)
+            settle(future, reply)
 
     def _ensure_process(self) -> tuple[BaseProcess, multiprocessing.connection.Connection]:
         if self.process is not None and self.conn is not None:
@@ -253,7 +253,7 @@ def _exchange(
         return None
 
 
-def _settle(future: Future[Any], reply: bytes) -> None:
+def settle(future: Future[Any], reply: bytes) -> None:
     try:
         kind, *rest = pickle.loads(reply)  # noqa: S301 - our own worker's reply, never stored data
     except Exception as exc:
@@ -276,13 +276,13 @@ def _describe_exit(code: int | None) -> str:
     return f"exit code {code}"
 
 
-def _label(fn: object) -> str:
+def task_label(fn: object) -> str:
     name = getattr(fn, "__qualname__", None) or type(fn).__qualname__
     module = getattr(fn, "__module__", None)
     return f"{module}.{name}" if module else str(name)
 
 
-def _pickle_task(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
+def pickle_task(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
     try:
         return pickle.dumps((fn, args, kwargs), protocol=pickle.HIGHEST_PROTOCOL)
     except Exception as exc:
@@ -299,12 +299,12 @@ def _pickle_task(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str
     else:
         what = "the task"
     raise InvalidInput(
-        f"cannot send {_label(fn)} to a worker process: {what} cannot be pickled ({problem}); submit a "
+        f"cannot send {task_label(fn)} to a worker process: {what} cannot be pickled ({problem}); submit a "
         "module-level function with picklable arguments, or use the 'threads' executor"
     ) from problem
 
 
-def _run_payload(payload: bytes) -> bytes:
+def run_payload(payload: bytes) -> bytes:
     """In the worker: run one pickled task and return the pickled reply, whatever happens."""
     try:
         fn, args, kwargs = pickle.loads(payload)  # noqa: S301 - sent by our own parent process
@@ -321,7 +321,9 @@ def _run_payload(payload: bytes) -> bytes:
     try:
         return pickle.dumps(("ok", value), protocol=pickle.HIGHEST_PROTOCOL)
     except Exception as exc:
-        error = InvalidInput(f"{_label(fn)} returned a {_type_name(value)} that cannot be pickled ({exc})")
+        error = InvalidInput(
+            f"{task_label(fn)} returned a {_type_name(value)} that cannot be pickled ({exc})"
+        )
         return pickle.dumps(("error", error, task_traceback(exc)))
 
 
@@ -338,7 +340,7 @@ def _worker_main(conn: multiprocessing.connection.Connection) -> None:
         if not payload:
             return
         try:
-            conn.send_bytes(_run_payload(payload))
+            conn.send_bytes(run_payload(payload))
         except OSError:
             return
 

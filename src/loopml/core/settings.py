@@ -61,6 +61,10 @@ class Settings(BaseSettings):
         default=None, description="http(s):// URL of a LoopML team server: tracking goes there"
     )
     token: SecretStr | None = Field(default=None, description="Bearer token for the team server")
+    executor: str | None = Field(
+        default=None,
+        description="Executor of every pipeline run that passes none, over the pipeline's own (e.g. ray://head:10001)",
+    )
 
     @classmethod
     def settings_customise_sources(

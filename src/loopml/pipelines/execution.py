@@ -3,6 +3,10 @@
 `execute_step` is what an executor runs, in a thread or in a worker process. It never raises for the
 step's own errors: it returns them (with the traceback text and the captured log), so a failed call keeps
 what it printed. Outputs are serialized here, in the worker, so a process executor sends bytes back.
+
+A worker of a cluster (`StepRun.remote`) may be on another machine: it reads its inputs from the shared blob
+store (`StoredInput`), writes its outputs there and sends back only their references, and its tracking
+writes travel back as a journal that the driver replays (`loopml.tracking.journal`).
 """
 
 from __future__ import annotations
@@ -14,17 +18,20 @@ import time
 import traceback
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from loopml.core.errors import InvalidInput
 from loopml.core.settings import Settings
 from loopml.pipelines.capture import captured
-from loopml.pipelines.graph import copied
-from loopml.pipelines.records import SINGLE_OUTPUT
-from loopml.pipelines.serializers import Stored, Unserializable, serialize
+from loopml.pipelines.graph import copied, replace_handles
+from loopml.pipelines.records import SINGLE_OUTPUT, OutputRef
+from loopml.pipelines.serializers import Stored, Unserializable, deserialize, serialize
 from loopml.pipelines.step import Step
-from loopml.tracking.active_run import ActiveRun
+from loopml.storage.blobs.store import BlobStore
+from loopml.storage.endpoints import storage_options_for
+from loopml.tracking.active_run import ActiveRun, MetricHook
 from loopml.tracking.fluent import activated
+from loopml.tracking.journal import Journal, JournalTracker
 from loopml.tracking.records import Run
 from loopml.tracking.tracker import Tracker, tracker_for
 
@@ -40,6 +47,15 @@ class StepRun:
     run: Run
     tracker: Tracker | None  # the driver's, when the call runs in the driver's process
     settings: Settings | None = None  # for a worker process, which opens its own tracker
+    remote: bool = False  # a cluster worker: blobs in and out, tracking journaled (see the module doc)
+    metric_hook: MetricHook | None = None  # sees every metric point the step logs (early stopping)
+
+
+@dataclass(frozen=True)
+class StoredInput:
+    """An input a cluster worker reads from the blob store itself, instead of receiving its value."""
+
+    ref: OutputRef
 
 
 @dataclass
@@ -48,6 +64,8 @@ class CallResult:
 
     stored: dict[str, Stored] = field(default_factory=dict)
     values: dict[str, Any] | None = None  # the live values, when the call ran in the driver's process
+    refs: dict[str, OutputRef] | None = None  # outputs a cluster worker already put in the blob store
+    journal: Journal | None = None  # a cluster worker's tracking writes, for the driver to replay
     log: str = ""
     duration_s: float = 0.0
     error: BaseException | None = None
@@ -58,6 +76,8 @@ def execute_step(
     step: Step, args: tuple[Any, ...], kwargs: dict[str, Any], *, context: StepRun
 ) -> CallResult:
     """Run one attempt of a step call; errors are returned, not raised."""
+    if context.remote:
+        return _execute_on_cluster(step, args, kwargs, context)
     in_process = context.tracker is not None
     result = CallResult()
     with captured() as log, _prints_to_stderr(not in_process):
@@ -77,6 +97,65 @@ def execute_step(
             result.error = error if in_process else _portable(error)
     result.log = log.text()
     return result
+
+
+def _execute_on_cluster(
+    step: Step, args: tuple[Any, ...], kwargs: dict[str, Any], context: StepRun
+) -> CallResult:
+    if context.settings is None:
+        raise InvalidInput("a step call on a cluster worker needs the project settings")
+    blobs = worker_blobs(context.settings)
+    tracker = JournalTracker(context.settings, blobs)
+    result = CallResult(journal=tracker.journal)
+    with captured() as log, _prints_to_stderr(True):
+        started = time.perf_counter()
+        try:
+            args, kwargs = _loaded(args, blobs), _loaded(kwargs, blobs)
+            started = time.perf_counter()
+            active = ActiveRun(tracker.as_tracker(), context.run)
+            active.metric_hook = context.metric_hook
+            with activated(active):
+                value = step.fn(*args, **kwargs)
+            result.duration_s = time.perf_counter() - started
+            result.refs = {}
+            for name, output in split_outputs(step, value).items():
+                stored = _serialize(step, name, output)
+                digest = blobs.put_bytes(stored.data)
+                result.refs[name] = OutputRef(
+                    name, digest, stored.content_hash, stored.serializer, stored.python_type, len(stored.data)
+                )
+        except Exception as error:
+            result.duration_s = time.perf_counter() - started
+            result.traceback = "".join(traceback.format_exception(error))
+            result.error = _portable(error)
+    result.log = log.text()
+    return result
+
+
+_worker_blobs: dict[tuple[str | None, str], BlobStore] = {}
+
+
+def worker_blobs(settings: Settings) -> BlobStore:
+    """The project's blob store as a cluster worker reaches it: the team server's, or the configured URL."""
+    where = (settings.tracking_uri, settings.blob_url)
+    if where not in _worker_blobs:
+        if settings.tracking_uri:
+            from loopml.tracking.remote import RemoteTrackingStore
+
+            token = settings.token.get_secret_value() if settings.token else None
+            _worker_blobs[where] = cast(BlobStore, RemoteTrackingStore(settings.tracking_uri, token).blobs)
+        else:
+            _worker_blobs[where] = BlobStore(settings.blob_url, **storage_options_for(settings.blob_url))
+    return _worker_blobs[where]
+
+
+def _loaded(value: Any, blobs: BlobStore) -> Any:
+    def load(item: Any) -> Any:
+        if isinstance(item, StoredInput):
+            return deserialize(blobs.get_bytes(item.ref.digest), item.ref.serializer)
+        return item
+
+    return replace_handles(value, lambda handle: handle, leaf=load)
 
 
 @contextlib.contextmanager
@@ -138,7 +217,9 @@ def _serialize(step: Step, name: str, value: Any) -> Stored:
 @contextlib.contextmanager
 def _step_run(context: StepRun) -> Iterator[ActiveRun]:
     tracker = context.tracker or _worker_tracker(context.settings)
-    with activated(ActiveRun(tracker, context.run)) as run:
+    active = ActiveRun(tracker, context.run)
+    active.metric_hook = context.metric_hook
+    with activated(active) as run:
         yield run
 
 

@@ -38,6 +38,7 @@ from loopml.pipelines.params import Source, conformed, untyped_text
 from loopml.pipelines.records import PipelineRunRecord
 from loopml.pipelines.runner import PipelineFailed, Progress, Runner
 from loopml.pipelines.store import pipeline_store
+from loopml.tracking.active_run import MetricHook
 from loopml.tracking.fluent import active_run, start_run
 from loopml.tracking.records import RunStatus
 from loopml.tracking.tracker import Tracker, default_tracker
@@ -151,11 +152,13 @@ class Pipeline:
         parent_run_id: str | None = None,
         use_cache: bool = True,
         rerun_of: str | None = None,
+        metric_hook: MetricHook | None = None,
     ) -> PipelineResult:
         """Run the pipeline with `params`; raises `PipelineFailed` (the run is recorded) when a step failed.
 
         `use_cache=False` runs every step (keys are still recorded); `rerun_of` marks the run as a
-        reproduction of an earlier one (see `loopml pipeline rerun`).
+        reproduction of an earlier one (see `loopml pipeline rerun`); `metric_hook(key, value, step)` sees
+        every metric point a step logs (a sweep's early stopping raises from it).
         """
         tracker = tracker or default_tracker()
         checked = self.check_params(dict(params or {}), source=params_from)
@@ -164,8 +167,10 @@ class Pipeline:
             for k, v in checked.items()
         }
         graph, returned = self.describe(resolved)
-        own_executor = not isinstance(executor or self.executor, Executor)
-        chosen = executor_for(executor or self.executor)
+        # LOOPML_EXECUTOR moves every run of a deployment (say, to a cluster) without touching the code.
+        wanted = executor or tracker.settings.executor or self.executor
+        own_executor = not isinstance(wanted, Executor)
+        chosen = executor_for(wanted)
         store = pipeline_store(tracker)
         with start_run(
             experiment=self.experiment or self.name,
@@ -204,6 +209,7 @@ class Pipeline:
                 resume_from=resume_from,
                 progress=progress,
                 use_cache=use_cache,
+                metric_hook=metric_hook,
             )
             finished = False
             try:

@@ -1,7 +1,8 @@
 """Running a described pipeline: schedule ready steps on an executor, serve cache hits, retry, time out.
 
 The driver (this module) is the only writer of the metadata store; steps run on the executor and hand
-back serialized outputs. A step call is cached when a finished call with the same cache key exists and its
+back serialized outputs (or, on a cluster, references to outputs they stored and a journal of their tracking
+writes, replayed here). A step call is cached when a finished call with the same cache key exists and its
 outputs are still in the blob store. Outputs reused from the cache are loaded only when a step that runs
 needs them, so a fully cached pipeline reads almost nothing.
 """
@@ -16,9 +17,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from loopml.core.clock import now_ms
-from loopml.core.errors import LoopMLError
+from loopml.core.errors import InvalidInput, LoopMLError
 from loopml.core.executors import Executor
-from loopml.pipelines.execution import CallResult, StepRun, call_params, execute_step, read_only
+from loopml.pipelines.execution import (
+    CallResult,
+    StepRun,
+    StoredInput,
+    call_params,
+    execute_step,
+    read_only,
+)
 from loopml.pipelines.graph import Graph, Handle, Node, replace_handles
 from loopml.pipelines.keys import KeyMaker
 from loopml.pipelines.outputs import Output, artifact_path
@@ -32,6 +40,8 @@ from loopml.pipelines.records import (
 )
 from loopml.pipelines.step import StepFailure
 from loopml.pipelines.store import pipeline_store
+from loopml.tracking.active_run import MetricHook
+from loopml.tracking.journal import replay
 from loopml.tracking.records import Run
 from loopml.tracking.tracker import Tracker
 
@@ -86,6 +96,7 @@ class Runner:
         resume_from: PipelineRunRecord | None = None,
         progress: Progress | None = None,
         use_cache: bool = True,
+        metric_hook: MetricHook | None = None,
     ) -> None:
         self.tracker = tracker
         self.store = pipeline_store(tracker)
@@ -101,6 +112,8 @@ class Runner:
         self.reused: set[str] = set()
         self.abandoned = False  # a timed-out thread still runs: the pool must not be waited for
         self._in_process = executor.name in ("inline", "threads")
+        self._remote = executor.remote_workers
+        self.metric_hook = metric_hook
 
     def run(self, graph: Graph) -> None:
         """Run every node of `graph`; failures are recorded (see `failed`), not raised.
@@ -108,6 +121,8 @@ class Runner:
         At most `max_workers` calls are submitted at once, so a call's timeout counts from when it starts
         running, not from when it was queued. An interruption (Ctrl-C) stops what runs and records it.
         """
+        if self._remote:
+            self._check_shared_blobs()
         waiting = dict(graph.nodes)
         queued: list[_Call] = []
         running: dict[cf.Future[CallResult], _Call] = {}
@@ -139,6 +154,16 @@ class Runner:
         except BaseException as error:
             self._abort(running, [*queued, *delayed], error)
             raise
+
+    def _check_shared_blobs(self) -> None:
+        settings = self.tracker.settings
+        local_cluster = bool(getattr(self.executor, "local_cluster", True))
+        if not local_cluster and not settings.tracking_uri and self.tracker.blobs.is_local:
+            raise InvalidInput(
+                f"the workers of a {self.executor.name} cluster on other machines cannot reach the artifact "
+                f"folder {settings.blob_url} of this machine: set LOOPML_ARTIFACT_URL=s3://... (or use a team "
+                "server through LOOPML_TRACKING_URI)"
+            )
 
     def _start_ready(self, waiting: dict[str, Node]) -> list[_Call]:
         """Skip nodes whose inputs failed; serve or prepare those whose inputs are all there."""
@@ -215,10 +240,20 @@ class Runner:
         )
 
     def _submit(self, call: _Call) -> cf.Future[CallResult]:
-        args = replace_handles(call.node.args, self._value)
-        kwargs = replace_handles(call.node.kwargs, self._value)
-        context = StepRun(call.run, self.tracker if self._in_process else None, self.tracker.settings)
-        future = self.executor.submit(execute_step, call.node.step, args, kwargs, context=context)
+        value = self._stored_input if self._remote else self._value
+        args = replace_handles(call.node.args, value)
+        kwargs = replace_handles(call.node.kwargs, value)
+        context = StepRun(
+            call.run,
+            self.tracker if self._in_process else None,
+            self.tracker.settings,
+            remote=self._remote,
+            metric_hook=self.metric_hook,
+        )
+        step = call.node.step
+        future = self.executor.submit_with(
+            step.resource_request, execute_step, step, args, kwargs, context=context
+        )
         call.future = future
         call.retry_at = None
         timeout = call.node.step.timeout_s
@@ -227,6 +262,9 @@ class Runner:
 
     def _ref(self, handle: Handle) -> OutputRef:
         return self.outputs[handle.node_id][handle.output or SINGLE_OUTPUT].ref
+
+    def _stored_input(self, handle: Handle) -> StoredInput:
+        return StoredInput(self._ref(handle))
 
     def _value(self, handle: Handle) -> Any:
         value = self.outputs[handle.node_id][handle.output or SINGLE_OUTPUT].value()
@@ -244,11 +282,19 @@ class Runner:
             # The inline executor cannot interrupt a call: it fails it afterwards, like a stopped one.
             late = StepTimeout(f"step {call.node.id!r} ran longer than its timeout_s={limit}")
             result = CallResult(error=late, traceback=str(late), duration_s=result.duration_s, log=result.log)
+        if result.error is None and result.journal:
+            try:
+                replay(result.journal, self.tracker, call.run.run_id)
+            except LoopMLError as error:  # e.g. a param logged twice with two values
+                result.error, result.traceback = error, f"{type(error).__name__}: {error}"
         if result.error is not None:
             self._failed_attempt(call, result, delayed)
             return
         outputs: dict[str, Output] = {}
         artifacts: list[tuple[str, str, int]] = []
+        for name, ref in (result.refs or {}).items():
+            outputs[name] = Output(ref, self.tracker)
+            artifacts.append((artifact_path(name, ref.serializer), ref.digest, ref.size))
         for name, stored in result.stored.items():
             digest = self.tracker.blobs.put_bytes(stored.data)
             ref = OutputRef(
@@ -272,6 +318,12 @@ class Runner:
     def _failed_attempt(self, call: _Call, result: CallResult, delayed: list[_Call]) -> None:
         step = call.node.step
         if call.attempt <= step.retries:
+            # Each failed attempt leaves its reason on the step's run (a lost worker, a timeout, an error).
+            reason = result.error or RuntimeError("unknown failure")
+            self.tracker.store.set_tags(
+                call.run.run_id,
+                {f"loopml.attempt.{call.attempt}.error": f"{type(reason).__name__}: {reason}"[:5000]},
+            )
             call.retry_at = time.monotonic() + step.retry_delay_s * step.backoff ** (call.attempt - 1)
             call.attempt += 1
             delayed.append(call)

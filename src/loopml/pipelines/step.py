@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, overload
 
 from loopml.core.errors import InvalidInput
+from loopml.core.resources import parse_resources
 from loopml.pipelines.graph import Handle, current_graph, iter_handles
 from loopml.pipelines.params import type_problem
 
@@ -64,6 +65,7 @@ class Step:
         self.resources = dict(resources or {})
         functools.update_wrapper(self, fn)
         _check_options(self)
+        self.resource_request = parse_resources(self.resources, where=f"@step on {self.qualified_name}")
 
     @property
     def qualified_name(self) -> str:
@@ -118,7 +120,8 @@ def step(
 
     `retries` re-runs a failing call after `retry_delay_s`, multiplied by `backoff` each time; `timeout_s`
     fails a call that runs longer (processes are stopped, threads abandoned); `on_failure(StepFailure)` is
-    called once a call has failed for good. `outputs` names the items of a returned tuple, which are then
+    called once a call has failed for good. `resources={"cpu": 2, "gpu": 1, "memory": "4GB"}` is reserved
+    for each call on a cluster executor (Ray); the local executors check it and run one call per worker. `outputs` names the items of a returned tuple, which are then
     stored (and cached) separately and can be unpacked inside the pipeline. `cache_salt` is part of the
     cache key: change it to force a re-run.
     """

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -31,6 +31,8 @@ from loopml.tracking.values import (
 # Metric names already checked in this process; checking a name costs more than buffering a point.
 _checked_keys: set[str] = set()
 
+MetricHook = Callable[[str, float, int], None]  # sees (key, value, step) of each point a run logs
+
 
 class ActiveRun:
     """Logging handle of one run. As a context manager it ends the run: FINISHED, or FAILED with the error."""
@@ -41,6 +43,8 @@ class ActiveRun:
         self.experiment_id = run.experiment_id
         self.name = run.name
         self.durable = durable
+        # Set by a sweep with early stopping: it may raise to stop the trial at an intermediate metric.
+        self.metric_hook: MetricHook | None = None
         self._ended = False
         self._on_end: list[Any] = []
 
@@ -86,6 +90,8 @@ class ActiveRun:
             self.tracker.store.metrics.append({(self.run_id, key): [(value, step, when)]})
         else:
             self.tracker.buffer.add(self.run_id, key, value, step, when)
+        if self.metric_hook is not None:
+            self.metric_hook(key, value, step)
 
     def log_metrics(self, metrics: Mapping[str, float], step: int = 0, timestamp: int | None = None) -> None:
         """Append one point for each metric, all at the same step and time."""

@@ -59,6 +59,11 @@ class BlobStore:
         self._packs = PackSet(PackFolder(fs, self.root, is_local=self._is_local))
 
     @property
+    def is_local(self) -> bool:
+        """Whether the blobs are files of this machine (other machines cannot read them)."""
+        return self._is_local
+
+    @property
     def display_url(self) -> str:
         """The store URL without any user name or password in it (for messages)."""
         return re.sub(r"(://)[^/@]*@", r"\1", self.url)

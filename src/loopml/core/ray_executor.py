@@ -1,0 +1,332 @@
+"""The Ray executor: tasks run on a Ray cluster, local (started here) or remote (`ray://head:10001`).
+
+`executor_for("ray")` connects to `RAY_ADDRESS` when it is set, else starts a local cluster bound to
+127.0.0.1 (Ray binds to the machine's external address unless told otherwise); `"ray://HOST:PORT"` goes
+through Ray Client. Tasks travel as the same pickled payload the process pool sends, so errors come back
+with the worker's traceback. Ray's own task retries are off: a step's `retries` policy decides, and a
+lost worker is reported as `WorkerLost`, like a crashed worker process.
+
+On a cluster this process started (or one on this machine), workers see this process's `sys.path`, and
+first-party modules edited since a worker imported them are imported again, so a long-lived worker never
+runs stale code. A remote cluster gets its code from its runtime environment (see docs/ray.md).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import importlib
+import ipaddress
+import os
+import socket
+import sys
+import sysconfig
+import threading
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future
+from typing import Any, TypeVar
+
+from loopml.core.errors import InvalidInput, LoopMLError
+from loopml.core.executors import Executor, TaskKilled, WorkerLost
+from loopml.core.process_pool import pickle_task, run_payload, settle, task_label
+from loopml.core.resources import Resources
+
+__all__ = ["ClusterUnavailable", "RayExecutor", "ray_module"]
+
+T = TypeVar("T")
+
+CONNECT_TIMEOUT_S = 5.0
+_LOOPBACK_ONLY = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+
+
+class ClusterUnavailable(LoopMLError):
+    """The Ray cluster cannot be reached, or Ray is not installed."""
+
+    code = "cluster_unavailable"
+    exit_code = 3
+
+
+def ray_module(*, local: bool = True) -> Any:
+    """`import ray` (for a cluster on this machine: bound to loopback), or a one-line error naming the extra."""
+    if local:
+        # Ray reads this once, when imported: without it a local cluster listens on the external address.
+        os.environ.setdefault(_LOOPBACK_ONLY, "0")
+    try:
+        ray = importlib.import_module("ray")
+    except ImportError as error:
+        raise ClusterUnavailable(f"the Ray executor needs Ray: pip install 'loopml[ray]' ({error})") from None
+    if local and not ray.is_initialized():
+        constants = importlib.import_module("ray._private.ray_constants")
+        # Imported earlier by other code, before the variable was set: the constant is what Ray consults.
+        vars(constants)["ENABLE_RAY_CLUSTER"] = False
+    return ray
+
+
+class RayExecutor(Executor):
+    """Runs tasks as Ray tasks; `max_workers` is the cluster's CPU count unless given."""
+
+    name = "ray"
+    remote_workers = True
+
+    def __init__(
+        self,
+        *,
+        address: str | None = None,
+        max_workers: int | None = None,
+        init_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.address = address
+        self._max_workers = max_workers
+        self.init_options = dict(init_options or {})
+        self._lock = threading.Lock()
+        self._ray: Any = None
+        self._remote_fn: Any = None
+        self._started_cluster = False
+        self._local = False
+        self._refs: dict[Future[Any], Any] = {}
+        self._closed = False
+        self._totals: dict[str, float] = {}
+
+    # -- connecting ------------------------------------------------------------------------------------
+
+    @property
+    def max_workers(self) -> int:  # type: ignore[override]
+        if self._max_workers is not None:
+            return self._max_workers
+        self.connect()
+        return max(1, int(self._totals.get("CPU", 1)))
+
+    @property
+    def local_cluster(self) -> bool:
+        """Whether every worker runs on this machine (so they share its files)."""
+        self.connect()
+        return self._local
+
+    def connect(self) -> Any:
+        """Connect to (or start) the cluster on first use; returns the `ray` module."""
+        with self._lock:
+            if self._ray is not None:
+                return self._ray
+            if self._closed:
+                raise RuntimeError("cannot submit to a RayExecutor after shutdown()")
+            address = self.address or os.environ.get("RAY_ADDRESS") or None
+            ray = ray_module(local=address is None or _is_loopback(address))
+            if address is not None:
+                _check_reachable(address)
+            if not ray.is_initialized():
+                self._init(ray, address)
+            elif self.address is not None and not _same_cluster(ray, self.address):
+                raise ClusterUnavailable(
+                    f"this process is already connected to another Ray cluster; it cannot also use {self.address}"
+                )
+            self._totals = dict(ray.cluster_resources())
+            self._local = address is None or _is_loopback(address)
+            self._remote_fn = ray.remote(_run_ray_task)
+            self._ray = ray
+            return ray
+
+    def _init(self, ray: Any, address: str | None) -> None:
+        options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, **self.init_options}
+        if address is None and self._max_workers is not None:
+            options.setdefault("num_cpus", self._max_workers)
+        try:
+            ray.init(address=address, **options)
+        except (ConnectionError, TimeoutError, RuntimeError) as error:
+            raise ClusterUnavailable(
+                f"cannot connect to the Ray cluster at {address or 'a new local cluster'}: {error}"
+            ) from None
+        self._started_cluster = True
+
+    # -- the Executor primitives ----------------------------------------------------------------------
+
+    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
+        """Run `fn(*args, **kwargs)` as a Ray task with 1 CPU."""
+        return self.submit_with(None, fn, *args, **kwargs)
+
+    def submit_with(
+        self, resources: Resources | None, fn: Callable[..., T], /, *args: Any, **kwargs: Any
+    ) -> Future[T]:
+        """Run `fn(*args, **kwargs)` as a Ray task reserving `resources`; one the cluster can never give fails."""
+        ray = self.connect()
+        future: Future[T] = Future()
+        future.set_running_or_notify_cancel()
+        try:
+            payload = pickle_task(fn, args, kwargs)
+            options = self._options(resources, task_label(fn))
+        except InvalidInput as error:
+            future.set_exception(error)
+            return future
+        stamps = _first_party_stamps() if self._local else {}
+        paths = list(sys.path) if self._local else []
+        ref = self._remote_fn.options(**options).remote(payload, paths, stamps)
+        with self._lock:
+            if self._closed:
+                ray.cancel(ref, force=True)
+                raise RuntimeError("cannot submit to a RayExecutor after shutdown()")
+            self._refs[future] = ref
+        ref.future().add_done_callback(lambda done: self._settle(future, done))
+        return future
+
+    def _options(self, resources: Resources | None, label: str) -> dict[str, Any]:
+        wanted = resources or Resources()
+        # Retries belong to the step's policy, which records each attempt; Ray's would be invisible.
+        options: dict[str, Any] = {"num_cpus": wanted.cpu, "max_retries": 0, "retry_exceptions": False}
+        asks = {"CPU": wanted.cpu}
+        if wanted.gpu:
+            options["num_gpus"] = wanted.gpu
+            asks["GPU"] = wanted.gpu
+        if wanted.memory_bytes is not None:
+            options["memory"] = wanted.memory_bytes
+            asks["memory"] = wanted.memory_bytes
+        if wanted.custom:
+            options["resources"] = dict(wanted.custom)
+            asks.update(wanted.custom)
+        for key, amount in asks.items():
+            if amount > self._totals.get(key, 0.0):
+                raise InvalidInput(
+                    f"{label} asks for {wanted.describe()}, but the Ray cluster has "
+                    f"{self._totals.get(key, 0.0):g} {key} in all: it could never run"
+                )
+        return options
+
+    def _settle(self, future: Future[Any], done: Future[Any]) -> None:
+        with self._lock:
+            self._refs.pop(future, None)
+        if future.done():
+            return
+        try:
+            reply = done.result()
+        except BaseException as error:
+            future.set_exception(self._translated(error))
+            return
+        settle(future, reply)
+
+    def _translated(self, error: BaseException) -> BaseException:
+        exceptions = self._ray.exceptions
+        if isinstance(error, exceptions.TaskCancelledError):
+            return TaskKilled("the Ray task was cancelled")
+        lost = (exceptions.WorkerCrashedError, exceptions.NodeDiedError, exceptions.ObjectLostError)
+        if isinstance(error, lost) or type(error).__name__ in ("ActorDiedError", "OwnerDiedError"):
+            return WorkerLost(f"the Ray worker running the task died: {_first_line(error)}")
+        return LoopMLError(f"the Ray task failed: {type(error).__name__}: {_first_line(error)}")
+
+    def kill(self, future: Future[Any]) -> bool:
+        """Cancel the task (force-killing its worker if it runs); its future raises `TaskKilled`."""
+        with self._lock:
+            ref = self._refs.get(future)
+        if ref is None or future.done():
+            return False
+        self._ray.cancel(ref, force=True)
+        if not future.done():
+            with contextlib.suppress(Exception):  # the Ray callback may have settled it meanwhile
+                future.set_exception(TaskKilled("the Ray task was stopped"))
+        return True
+
+    def shutdown(self, *, wait: bool = True) -> None:
+        """Refuse new tasks; a cluster this executor started is stopped once the submitted tasks are done."""
+        with self._lock:
+            self._closed = True
+            pending = list(self._refs)
+        if wait:
+            for future in pending:
+                with contextlib.suppress(Exception):
+                    future.exception()
+        if self._started_cluster and self._ray is not None:
+            self._ray.shutdown()
+            self._started_cluster = False
+
+    def __repr__(self) -> str:
+        return f"RayExecutor(address={self.address!r})"
+
+
+def _run_ray_task(payload: bytes, paths: list[str], stamps: dict[str, tuple[int, int]]) -> bytes:
+    """In a Ray worker: see the driver's code, then run the task as a worker process would."""
+    for path in reversed(paths):
+        if path not in sys.path:
+            sys.path.insert(0, path)
+    _forget_stale(stamps)
+    return run_payload(payload)
+
+
+# Stamps (mtime_ns, size) of the first-party module files as this worker imported them.
+_imported_stamps: dict[str, tuple[int, int]] = {}
+
+
+def _forget_stale(stamps: dict[str, tuple[int, int]]) -> None:
+    changed = any(
+        name in sys.modules and _imported_stamps.get(name, stamp) != stamp for name, stamp in stamps.items()
+    )
+    if changed:
+        # A module that imported a changed one holds its old objects: drop every first-party module.
+        for name in stamps:
+            sys.modules.pop(name, None)
+        importlib.invalidate_caches()
+    _imported_stamps.update(stamps)
+
+
+@functools.cache
+def _excluded_roots() -> tuple[str, ...]:
+    roots = {sysconfig.get_path(k) for k in ("stdlib", "platstdlib", "purelib", "platlib")}
+    roots.add(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # loopml itself
+    return tuple(sorted(os.path.realpath(r) + os.sep for r in roots if r))
+
+
+def _first_party_stamps() -> dict[str, tuple[int, int]]:
+    """(mtime_ns, size) of each loaded module file outside the standard library, site-packages and LoopML."""
+    excluded = _excluded_roots()
+    stamps: dict[str, tuple[int, int]] = {}
+    for name, module in list(sys.modules.items()):
+        filename = getattr(module, "__file__", None)
+        if not isinstance(filename, str) or not filename.endswith(".py") or name == "__main__":
+            continue
+        if filename.startswith(excluded) or "site-packages" in filename:
+            continue
+        with contextlib.suppress(OSError):
+            stat = os.stat(filename)
+            stamps[name] = (stat.st_mtime_ns, stat.st_size)
+    return stamps
+
+
+def _check_reachable(address: str) -> None:
+    """Fail in seconds on an address nothing listens on (Ray itself retries for minutes)."""
+    host, port = _host_port(address)
+    try:
+        with socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S):
+            pass
+    except OSError as error:
+        raise ClusterUnavailable(
+            f"cannot reach the Ray cluster at {address}: {error.strerror or error} "
+            "(is it running? `ray status` on the head node tells)"
+        ) from None
+
+
+def _host_port(address: str) -> tuple[str, int]:
+    bare = address.removeprefix("ray://")
+    host, sep, port = bare.rpartition(":")
+    if not sep or not port.isdecimal() or not host:
+        raise InvalidInput(f"Ray address {address!r} must look like HOST:PORT or ray://HOST:PORT")
+    return host.strip("[]"), int(port)
+
+
+def _is_loopback(address: str) -> bool:
+    host, _ = _host_port(address)
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _same_cluster(ray: Any, address: str) -> bool:
+    if address.startswith("ray://"):
+        return bool(ray.util.client.ray.is_connected())
+    try:
+        return str(ray.get_runtime_context().gcs_address) == address
+    except Exception:
+        return False
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return text[0][:500] if text else type(error).__name__

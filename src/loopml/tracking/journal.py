@@ -1,0 +1,124 @@
+"""Tracking from a worker that cannot reach the metadata store: write a journal, replay it in the driver.
+
+A step on a Ray node cannot open the project's SQLite file (nor should a thousand workers hold PostgreSQL
+connections), so `JournalTracker` stands in for `Tracker` there: params, tags, notes, metric points,
+artifacts and inputs logged through `loopml.log_*` are appended to a `Journal`, and blobs go straight to the
+shared blob store. The driver, the only writer of the metadata, replays the journal into the step's run
+once the call returns: the run then holds exactly what an in-process call would have written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+from loopml.core.errors import InvalidInput
+from loopml.core.settings import Settings
+from loopml.storage.blobs.store import BlobStore
+from loopml.tracking.metric_log import MetricPoint, SeriesBatch
+from loopml.tracking.records import Artifact, Run, RunInput, RunStatus
+from loopml.tracking.tracker import Tracker
+
+
+@dataclass
+class Journal:
+    """The tracking writes of one step call, in order; metric points are kept apart, per key."""
+
+    writes: list[tuple[str, Any]] = field(default_factory=list)
+    metrics: dict[str, list[MetricPoint]] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return bool(self.writes or self.metrics)
+
+
+class _JournalMetrics:
+    def __init__(self, journal: Journal) -> None:
+        self._journal = journal
+
+    def append(self, batch: SeriesBatch, *, retry_forever: bool = False) -> None:
+        for (_, key), points in batch.items():
+            self._journal.metrics.setdefault(key, []).extend(points)
+
+
+class _JournalAttachments:
+    def __init__(self, journal: Journal) -> None:
+        self._journal = journal
+
+    def add_artifacts(self, run_id: str, artifacts: Iterable[Artifact]) -> None:
+        self._journal.writes.append(("artifacts", list(artifacts)))
+
+    def add_inputs(self, run_id: str, inputs: Iterable[RunInput]) -> None:
+        self._journal.writes.append(("inputs", list(inputs)))
+
+
+class _JournalStore:
+    """The part of `TrackingStore` that a run's logging calls write through."""
+
+    def __init__(self, journal: Journal) -> None:
+        self._journal = journal
+        self.metrics = _JournalMetrics(journal)
+        self.attachments = _JournalAttachments(journal)
+
+    def log_params(self, run_id: str, params: dict[str, Any]) -> None:
+        self._journal.writes.append(("params", params))
+
+    def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
+        self._journal.writes.append(("tags", tags))
+
+    def set_note(self, run_id: str, note: str) -> None:
+        self._journal.writes.append(("note", note))
+
+    def get_run(self, run_id: str) -> Run:
+        raise InvalidInput(
+            "a step on a remote executor cannot read its run back (run.info): the metadata store is the driver's"
+        )
+
+    def set_status(self, run_id: str, status: RunStatus, *, error: str | None = None) -> None:
+        raise InvalidInput("a step's run is ended by the pipeline, not by the step")
+
+
+class _JournalBuffer:
+    def __init__(self, journal: Journal) -> None:
+        self._journal = journal
+
+    def add(self, run_id: str, key: str, value: float, step: int, timestamp: int) -> None:
+        self._journal.metrics.setdefault(key, []).append((value, step, timestamp))
+
+
+class JournalTracker:
+    """Quacks like `Tracker` for `ActiveRun`: writes go to `journal`, blobs to the shared `blobs`."""
+
+    remote = False
+
+    def __init__(self, settings: Settings, blobs: BlobStore) -> None:
+        self.settings = settings
+        self.blobs = blobs
+        self.journal = Journal()
+        self.store = _JournalStore(self.journal)
+        self.buffer = _JournalBuffer(self.journal)
+
+    def flush(self) -> None:
+        """Nothing to write: the journal travels back with the call's result."""
+
+    def as_tracker(self) -> Tracker:
+        """This object, typed as what `ActiveRun` takes."""
+        return cast(Tracker, self)
+
+
+def replay(journal: Journal, tracker: Tracker, run_id: str) -> None:
+    """Write a worker's journal into run `run_id`, in the order the step logged it."""
+    store = tracker.store
+    for kind, value in journal.writes:
+        if kind == "params":
+            store.log_params(run_id, value)
+        elif kind == "tags":
+            store.set_tags(run_id, value)
+        elif kind == "note":
+            store.set_note(run_id, value)
+        elif kind == "artifacts":
+            store.attachments.add_artifacts(run_id, value)
+        elif kind == "inputs":
+            store.attachments.add_inputs(run_id, value)
+    if journal.metrics:
+        store.metrics.append({(run_id, key): points for key, points in journal.metrics.items()})

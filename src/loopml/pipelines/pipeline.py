@@ -225,8 +225,11 @@ class Pipeline:
                     f"pipeline {self.name!r} failed in step {', '.join(map(repr, failed))} (run {run.run_id}); "
                     f"see `loopml pipeline show {run.run_id}`\n{first.rstrip()}"
                 )
-                run.end(RunStatus.FAILED, error=message[:8000])
-                raise PipelineFailed(message, run_id=run.run_id, failed=failed)
+                if runner.stopped:
+                    run.end(RunStatus.KILLED, error=runner.stopped)
+                else:
+                    run.end(RunStatus.FAILED, error=message[:8000])
+                raise PipelineFailed(message, run_id=run.run_id, failed=failed, stopped=runner.stopped)
             value, stored = runner.result(returned)
             store.set_result(run.run_id, stored)
         return PipelineResult(run.run_id, value, store.get_run(run.run_id))

@@ -19,6 +19,7 @@ from typing import Any
 from loopml.core.clock import now_ms
 from loopml.core.errors import InvalidInput, LoopMLError
 from loopml.core.executors import Executor
+from loopml.pipelines.early_stopping import TrialStopped
 from loopml.pipelines.execution import (
     CallResult,
     StepRun,
@@ -62,10 +63,11 @@ class PipelineFailed(LoopMLError):
     code = "pipeline_failed"
     exit_code = 1
 
-    def __init__(self, message: str, *, run_id: str, failed: list[str]) -> None:
+    def __init__(self, message: str, *, run_id: str, failed: list[str], stopped: str | None = None) -> None:
         super().__init__(message)
         self.run_id = run_id
         self.failed = failed
+        self.stopped = stopped  # why an early-stopping scheduler stopped the run, when it did
 
 
 @dataclass
@@ -111,6 +113,7 @@ class Runner:
         self.failed: dict[str, str] = {}  # node -> error text
         self.reused: set[str] = set()
         self.abandoned = False  # a timed-out thread still runs: the pool must not be waited for
+        self.stopped: str | None = None  # a step was stopped by a sweep's early stopping
         self._in_process = executor.name in ("inline", "threads")
         self._remote = executor.remote_workers
         self.metric_hook = metric_hook
@@ -317,7 +320,9 @@ class Runner:
 
     def _failed_attempt(self, call: _Call, result: CallResult, delayed: list[_Call]) -> None:
         step = call.node.step
-        if call.attempt <= step.retries:
+        if isinstance(result.error, TrialStopped):
+            self.stopped = str(result.error)  # a decision, not a failure: never retried
+        elif call.attempt <= step.retries:
             # Each failed attempt leaves its reason on the step's run (a lost worker, a timeout, an error).
             reason = result.error or RuntimeError("unknown failure")
             self.tracker.store.set_tags(

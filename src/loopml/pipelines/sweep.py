@@ -5,6 +5,10 @@
 
 Each trial is a pipeline run, a child of the sweep's own run; trials share the step cache, so the steps
 every trial has in common (loading, splitting) run once.
+
+On a cluster (`executor="ray"`) the trials are driven from this process, a few at a time, and their steps
+run as Ray tasks: the metadata is written here, as for any pipeline on Ray. `early_stopping=ASHA(...)`
+stops trials whose intermediate metric falls behind (see `loopml.pipelines.early_stopping`).
 """
 
 from __future__ import annotations
@@ -19,8 +23,9 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from loopml.core.errors import InvalidInput
-from loopml.core.executors import Executor, TrialOutcome, executor_for
+from loopml.core.executors import Executor, ThreadExecutor, TrialOutcome, executor_for
 from loopml.core.settings import Settings
+from loopml.pipelines.early_stopping import ASHA, StoppingHook, rung_table_for
 from loopml.pipelines.pipeline import Pipeline
 from loopml.pipelines.runner import PipelineFailed
 from loopml.tracking.fluent import start_run
@@ -66,6 +71,7 @@ class Trial:
     run_id: str | None
     error: str | None
     duration_s: float
+    stopped: bool = False  # stopped early by the scheduler (`error` says where)
 
 
 @dataclass(frozen=True)
@@ -90,12 +96,15 @@ def sweep(
     seed: int = 0,
     executor: str | Executor | None = None,
     tracker: Tracker | None = None,
+    early_stopping: ASHA | None = None,
 ) -> SweepResult:
     """Run `pipeline` for each point of `space` in parallel; the best trial by `metric` wins.
 
     `space` maps params to lists of values (a grid: every combination, or `n_trials` drawn from it) or to
     `Uniform` / `IntRange` (random search: `n_trials` draws). `metric` is a dotted path into the pipeline's
-    return value ("metrics.roc_auc") or a function of it. `params` are fixed for every trial.
+    return value ("metrics.roc_auc") or a function of it. `params` are fixed for every trial. `executor` is
+    where trials run ('threads' by default, 'processes', or 'ray' / 'ray://HOST:PORT' for a cluster);
+    `early_stopping=ASHA("val_loss", mode="min")` stops trials whose steps log a poor intermediate value.
     """
     tracker = tracker or default_tracker()
     configs = _configs(pipeline, space, n_trials=n_trials, seed=seed)
@@ -103,7 +112,11 @@ def sweep(
     pipeline.check_params({**fixed, **configs[0]})  # a wrong name or type fails before any trial runs
     if mode not in ("max", "min"):
         raise InvalidInput(f"mode must be 'max' or 'min', got {mode!r}")
+    if early_stopping is not None and not isinstance(early_stopping, ASHA):
+        raise InvalidInput("early_stopping must be ASHA(metric, ...)")
     chosen = executor_for(executor)
+    if early_stopping is not None and chosen.name == "processes":
+        raise InvalidInput("early stopping needs trials on 'threads', 'inline' or 'ray', not in processes")
     label = metric if isinstance(metric, str) else getattr(metric, "__name__", "metric")
     with start_run(
         experiment=pipeline.experiment or pipeline.name,
@@ -111,7 +124,12 @@ def sweep(
         tracker=tracker,
         tags={"loopml.sweep": pipeline.qualified_name, "loopml.sweep.metric": label},
     ) as run:
-        in_process = chosen.name in ("inline", "threads")
+        # On a cluster the driver runs each trial's pipeline (the only writer of the metadata) and the
+        # steps go to the cluster; elsewhere a trial is a whole pipeline run inside one worker.
+        on_cluster = chosen.remote_workers
+        drivers = ThreadExecutor(max_workers=chosen.max_workers) if on_cluster else chosen
+        in_process = on_cluster or chosen.name in ("inline", "threads")
+        table = rung_table_for(early_stopping, chosen) if early_stopping is not None else None
         trial = functools.partial(
             _trial,
             pipeline=pipeline,
@@ -120,17 +138,24 @@ def sweep(
             parent_run_id=run.run_id,
             tracker=tracker if in_process else None,
             settings=tracker.settings,
+            step_executor=chosen if on_cluster else "inline",
+            stopping=(early_stopping.metric, table) if early_stopping is not None else None,
         )
         try:
             # The first trial runs alone: the steps all trials share (load, split) are then cached for
             # the others instead of being computed by each of them at once.
-            outcomes = chosen.sweep(trial, configs[:1])
-            outcomes += [_shifted(o, 1) for o in chosen.sweep(trial, configs[1:])] if len(configs) > 1 else []
+            outcomes = drivers.sweep(trial, _numbered(configs[:1], 0))
+            if len(configs) > 1:
+                outcomes += [_shifted(o, 1) for o in drivers.sweep(trial, _numbered(configs[1:], 1))]
         finally:
+            if on_cluster:
+                drivers.shutdown()
             if not isinstance(executor, Executor):
                 chosen.shutdown()
         trials = tuple(_trial_from(outcome) for outcome in outcomes)
         scored = [t for t in trials if t.value is not None and not math.isnan(t.value)]
+        if early_stopping is not None:
+            run.set_tags({"loopml.sweep.stopped": str(sum(t.stopped for t in trials))})
         if not scored:
             raise InvalidInput(f"every trial of the sweep failed; the first error:\n{trials[0].error}")
         best = (max if mode == "max" else min)(scored, key=lambda t: t.value or 0.0)
@@ -175,6 +200,13 @@ def _configs(
     ]
 
 
+_INDEX = "__loopml_trial__"  # the trial's number travels with its config, so early stopping can tell trials apart
+
+
+def _numbered(configs: list[dict[str, Any]], start: int) -> list[dict[str, Any]]:
+    return [{**config, _INDEX: start + i} for i, config in enumerate(configs)]
+
+
 def _trial(
     *,
     pipeline: Pipeline,
@@ -183,14 +215,24 @@ def _trial(
     parent_run_id: str,
     tracker: Tracker | None,
     settings: Settings,
+    step_executor: str | Executor,
+    stopping: tuple[str, Any] | None,
     **config: Any,
 ) -> tuple[float, str]:
+    index = config.pop(_INDEX)
     opened = tracker or tracker_for(settings)
+    hook = StoppingHook(stopping[0], index, stopping[1]) if stopping is not None else None
     try:
         result = pipeline.run(
-            {**fixed, **config}, executor="inline", tracker=opened, parent_run_id=parent_run_id
+            {**fixed, **config},
+            executor=step_executor,
+            tracker=opened,
+            parent_run_id=parent_run_id,
+            metric_hook=hook,
         )
     except PipelineFailed as failure:
+        if failure.stopped:
+            raise TrialStoppedEarly(str(failure.stopped), failure.run_id) from None
         raise TrialFailed(str(failure), failure.run_id) from None
     value = metric(result.value) if callable(metric) else _lookup(result.value, metric)
     return float(value), result.run_id
@@ -205,6 +247,10 @@ class TrialFailed(Exception):
 
     def __str__(self) -> str:
         return str(self.args[0])
+
+
+class TrialStoppedEarly(TrialFailed):
+    """A trial the early-stopping scheduler stopped (not a failure of its code)."""
 
 
 def _lookup(value: Any, path: str) -> Any:
@@ -224,10 +270,10 @@ def _shifted(outcome: TrialOutcome, by: int) -> TrialOutcome:
 
 
 def _trial_from(outcome: TrialOutcome) -> Trial:
+    params = {k: v for k, v in outcome.config.items() if k != _INDEX}
     if outcome.error is not None:
         run_id = getattr(outcome.error, "run_id", None)
-        return Trial(
-            outcome.index, dict(outcome.config), None, run_id, str(outcome.error), outcome.duration_s
-        )
+        stopped = isinstance(outcome.error, TrialStoppedEarly)
+        return Trial(outcome.index, params, None, run_id, str(outcome.error), outcome.duration_s, stopped)
     value, run_id = outcome.value
-    return Trial(outcome.index, dict(outcome.config), value, run_id, None, outcome.duration_s)
+    return Trial(outcome.index, params, value, run_id, None, outcome.duration_s)

@@ -1,0 +1,169 @@
+"""Pipelines on the Ray executor: what only a cluster executor does (the rest of the suite runs on Ray too).
+
+A worker killed mid-step is retried per the step's policy and the run records why; resource hints reach
+Ray; a worker reads its inputs from and writes its outputs to the blob store, and its tracking writes are
+replayed by the driver.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import loopml
+from loopml.core.settings import Settings
+from loopml.pipelines.execution import StepRun, StoredInput, execute_step
+from loopml.pipelines.records import OutputRef, StepStatus
+from loopml.pipelines.serializers import serialize
+from loopml.tracking.client import Client
+from loopml.tracking.tracker import Tracker
+
+pytestmark = [pytest.mark.single_executor, pytest.mark.usefixtures("ray_cluster")]
+
+
+@loopml.step(retries=2, retry_delay_s=0.1, cache=False)
+def dies_once(marker: str) -> int:
+    if not Path(marker).exists():
+        Path(marker).write_text("the first attempt was here")
+        os.kill(os.getpid(), signal.SIGKILL)  # as the kernel's OOM killer would
+    loopml.log_metric("survived", 1.0)
+    return os.getpid()
+
+
+@loopml.step(retries=1, retry_delay_s=0.1, cache=False)
+def always_dies() -> int:
+    os.kill(os.getpid(), signal.SIGKILL)
+    return 0
+
+
+@loopml.step(resources={"cpu": 2, "memory": "64MB"})
+def reserved() -> dict:
+    import ray
+
+    return dict(ray.get_runtime_context().get_assigned_resources())
+
+
+@loopml.step(resources={"cpu": 16})
+def greedy() -> int:
+    return 1
+
+
+@loopml.step
+def make_array() -> Any:
+    return np.arange(5)
+
+
+@loopml.step
+def zero_first(values: Any) -> Any:
+    values[0] = -1  # its own copy: the sibling below must not see it
+    return values
+
+
+@loopml.step
+def total(values: Any) -> int:
+    return int(values.sum())
+
+
+@loopml.step
+def logs_everything(x: int) -> int:
+    loopml.log_param("kind", "demo")
+    loopml.set_tag("stage", "train")
+    for step in range(3):
+        loopml.log_metric("loss", 1.0 / (step + 1), step=step)
+    run = loopml.active_run()
+    assert run is not None
+    run.log_text("hello", "notes/hello.txt")
+    return x + 1
+
+
+def test_a_worker_killed_mid_step_is_retried_and_the_run_records_it(tracker: Tracker, tmp_path: Path) -> None:
+    @loopml.pipeline(executor="ray")
+    def flow(marker: str) -> Any:
+        return dies_once(marker)
+
+    result = flow.run({"marker": str(tmp_path / "marker")})
+    assert result.value != os.getpid()  # it ran in a Ray worker
+    step = result.record.step("dies_once")
+    assert step.status is StepStatus.FINISHED
+    assert step.attempts == 2
+    run = Client(tracker).get_run(step.run_id or "")
+    assert run.tags["loopml.attempt.1.error"].startswith("WorkerLost: the Ray worker running the task died")
+    assert run.metrics == {"survived": 1.0}
+
+    @loopml.pipeline(executor="ray")
+    def doomed() -> Any:
+        return always_dies()
+
+    with pytest.raises(loopml.PipelineFailed, match="WorkerLost") as failure:
+        doomed.run()
+    record = loopml.pipelines.store.pipeline_store(tracker).get_run(failure.value.run_id)
+    assert record.step("always_dies").attempts == 2
+
+
+def test_resource_hints_reach_ray_and_impossible_ones_fail_the_step(tracker: Tracker) -> None:
+    @loopml.pipeline(executor="ray")
+    def flow() -> Any:
+        return reserved()
+
+    assert flow.run().value == {"CPU": 2.0, "memory": 64_000_000.0}
+
+    @loopml.pipeline(executor="ray")
+    def too_big() -> Any:
+        return greedy()
+
+    with pytest.raises(loopml.PipelineFailed, match="asks for 16 CPU, but the Ray cluster has 2 CPU in all"):
+        too_big.run()
+
+
+def test_each_worker_gets_its_own_copy_of_its_inputs(tracker: Tracker) -> None:
+    @loopml.pipeline(executor="ray")
+    def flow() -> Any:
+        values = make_array()
+        return [total(zero_first(values)), total(values)]
+
+    assert flow.run().value == [9, 10]
+
+
+def test_tracking_inside_a_ray_step_lands_in_its_run(tracker: Tracker) -> None:
+    @loopml.pipeline(executor="ray")
+    def flow() -> Any:
+        return logs_everything(1)
+
+    result = flow.run()
+    client = Client(tracker)
+    run = client.get_run(result.record.step("logs_everything").run_id or "")
+    assert run.params == {"x": "1", "kind": "demo"}
+    assert run.tags["stage"] == "train"
+    history = client.get_metric_history(run.run_id, "loss")
+    assert [(p.step, p.value) for p in history] == [(0, 1.0), (1, 0.5), (2, 1 / 3)]
+    paths = {a.path: a for a in client.list_artifacts(run.run_id)}
+    assert tracker.blobs.get_bytes(paths["notes/hello.txt"].digest) == b"hello"
+
+
+def test_a_cluster_worker_reads_and_writes_blobs_itself(tracker: Tracker, tmp_path: Path) -> None:
+    """What a Ray worker does, run here: inputs by reference, outputs stored, only references sent back."""
+    stored = serialize([1, 2, 3])
+    digest = tracker.blobs.put_bytes(stored.data)
+    ref = OutputRef("output", digest, stored.content_hash, stored.serializer, stored.python_type, len(stored.data))
+    run = tracker.store.create_run(tracker.store.get_or_create_experiment("x").experiment_id, name="call")
+    settings: Settings = tracker.settings
+    result = execute_step(
+        logs_everything, (), {"x": StoredInput(ref)}, context=StepRun(run, None, settings, remote=True)
+    )
+    assert result.error is not None  # x is a list here: list + 1 fails, and the error comes back
+    assert "TypeError" in (result.traceback or "")
+    result = execute_step(
+        zero_first, (StoredInput(ref),), {}, context=StepRun(run, None, settings, remote=True)
+    )
+    assert result.error is None, result.traceback
+    assert result.stored == {}  # no bytes travel back
+    assert result.refs is not None
+    output = result.refs["output"]
+    assert tracker.blobs.exists(output.digest)
+    assert tracker.blobs.get_bytes(output.digest) == serialize([-1, 2, 3]).data
+    assert tracker.blobs.get_bytes(digest) == stored.data  # the input blob is untouched

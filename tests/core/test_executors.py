@@ -341,15 +341,18 @@ def test_executor_for_returns_an_executor_as_is() -> None:
 @pytest.mark.parametrize(
     ("spec", "max_workers", "message"),
     [
-        ("dask", None, "use 'inline', 'threads', 'threads:N', 'processes' or 'processes:N'"),
+        (
+            "dask",
+            None,
+            "use 'inline', 'threads', 'threads:N', 'processes', 'processes:N', 'ray' or 'ray://HOST:PORT'",
+        ),
         ("threads:x", None, "unknown executor"),
         ("threads:", None, "unknown executor"),
         ("inline:2", None, "unknown executor"),
         ("threads:0", None, "max_workers must be a positive integer"),
         ("threads", 0, "max_workers must be a positive integer"),
         ("threads:4", 2, "contradicts max_workers=2"),
-        ("ray", None, r"loopml\[ray\]"),
-        ("ray://head:10001", None, "not available in this version"),
+        ("ray:4", None, "a Ray cluster is named 'ray' or 'ray://HOST:PORT'"),
     ],
 )
 def test_executor_for_refuses_bad_specs(spec: str, max_workers: int | None, message: str) -> None:

@@ -44,7 +44,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         params = getattr(item, "callspec", None)
         values = params.params if params is not None else {}
         ray_variant = values.get("executor_variant") == "ray"
-        on_tracker = "tracker" in getattr(item, "fixturenames", ())
+        on_tracker = {"tracker", "sqlite_tracker"} & set(getattr(item, "fixturenames", ()))
         if (
             ray_variant
             and Path(str(item.path)).is_relative_to(here)

@@ -149,7 +149,9 @@ def test_a_cluster_worker_reads_and_writes_blobs_itself(tracker: Tracker, tmp_pa
     """What a Ray worker does, run here: inputs by reference, outputs stored, only references sent back."""
     stored = serialize([1, 2, 3])
     digest = tracker.blobs.put_bytes(stored.data)
-    ref = OutputRef("output", digest, stored.content_hash, stored.serializer, stored.python_type, len(stored.data))
+    ref = OutputRef(
+        "output", digest, stored.content_hash, stored.serializer, stored.python_type, len(stored.data)
+    )
     run = tracker.store.create_run(tracker.store.get_or_create_experiment("x").experiment_id, name="call")
     settings: Settings = tracker.settings
     result = execute_step(

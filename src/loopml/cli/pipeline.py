@@ -40,7 +40,13 @@ def run(
         typer.Option("--param", "-p", help="KEY=VALUE, repeatable (YAML values: 3, 0.1, [1,2])"),
     ] = None,
     executor: Annotated[
-        str | None, typer.Option("--executor", "-x", help="threads (default), inline, processes, threads:4")
+        str | None,
+        typer.Option(
+            "--executor",
+            "-x",
+            help="threads (default), inline, processes, threads:4, ray (RAY_ADDRESS or a local cluster), "
+            "ray://HOST:PORT",
+        ),
     ] = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Live step display")] = True,
     cache: Annotated[
@@ -162,7 +168,9 @@ def explain_step(
 @app.command("resume")
 def resume(
     run_id: Annotated[str, typer.Argument(help="The pipeline run to resume")],
-    executor: Annotated[str | None, typer.Option("--executor", "-x")] = None,
+    executor: Annotated[
+        str | None, typer.Option("--executor", "-x", help="as for `pipeline run` (e.g. processes:2, ray)")
+    ] = None,
     json_output: JsonOption = False,
 ) -> None:
     """Run a failed pipeline run again, re-running only its failed and skipped steps (and what depends on them)."""
@@ -184,7 +192,9 @@ def resume(
 @app.command("rerun")
 def rerun_run(
     run_id: Annotated[str, typer.Argument(help="The pipeline run to reproduce")],
-    executor: Annotated[str | None, typer.Option("--executor", "-x")] = None,
+    executor: Annotated[
+        str | None, typer.Option("--executor", "-x", help="as for `pipeline run` (e.g. processes:2, ray)")
+    ] = None,
     json_output: JsonOption = False,
 ) -> None:
     """Reproduce a run from its commit, stored diff, params and data; exit 1 if any output differs."""

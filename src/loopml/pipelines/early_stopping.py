@@ -45,7 +45,9 @@ class ASHA:
 
     def __post_init__(self) -> None:
         if not isinstance(self.metric, str) or not self.metric:
-            raise InvalidInput("ASHA needs the name of the metric the steps log, e.g. ASHA('val_loss', mode='min')")
+            raise InvalidInput(
+                "ASHA needs the name of the metric the steps log, e.g. ASHA('val_loss', mode='min')"
+            )
         if self.mode not in ("max", "min"):
             raise InvalidInput(f"ASHA mode must be 'max' or 'min', got {self.mode!r}")
         if not isinstance(self.grace_period, int) or self.grace_period < 1:

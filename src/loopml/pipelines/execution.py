@@ -33,7 +33,7 @@ from loopml.tracking.active_run import ActiveRun, MetricHook
 from loopml.tracking.fluent import activated
 from loopml.tracking.journal import Journal, JournalTracker
 from loopml.tracking.records import Run
-from loopml.tracking.tracker import Tracker, tracker_for
+from loopml.tracking.tracker import Tracker, tracker_for, use_tracker
 
 
 class StepError(Exception):
@@ -114,8 +114,14 @@ def _execute_on_cluster(
             started = time.perf_counter()
             active = ActiveRun(tracker.as_tracker(), context.run)
             active.metric_hook = context.metric_hook
-            with activated(active):
-                value = step.fn(*args, **kwargs)
+            # The worker's default tracker too: code reaching for the registry gets a clear refusal rather
+            # than a store of its own in the worker's folder.
+            previous = use_tracker(tracker.as_tracker())
+            try:
+                with activated(active):
+                    value = step.fn(*args, **kwargs)
+            finally:
+                use_tracker(previous)
             result.duration_s = time.perf_counter() - started
             result.refs = {}
             for name, output in split_outputs(step, value).items():

@@ -20,7 +20,7 @@ from loopml.pipelines.step import step
 BUILTIN = ("breast_cancer", "diabetes", "iris", "wine")
 
 
-@step
+@step(in_driver=True)  # the catalog is the driver's; on a cluster the rows reach workers as a blob
 def load_dataset(dataset: DatasetRef) -> pd.DataFrame:
     """The rows of a table dataset version (recorded as an input of the step's run)."""
     content = dataset.load()
@@ -44,7 +44,7 @@ def load_builtin(name: Literal["breast_cancer", "diabetes", "iris", "wine"]) -> 
     return frame
 
 
-@step(outputs=("train", "test"))
+@step(outputs=("train", "test"), in_driver=True)  # it may register the held-out rows
 def split_data(
     frame: pd.DataFrame,
     *,
@@ -139,7 +139,7 @@ def evaluate_model(
     }
 
 
-@step(cache=False)
+@step(cache=False, in_driver=True)
 def register_model(model: Any, frame: pd.DataFrame, *, name: str, target: str) -> str:
     """Register `model` in the model registry (training rows `frame` give its signature and row hashes);
     returns `NAME@vN`. The held-out dataset the split step registered becomes the version's evaluation data.

@@ -216,6 +216,7 @@ class Pipeline:
                 runner.run(graph)
                 finished = True
             finally:
+                runner.close()
                 if own_executor:  # never wait for a step that timed out or was interrupted in a thread
                     chosen.shutdown(wait=finished and not runner.abandoned)
             if runner.failed:

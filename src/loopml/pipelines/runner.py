@@ -18,7 +18,7 @@ from typing import Any
 
 from loopml.core.clock import now_ms
 from loopml.core.errors import InvalidInput, LoopMLError
-from loopml.core.executors import Executor
+from loopml.core.executors import Executor, ThreadExecutor
 from loopml.pipelines.early_stopping import TrialStopped
 from loopml.pipelines.execution import (
     CallResult,
@@ -114,6 +114,7 @@ class Runner:
         self.reused: set[str] = set()
         self.abandoned = False  # a timed-out thread still runs: the pool must not be waited for
         self.stopped: str | None = None  # a step was stopped by a sweep's early stopping
+        self._in_driver: ThreadExecutor | None = None
         self._in_process = executor.name in ("inline", "threads")
         self._remote = executor.remote_workers
         self.metric_hook = metric_hook
@@ -243,20 +244,32 @@ class Runner:
         )
 
     def _submit(self, call: _Call) -> cf.Future[CallResult]:
-        value = self._stored_input if self._remote else self._value
-        args = replace_handles(call.node.args, value)
-        kwargs = replace_handles(call.node.kwargs, value)
-        context = StepRun(
-            call.run,
-            self.tracker if self._in_process else None,
-            self.tracker.settings,
-            remote=self._remote,
-            metric_hook=self.metric_hook,
-        )
         step = call.node.step
-        future = self.executor.submit_with(
-            step.resource_request, execute_step, step, args, kwargs, context=context
-        )
+        if step.in_driver and not self._in_process:
+            future = self._driver_pool().submit(
+                execute_step,
+                step,
+                replace_handles(call.node.args, self._local_value),
+                replace_handles(call.node.kwargs, self._local_value),
+                context=StepRun(call.run, self.tracker, self.tracker.settings, metric_hook=self.metric_hook),
+            )
+        else:
+            value = self._stored_input if self._remote else self._value
+            context = StepRun(
+                call.run,
+                self.tracker if self._in_process else None,
+                self.tracker.settings,
+                remote=self._remote,
+                metric_hook=self.metric_hook,
+            )
+            future = self.executor.submit_with(
+                step.resource_request,
+                execute_step,
+                step,
+                replace_handles(call.node.args, value),
+                replace_handles(call.node.kwargs, value),
+                context=context,
+            )
         call.future = future
         call.retry_at = None
         timeout = call.node.step.timeout_s
@@ -265,6 +278,20 @@ class Runner:
 
     def _ref(self, handle: Handle) -> OutputRef:
         return self.outputs[handle.node_id][handle.output or SINGLE_OUTPUT].ref
+
+    def _driver_pool(self) -> ThreadExecutor:
+        # Steps marked in_driver (registering models, datasets) run here, one at a time, beside the executor.
+        if self._in_driver is None:
+            self._in_driver = ThreadExecutor(max_workers=1)
+        return self._in_driver
+
+    def close(self) -> None:
+        """Stop the thread of in-driver steps (the executor is its owner's to shut down)."""
+        if self._in_driver is not None:
+            self._in_driver.shutdown(wait=not self.abandoned)
+
+    def _local_value(self, handle: Handle) -> Any:
+        return read_only(self.outputs[handle.node_id][handle.output or SINGLE_OUTPUT].value())
 
     def _stored_input(self, handle: Handle) -> StoredInput:
         return StoredInput(self._ref(handle))

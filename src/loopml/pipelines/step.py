@@ -51,6 +51,7 @@ class Step:
         on_failure: FailureHook | None = None,
         outputs: Sequence[str] | None = None,
         resources: Mapping[str, Any] | None = None,
+        in_driver: bool = False,
     ) -> None:
         self.fn = fn
         self.name = name or fn.__name__
@@ -63,6 +64,7 @@ class Step:
         self.on_failure = on_failure
         self.outputs = tuple(outputs) if outputs else ()
         self.resources = dict(resources or {})
+        self.in_driver = in_driver
         functools.update_wrapper(self, fn)
         _check_options(self)
         self.resource_request = parse_resources(self.resources, where=f"@step on {self.qualified_name}")
@@ -112,6 +114,7 @@ def step(
     on_failure: FailureHook | None = None,
     outputs: Sequence[str] | None = None,
     resources: Mapping[str, Any] | None = None,
+    in_driver: bool = False,
 ) -> Callable[[Callable[..., Any]], Step]: ...
 def step(
     fn: Callable[..., Any] | None = None, /, **options: Any
@@ -121,7 +124,9 @@ def step(
     `retries` re-runs a failing call after `retry_delay_s`, multiplied by `backoff` each time; `timeout_s`
     fails a call that runs longer (processes are stopped, threads abandoned); `on_failure(StepFailure)` is
     called once a call has failed for good. `resources={"cpu": 2, "gpu": 1, "memory": "4GB"}` is reserved
-    for each call on a cluster executor (Ray); the local executors check it and run one call per worker. `outputs` names the items of a returned tuple, which are then
+    for each call on a cluster executor (Ray); the local executors check it and run one call per worker.
+    `in_driver=True` runs the step in the process that runs the pipeline whatever the executor: for steps
+    that write the registry or datasets (which a cluster worker cannot reach), like `register_model`. `outputs` names the items of a returned tuple, which are then
     stored (and cached) separately and can be unpacked inside the pipeline. `cache_salt` is part of the
     cache key: change it to force a re-run.
     """
@@ -161,6 +166,8 @@ def _check_options(step: Step) -> None:
         isinstance(o, str) and o.isidentifier() for o in step.outputs
     ):
         raise InvalidInput(f"{where}: outputs must be distinct identifiers, got {step.outputs!r}")
+    if not isinstance(step.in_driver, bool):
+        raise InvalidInput(f"{where}: in_driver must be True or False, got {step.in_driver!r}")
     if "#" in step.name or "/" in step.name or not step.name:
         raise InvalidInput(f"{where}: a step name must be non-empty and contain no '#' or '/'")
 

@@ -200,7 +200,9 @@ def _configs(
     ]
 
 
-_INDEX = "__loopml_trial__"  # the trial's number travels with its config, so early stopping can tell trials apart
+_INDEX = (
+    "__loopml_trial__"  # the trial's number travels with its config, so early stopping can tell trials apart
+)
 
 
 def _numbered(configs: list[dict[str, Any]], start: int) -> list[dict[str, Any]]:

@@ -98,6 +98,15 @@ class JournalTracker:
         self.store = _JournalStore(self.journal)
         self.buffer = _JournalBuffer(self.journal)
 
+    @property
+    def stores(self) -> Any:
+        """Refused: the metadata (registry, datasets, pipelines) is the driver's."""
+        raise InvalidInput(
+            "a step on a cluster worker cannot reach the project's registry or datasets: read them in a step "
+            "marked @loopml.step(in_driver=True) and pass what it returns, or use a team server "
+            "(LOOPML_TRACKING_URI)"
+        )
+
     def flush(self) -> None:
         """Nothing to write: the journal travels back with the call's result."""
 

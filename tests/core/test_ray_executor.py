@@ -133,6 +133,12 @@ def test_an_unreachable_cluster_fails_in_seconds_with_the_address() -> None:
         executor_for("ray:4")
 
 
+def test_a_jobs_api_address_is_refused_with_what_to_use(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RAY_ADDRESS", "http://127.0.0.1:8265")
+    with pytest.raises(InvalidInput, match=r"Ray Jobs API .* ray://HOST:10001"):
+        executor_for("ray").submit(square, 2)
+
+
 def test_without_ray_installed_the_error_names_the_extra(tmp_path: Path) -> None:
     script = (
         "import sys; sys.modules['ray'] = None\n"

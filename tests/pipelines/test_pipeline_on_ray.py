@@ -14,10 +14,12 @@ from typing import Any
 
 import numpy as np
 import pytest
+from pydantic import SecretStr
 
 import loopml
+from loopml.core.errors import ParamConflict
 from loopml.core.settings import Settings
-from loopml.pipelines.execution import StepRun, StoredInput, execute_step
+from loopml.pipelines.execution import StepRun, StoredInput, execute_step, worker_settings
 from loopml.pipelines.records import OutputRef, StepStatus
 from loopml.pipelines.serializers import serialize
 from loopml.tracking.client import Client
@@ -51,6 +53,37 @@ def reserved() -> dict:
 @loopml.step(resources={"cpu": 16})
 def greedy() -> int:
     return 1
+
+
+@loopml.step(cache=False)
+def logs_then_fails() -> int:
+    loopml.log_param("before_failure", "yes")
+    loopml.log_metric("loss", 0.5, step=1)
+    raise ValueError("broken after logging")
+
+
+@loopml.step(cache=False)
+def logs_a_param_twice() -> str:
+    loopml.log_param("lr", 0.1)
+    try:
+        loopml.log_param("lr", 0.2)
+    except ParamConflict:
+        return "refused where it was logged"
+    return "accepted"
+
+
+@loopml.step(cache=False)
+def nests_a_run() -> int:
+    with loopml.start_run(nested=True):
+        return 1
+
+
+@loopml.step(cache=False, resources={"cpu": 2}, timeout_s=3.5)
+def holds_the_cluster(n: int) -> int:
+    import time
+
+    time.sleep(2.0)
+    return n
 
 
 @loopml.step
@@ -116,7 +149,9 @@ def test_resource_hints_reach_ray_and_impossible_ones_fail_the_step(tracker: Tra
     def too_big() -> Any:
         return greedy()
 
-    with pytest.raises(loopml.PipelineFailed, match="asks for 16 CPU, but the Ray cluster has 2 CPU in all"):
+    with pytest.raises(
+        loopml.PipelineFailed, match=r"step .*:greedy asks for 16 CPU, but the Ray cluster has 2 CPU"
+    ):
         too_big.run()
 
 
@@ -169,3 +204,80 @@ def test_a_cluster_worker_reads_and_writes_blobs_itself(tracker: Tracker, tmp_pa
     assert tracker.blobs.exists(output.digest)
     assert tracker.blobs.get_bytes(output.digest) == serialize([-1, 2, 3]).data
     assert tracker.blobs.get_bytes(digest) == stored.data  # the input blob is untouched
+
+
+def test_what_a_failing_ray_step_logged_is_kept_and_conflicts_are_raised_where_logged(
+    tracker: Tracker,
+) -> None:
+    @loopml.pipeline(executor="ray")
+    def failing() -> Any:
+        return logs_then_fails()
+
+    with pytest.raises(loopml.PipelineFailed, match="broken after logging") as failure:
+        failing.run()
+    record = loopml.pipelines.store.pipeline_store(tracker).get_run(failure.value.run_id)
+    run = Client(tracker).get_run(record.step("logs_then_fails").run_id or "")
+    assert run.params == {"before_failure": "yes"}  # as a local executor keeps them
+    assert run.metrics == {"loss": 0.5}
+
+    @loopml.pipeline(executor="ray")
+    def twice() -> Any:
+        return logs_a_param_twice()
+
+    assert twice.run().value == "refused where it was logged"
+
+    @loopml.pipeline(executor="ray")
+    def nested() -> Any:
+        return nests_a_run()
+
+    with pytest.raises(loopml.PipelineFailed, match="can only log to its own run"):
+        nested.run()
+
+
+def test_a_step_timeout_counts_from_when_the_cluster_can_run_it(tracker: Tracker) -> None:
+    """Both calls need the whole cluster: the second waits for the first, and its 3.5 s count only once it
+    can start (2 s of work each; counted from submission, the second would need 4 s)."""
+
+    @loopml.pipeline(executor="ray")
+    def flow() -> Any:
+        return [holds_the_cluster(1), holds_the_cluster(2)]
+
+    assert flow.run().value == [1, 2]
+
+
+def test_a_cluster_worker_is_sent_no_secret_it_does_not_need(tracker: Tracker) -> None:
+    settings = tracker.settings.model_copy(
+        update={"database_url": "postgresql+psycopg://u:hunter2@db/x", "token": SecretStr("lml_secret")}
+    )
+    sent = worker_settings(settings)
+    assert sent.database_url is None
+    assert sent.token is None
+    assert sent.blob_url == settings.blob_url
+    served = worker_settings(settings.model_copy(update={"tracking_uri": "http://127.0.0.1:1"}))
+    assert served.token is not None  # a worker talking to a team server needs its token
+    assert served.token.get_secret_value() == "lml_secret"
+
+
+def test_a_worker_runs_the_current_code_of_a_helper_it_imported_itself(
+    tracker: Tracker, modules: Any
+) -> None:
+    modules.write("helper", "VALUE = 'v1'\n")
+    flow = modules.write(
+        "flow",
+        """
+        import loopml
+
+        @loopml.step(cache=False)
+        def read() -> str:
+            import MOD_helper  # imported in the worker only
+
+            return MOD_helper.VALUE
+
+        @loopml.pipeline(executor="ray")
+        def flow():
+            return read()
+        """,
+    )
+    assert flow.flow.run().value == "v1"
+    modules.write("helper", "VALUE = 'v2'  # edited\n")
+    assert flow.flow.run().value == "v2"

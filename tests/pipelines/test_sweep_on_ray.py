@@ -106,6 +106,8 @@ def test_early_stopping_is_checked_before_any_trial_runs(tracker: Tracker) -> No
 def test_the_rung_table_keeps_the_top_third_at_each_rung() -> None:
     asha = ASHA("m", mode="min", grace_period=1, reduction_factor=3, max_t=10)
     assert asha.rungs() == [9, 3, 1]
+    assert ASHA("m", reduction_factor=3, max_t=27).rungs() == [27, 9, 3, 1]  # as Ray Tune places them
+    assert ASHA("m", reduction_factor=2.5, max_t=7).rungs() == [6.25, 2.5, 1]
     table = RungTable(asha)
     assert table.report(0, 1, 1.0)  # first at the rung: nothing to compare with
     assert table.report(1, 1, 0.5)  # better (lower) than the bar

@@ -104,6 +104,11 @@ class Executor(abc.ABC):
         """`submit`, reserving `resources` where the executor places tasks (a cluster); here they are hints."""
         return self.submit(fn, *args, **kwargs)
 
+    def has_room(self, resources: Resources | None) -> bool:
+        """Whether a task asking for `resources` would start at once. Cluster executors answer from the tasks
+        in flight; local ones always say yes (their callers count tasks against `max_workers`)."""
+        return True
+
     @abc.abstractmethod
     def kill(self, future: Future[Any]) -> bool:
         """Stop the task behind `future`: True if it was cancelled or stopped, False if it cannot be (any more)."""

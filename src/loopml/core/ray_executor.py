@@ -7,8 +7,9 @@ with the worker's traceback. Ray's own task retries are off: a step's `retries` 
 lost worker is reported as `WorkerLost`, like a crashed worker process.
 
 On a cluster this process started (or one on this machine), workers see this process's `sys.path`, and
-first-party modules edited since a worker imported them are imported again, so a long-lived worker never
-runs stale code. A remote cluster gets its code from its runtime environment (see docs/ray.md).
+before each task a worker imports afresh the first-party modules whose files changed since it imported them,
+so a long-lived worker does not run stale code. A remote cluster gets its code from its runtime environment
+(see docs/ray.md).
 """
 
 from __future__ import annotations
@@ -83,7 +84,8 @@ class RayExecutor(Executor):
         self._remote_fn: Any = None
         self._started_cluster = False
         self._local = False
-        self._refs: dict[Future[Any], Any] = {}
+        self._refs: dict[Future[Any], tuple[Any, float]] = {}  # future -> (object ref, CPUs it holds)
+        self._reserved_cpu = 0.0
         self._closed = False
         self._totals: dict[str, float] = {}
 
@@ -110,17 +112,19 @@ class RayExecutor(Executor):
             if self._closed:
                 raise RuntimeError("cannot submit to a RayExecutor after shutdown()")
             address = self.address or os.environ.get("RAY_ADDRESS") or None
-            ray = ray_module(local=address is None or _is_loopback(address))
-            if address is not None:
-                _check_reachable(address)
+            local = address in (None, "local", "auto") or _is_loopback(str(address))
+            ray = ray_module(local=local)
+            if address not in (None, "local", "auto"):
+                _check_reachable(str(address))
             if not ray.is_initialized():
                 self._init(ray, address)
-            elif self.address is not None and not _same_cluster(ray, self.address):
+            elif self.address is not None and _connection["address"] not in (None, self.address):
                 raise ClusterUnavailable(
-                    f"this process is already connected to another Ray cluster; it cannot also use {self.address}"
+                    f"this process is already connected to the Ray cluster at {_connection['address']}; it cannot also "
+                    f"use {self.address}"
                 )
             self._totals = dict(ray.cluster_resources())
-            self._local = address is None or _is_loopback(address)
+            self._local = local
             self._remote_fn = ray.remote(_run_ray_task)
             self._ray = ray
             return ray
@@ -130,11 +134,13 @@ class RayExecutor(Executor):
         if address is None and self._max_workers is not None:
             options.setdefault("num_cpus", self._max_workers)
         try:
-            ray.init(address=address, **options)
+            # "local" starts a cluster of our own: None would join any cluster `ray start` left a note of.
+            ray.init(address=address or "local", **options)
         except (ConnectionError, TimeoutError, RuntimeError) as error:
             raise ClusterUnavailable(
                 f"cannot connect to the Ray cluster at {address or 'a new local cluster'}: {error}"
             ) from None
+        _connection["address"] = address
         self._started_cluster = True
 
     # -- the Executor primitives ----------------------------------------------------------------------
@@ -150,22 +156,30 @@ class RayExecutor(Executor):
         ray = self.connect()
         future: Future[T] = Future()
         future.set_running_or_notify_cancel()
+        label = _describe(fn, args)
         try:
             payload = pickle_task(fn, args, kwargs)
-            options = self._options(resources, task_label(fn))
+            options = self._options(resources, label)
         except InvalidInput as error:
             future.set_exception(error)
             return future
-        stamps = _first_party_stamps() if self._local else {}
-        paths = list(sys.path) if self._local else []
-        ref = self._remote_fn.options(**options).remote(payload, paths, stamps)
+        ref = self._remote_fn.options(**options).remote(payload, list(sys.path) if self._local else None)
         with self._lock:
             if self._closed:
                 ray.cancel(ref, force=True)
                 raise RuntimeError("cannot submit to a RayExecutor after shutdown()")
-            self._refs[future] = ref
+            self._refs[future] = (ref, options["num_cpus"])
+            self._reserved_cpu += options["num_cpus"]
         ref.future().add_done_callback(lambda done: self._settle(future, done))
         return future
+
+    def has_room(self, resources: Resources | None) -> bool:
+        """Whether a task asking for `resources` would start now: the CPUs of the tasks in flight leave
+        enough (an idle cluster always has room, so a request it can never meet fails at once)."""
+        self.connect()
+        wanted = (resources or Resources()).cpu
+        with self._lock:
+            return not self._refs or self._reserved_cpu + wanted <= self._totals.get("CPU", 0.0)
 
     def _options(self, resources: Resources | None, label: str) -> dict[str, Any]:
         wanted = resources or Resources()
@@ -190,16 +204,23 @@ class RayExecutor(Executor):
         return options
 
     def _settle(self, future: Future[Any], done: Future[Any]) -> None:
-        with self._lock:
-            self._refs.pop(future, None)
+        self._release(future)
         if future.done():
             return
         try:
             reply = done.result()
-        except BaseException as error:
+        except BaseException as error:  # every Ray failure becomes one of ours
             future.set_exception(self._translated(error))
             return
         settle(future, reply)
+
+    def _release(self, future: Future[Any]) -> Any:
+        with self._lock:
+            entry = self._refs.pop(future, None)
+            if entry is None:
+                return None
+            self._reserved_cpu = max(0.0, self._reserved_cpu - entry[1])
+            return entry[0]
 
     def _translated(self, error: BaseException) -> BaseException:
         exceptions = self._ray.exceptions
@@ -212,9 +233,10 @@ class RayExecutor(Executor):
 
     def kill(self, future: Future[Any]) -> bool:
         """Cancel the task (force-killing its worker if it runs); its future raises `TaskKilled`."""
-        with self._lock:
-            ref = self._refs.get(future)
-        if ref is None or future.done():
+        if future.done():
+            return False
+        ref = self._release(future)
+        if ref is None:
             return False
         self._ray.cancel(ref, force=True)
         if not future.done():
@@ -223,45 +245,60 @@ class RayExecutor(Executor):
         return True
 
     def shutdown(self, *, wait: bool = True) -> None:
-        """Refuse new tasks; a cluster this executor started is stopped once the submitted tasks are done."""
+        """Refuse new tasks; `wait=False` also cancels the tasks in flight. A cluster this executor started
+        is stopped once its tasks are done."""
         with self._lock:
             self._closed = True
             pending = list(self._refs)
-        if wait:
-            for future in pending:
+        for future in pending:
+            if wait:
                 with contextlib.suppress(Exception):
                     future.exception()
+            else:
+                self.kill(future)
         if self._started_cluster and self._ray is not None:
             self._ray.shutdown()
             self._started_cluster = False
+            _connection["address"] = None
 
     def __repr__(self) -> str:
         return f"RayExecutor(address={self.address!r})"
 
 
-def _run_ray_task(payload: bytes, paths: list[str], stamps: dict[str, tuple[int, int]]) -> bytes:
-    """In a Ray worker: see the driver's code, then run the task as a worker process would."""
-    for path in reversed(paths):
-        if path not in sys.path:
-            sys.path.insert(0, path)
-    _forget_stale(stamps)
-    return run_payload(payload)
+def _run_ray_task(payload: bytes, paths: list[str] | None) -> bytes:
+    """In a Ray worker: see the driver's code, then run the task as a worker process would.
+
+    `paths` (the driver's sys.path) comes only on a cluster on the driver's machine, which shares its files:
+    then first-party modules changed on disk since this worker imported them are imported afresh.
+    """
+    if paths is not None:
+        for path in reversed(paths):
+            if path not in sys.path:
+                sys.path.insert(0, path)
+        _forget_stale()
+    try:
+        return run_payload(payload)
+    finally:
+        if paths is not None:
+            _imported_stamps.update(
+                {n: s for n, s in _first_party_stamps().items() if n not in _imported_stamps}
+            )
 
 
 # Stamps (mtime_ns, size) of the first-party module files as this worker imported them.
 _imported_stamps: dict[str, tuple[int, int]] = {}
+# The address this process connected to (None: a local cluster it started, or none yet).
+_connection: dict[str, str | None] = {"address": None}
 
 
-def _forget_stale(stamps: dict[str, tuple[int, int]]) -> None:
-    changed = any(
-        name in sys.modules and _imported_stamps.get(name, stamp) != stamp for name, stamp in stamps.items()
-    )
-    if changed:
+def _forget_stale() -> None:
+    now = _first_party_stamps()
+    if any(_imported_stamps.get(name, stamp) != stamp for name, stamp in now.items()):
         # A module that imported a changed one holds its old objects: drop every first-party module.
-        for name in stamps:
+        for name in now:
             sys.modules.pop(name, None)
+        _imported_stamps.clear()
         importlib.invalidate_caches()
-    _imported_stamps.update(stamps)
 
 
 @functools.cache
@@ -287,6 +324,12 @@ def _first_party_stamps() -> dict[str, tuple[int, int]]:
     return stamps
 
 
+def _describe(fn: Callable[..., Any], args: tuple[Any, ...]) -> str:
+    """What a message calls the task: the pipeline step it runs, else the function."""
+    step = getattr(args[0], "qualified_name", None) if args else None
+    return f"step {step}" if isinstance(step, str) else task_label(fn)
+
+
 def _check_reachable(address: str) -> None:
     """Fail in seconds on an address nothing listens on (Ray itself retries for minutes)."""
     host, port = _host_port(address)
@@ -301,6 +344,11 @@ def _check_reachable(address: str) -> None:
 
 
 def _host_port(address: str) -> tuple[str, int]:
+    if address.startswith(("http://", "https://")):
+        raise InvalidInput(
+            f"Ray address {address!r} is the Ray Jobs API (dashboard) address; LoopML needs the cluster: "
+            "HOST:6379 (the GCS) or ray://HOST:10001 (Ray Client)"
+        )
     bare = address.removeprefix("ray://")
     host, sep, port = bare.rpartition(":")
     if not sep or not port.isdecimal() or not host:
@@ -315,15 +363,6 @@ def _is_loopback(address: str) -> bool:
     try:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
-        return False
-
-
-def _same_cluster(ray: Any, address: str) -> bool:
-    if address.startswith("ray://"):
-        return bool(ray.util.client.ray.is_connected())
-    try:
-        return str(ray.get_runtime_context().gcs_address) == address
-    except Exception:
         return False
 
 

@@ -57,13 +57,11 @@ class ASHA:
         if not isinstance(self.max_t, int) or self.max_t <= self.grace_period:
             raise InvalidInput(f"ASHA max_t must be an integer above grace_period, got {self.max_t!r}")
 
-    def rungs(self) -> list[int]:
-        """The steps at which trials are compared, highest first."""
-        found, rung = [], float(self.grace_period)
-        while rung < self.max_t:
-            found.append(int(rung))
-            rung *= self.reduction_factor
-        return sorted(set(found), reverse=True)
+    def rungs(self) -> list[float]:
+        """The steps at which trials are compared, highest first: `grace_period * reduction_factor**k` up
+        to `max_t` (as Ray Tune's ASHAScheduler places them)."""
+        count = int(math.log(self.max_t / self.grace_period) / math.log(self.reduction_factor) + 1e-9) + 1
+        return sorted((self.grace_period * self.reduction_factor**k for k in range(count)), reverse=True)
 
 
 @dataclass
@@ -71,7 +69,7 @@ class RungTable:
     """The values trials had when they first reached each rung; decides whether a trial goes on."""
 
     asha: ASHA
-    recorded: dict[int, dict[int, float]] = field(default_factory=dict)
+    recorded: dict[float, dict[int, float]] = field(default_factory=dict)
     stopped: set[int] = field(default_factory=set)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -137,3 +135,11 @@ def rung_table_for(asha: ASHA, executor: Executor) -> Any:
     ray = executor.connect()  # type: ignore[attr-defined]
     actor = ray.remote(num_cpus=0, max_restarts=0)(RungTable)
     return actor.remote(asha)
+
+
+def release(table: Any) -> None:
+    """Stop the actor holding a sweep's rung table (a table of this process needs nothing)."""
+    if not isinstance(table, RungTable):
+        import ray
+
+        ray.kill(table)

@@ -138,6 +138,14 @@ def _execute_on_cluster(
     return result
 
 
+def worker_settings(settings: Settings) -> Settings:
+    """What a cluster worker is sent: no database URL (it never opens the metadata), and the token only
+    when it talks to a team server, so no secret travels with a task that does not need it."""
+    return settings.model_copy(
+        update={"database_url": None, "token": settings.token if settings.tracking_uri else None}
+    )
+
+
 _worker_blobs: dict[tuple[str | None, str], BlobStore] = {}
 
 

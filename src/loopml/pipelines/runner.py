@@ -27,6 +27,7 @@ from loopml.pipelines.execution import (
     call_params,
     execute_step,
     read_only,
+    worker_settings,
 )
 from loopml.pipelines.graph import Graph, Handle, Node, replace_handles
 from loopml.pipelines.keys import KeyMaker
@@ -49,6 +50,9 @@ from loopml.tracking.tracker import Tracker
 Progress = Callable[
     [str, StepRecord | None], None
 ]  # (node, None) when a call starts; its record when it ends
+
+
+_CLUSTER_POLL_S = 0.05  # how often a run waiting for cluster CPUs looks again
 
 
 class StepTimeout(LoopMLError):
@@ -118,6 +122,7 @@ class Runner:
         self._in_process = executor.name in ("inline", "threads")
         self._remote = executor.remote_workers
         self.metric_hook = metric_hook
+        self._worker_settings = worker_settings(tracker.settings) if self._remote else tracker.settings
 
     def run(self, graph: Graph) -> None:
         """Run every node of `graph`; failures are recorded (see `failed`), not raised.
@@ -138,12 +143,15 @@ class Runner:
                 for call in [c for c in delayed if c.retry_at is not None and c.retry_at <= now]:
                     delayed.remove(call)
                     queued.append(call)
-                while queued and len(running) < max(1, self.executor.max_workers):
+                while queued and self._has_room(queued[0], running):
                     running[self._submit(queued[0])] = queued[0]  # popped only once submitted (see _abort)
                     queued.pop(0)
                 if not running:
                     if delayed:  # only retries are pending: sleep until the first is due
                         time.sleep(self._wait_time(running, delayed) or 0.0)
+                        continue
+                    if queued:  # the cluster is busy with other runs' tasks (a sweep's other trials)
+                        time.sleep(_CLUSTER_POLL_S)
                         continue
                     for node in waiting.values():  # cannot happen with a described graph; never spin
                         self._skip(node)
@@ -158,6 +166,14 @@ class Runner:
         except BaseException as error:
             self._abort(running, [*queued, *delayed], error)
             raise
+
+    def _has_room(self, call: _Call, running: dict[cf.Future[CallResult], _Call]) -> bool:
+        """Whether to start `call` now. On a cluster: when its CPUs are free, counting every run's tasks, so
+        a step's timeout starts when it can run, not while it waits in the cluster's queue."""
+        step = call.node.step
+        if self._remote and not step.in_driver:
+            return self.executor.has_room(step.resource_request)
+        return len(running) < max(1, self.executor.max_workers)
 
     def _check_shared_blobs(self) -> None:
         settings = self.tracker.settings
@@ -258,7 +274,7 @@ class Runner:
             context = StepRun(
                 call.run,
                 self.tracker if self._in_process else None,
-                self.tracker.settings,
+                self._worker_settings,
                 remote=self._remote,
                 metric_hook=self.metric_hook,
             )
@@ -312,11 +328,12 @@ class Runner:
             # The inline executor cannot interrupt a call: it fails it afterwards, like a stopped one.
             late = StepTimeout(f"step {call.node.id!r} ran longer than its timeout_s={limit}")
             result = CallResult(error=late, traceback=str(late), duration_s=result.duration_s, log=result.log)
-        if result.error is None and result.journal:
+        if result.journal:  # also of a failed attempt: what it logged before failing is kept, as locally
             try:
                 replay(result.journal, self.tracker, call.run.run_id)
-            except LoopMLError as error:  # e.g. a param logged twice with two values
-                result.error, result.traceback = error, f"{type(error).__name__}: {error}"
+            except LoopMLError as error:
+                if result.error is None:
+                    result.error, result.traceback = error, f"{type(error).__name__}: {error}"
         if result.error is not None:
             self._failed_attempt(call, result, delayed)
             return

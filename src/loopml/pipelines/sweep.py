@@ -25,7 +25,7 @@ from typing import Any, Literal
 from loopml.core.errors import InvalidInput
 from loopml.core.executors import Executor, ThreadExecutor, TrialOutcome, executor_for
 from loopml.core.settings import Settings
-from loopml.pipelines.early_stopping import ASHA, StoppingHook, rung_table_for
+from loopml.pipelines.early_stopping import ASHA, StoppingHook, release, rung_table_for
 from loopml.pipelines.pipeline import Pipeline
 from loopml.pipelines.runner import PipelineFailed
 from loopml.tracking.fluent import start_run
@@ -114,7 +114,7 @@ def sweep(
         raise InvalidInput(f"mode must be 'max' or 'min', got {mode!r}")
     if early_stopping is not None and not isinstance(early_stopping, ASHA):
         raise InvalidInput("early_stopping must be ASHA(metric, ...)")
-    chosen = executor_for(executor)
+    chosen = executor_for(executor or tracker.settings.executor)
     if early_stopping is not None and chosen.name == "processes":
         raise InvalidInput("early stopping needs trials on 'threads', 'inline' or 'ray', not in processes")
     label = metric if isinstance(metric, str) else getattr(metric, "__name__", "metric")
@@ -147,7 +147,13 @@ def sweep(
             outcomes = drivers.sweep(trial, _numbered(configs[:1], 0))
             if len(configs) > 1:
                 outcomes += [_shifted(o, 1) for o in drivers.sweep(trial, _numbered(configs[1:], 1))]
+        except BaseException:
+            if on_cluster:  # Ctrl-C: stop the trials' tasks, so the driver threads end at once
+                chosen.shutdown(wait=False)
+            raise
         finally:
+            if table is not None:
+                release(table)
             if on_cluster:
                 drivers.shutdown()
             if not isinstance(executor, Executor):

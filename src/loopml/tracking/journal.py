@@ -13,12 +13,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from loopml.core.errors import InvalidInput
+from loopml.core.errors import InvalidInput, ParamConflict
 from loopml.core.settings import Settings
 from loopml.storage.blobs.store import BlobStore
 from loopml.tracking.metric_log import MetricPoint, SeriesBatch
 from loopml.tracking.records import Artifact, Run, RunInput, RunStatus
 from loopml.tracking.tracker import Tracker
+
+
+class NotOnWorker(InvalidInput, AttributeError):
+    """What a cluster worker cannot do: reach the metadata beyond logging to its step's run."""
 
 
 @dataclass
@@ -57,10 +61,27 @@ class _JournalStore:
 
     def __init__(self, journal: Journal) -> None:
         self._journal = journal
+        self._params: dict[str, str] = {}
         self.metrics = _JournalMetrics(journal)
         self.attachments = _JournalAttachments(journal)
 
-    def log_params(self, run_id: str, params: dict[str, Any]) -> None:
+    def __getattr__(self, name: str) -> Any:
+        # Anything but logging to the step's own run (nested runs, searches, other runs) reads or writes
+        # the metadata, which is the driver's.
+        raise NotOnWorker(
+            f"a step on a cluster worker can only log to its own run ({name} is not available there): "
+            "use loopml.log_* inside the step, or mark it @loopml.step(in_driver=True)"
+        )
+
+    def log_params(self, run_id: str, params: dict[str, tuple[str, str]]) -> None:
+        # Params never change: a conflict is raised here, where the step logs it, as the store would.
+        for key, (_, value_json) in params.items():
+            earlier = self._params.get(key)
+            if earlier is not None and earlier != value_json:
+                raise ParamConflict(
+                    f"param {key!r} of run {run_id} is already {earlier}; cannot change it to {value_json}"
+                )
+        self._params.update({key: forms[1] for key, forms in params.items()})
         self._journal.writes.append(("params", params))
 
     def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
@@ -101,7 +122,7 @@ class JournalTracker:
     @property
     def stores(self) -> Any:
         """Refused: the metadata (registry, datasets, pipelines) is the driver's."""
-        raise InvalidInput(
+        raise NotOnWorker(
             "a step on a cluster worker cannot reach the project's registry or datasets: read them in a step "
             "marked @loopml.step(in_driver=True) and pass what it returns, or use a team server "
             "(LOOPML_TRACKING_URI)"

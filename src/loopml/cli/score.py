@@ -1,9 +1,9 @@
-"""`loopml score MODEL INPUT -o OUTPUT`: batch scoring of a CSV or Parquet file of any size, chunk by chunk."""
+"""`loopml score MODEL INPUT -o OUTPUT`: batch scoring of a CSV or Parquet file of any size, chunk by chunk;
+with `--executor ray`, of Parquet files (local or s3://) on a Ray cluster."""
 
 from __future__ import annotations
 
 from enum import StrEnum
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -21,13 +21,25 @@ class OnError(StrEnum):
 
 def score(
     ref: Annotated[str, typer.Argument(help="Model: NAME, NAME@vN or NAME@ALIAS")],
-    input_path: Annotated[Path, typer.Argument(metavar="INPUT", help="CSV or Parquet file to score")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write: .csv, .parquet or .pq")],
+    input_path: Annotated[
+        str,
+        typer.Argument(
+            metavar="INPUT",
+            help="CSV or Parquet file to score; with --executor ray: Parquet file, folder or glob, local or s3://",
+        ),
+    ],
+    output: Annotated[
+        str,
+        typer.Option(
+            "--output", "-o", help="Where to write: .csv, .parquet or .pq; with --executor ray: a new folder"
+        ),
+    ],
     chunk_rows: Annotated[
         int, typer.Option("--chunk-rows", min=1, help="Rows read and scored at a time")
     ] = 50_000,
     rejects: Annotated[
-        Path | None, typer.Option("--rejects", help="File for rows that break the signature, with reasons")
+        str | None,
+        typer.Option("--rejects", help="File for rows that break the signature, with reasons (local only)"),
     ] = None,
     on_error: Annotated[
         OnError | None,
@@ -42,12 +54,24 @@ def score(
     strict: Annotated[
         bool, typer.Option("--strict", help="Also reject unseen categories and out-of-range numbers")
     ] = False,
+    executor: Annotated[
+        str,
+        typer.Option(
+            "--executor",
+            help="local (this process), ray (RAY_ADDRESS, else a new local cluster) or ray://HOST:PORT",
+        ),
+    ] = "local",
     json_output: Annotated[bool, typer.Option("--json", help="Print the result as JSON")] = False,
 ) -> None:
     """Score a file with a model: predictions (and class probabilities) appended to the input columns.
 
     Rows that break the model's signature go to --rejects with their reasons; without it the command stops
     at the first one (exit 1) and writes nothing. The job is recorded as a run.
+
+    With --executor ray, Ray Data scores Parquet input (a file, a folder or a glob such as
+    's3://bucket/in/*.parquet') into a folder of Parquet part files, in no particular row order. There
+    --rejects is not available: the first bad row fails the job and nothing is written. The predictions are
+    logged by reading the output back through this process (--no-log skips that pass).
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -77,9 +101,16 @@ def score(
             id_column=id_column,
             strict=strict,
             progress=lambda done, total: bar.update(task, completed=done, total=total),
+            executor=executor,
         )
     if json_output:
         print_json(result)
+        return
+    if executor.strip() != "local":
+        console.print(
+            f"{escape(result.model)}@v{result.version}: scored {result.scored} rows on Ray -> "
+            f"{escape(result.output)}  (run {result.run_id})"
+        )
         return
     rejected = f", {result.rejected} rejected -> {escape(str(result.rejects))}" if result.rejects else ""
     console.print(

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from loopml.stats import TableProfile
+    from loopml.storage.blobs.store import BlobStore
     from loopml.tracking.tracker import Tracker
 
 _loaded: dict[tuple[str, str, bool], Any] = {}  # (blob store, package digest, serving) -> model
@@ -41,12 +42,22 @@ def load_version(
     is much faster per row), else the native model. Promotion gates score that same artifact.
     A version someone marked trusted (`RegistryStore.mark_trusted`) loads as if `trusted=True` were given.
     """
+    cache = tracker.settings.home_dir / "cache" / "models"
+    return load_from_blobs(tracker.blobs, version, cache, trusted=trusted, serving=serving)
+
+
+def load_from_blobs(
+    blobs: BlobStore, version: ModelVersion, cache: Path, *, trusted: bool = False, serving: bool = False
+) -> Any:
+    """`load_version` without a tracker, for a cluster worker that cannot open the metadata store: the model
+    of `version` (a record the driver read) from the blob store `blobs`, its package restored into `cache`.
+    The same rules: once per process, the ONNX copy with `serving`, `trusted` also from the record."""
     trusted = trusted or version.trusted_by is not None
-    key = (tracker.blobs.root, version.package_digest, serving)
+    key = (blobs.root, version.package_digest, serving)
     with _loaded_lock:
         model = _loaded.get(key)
     if model is None:
-        folder = package_folder(tracker, version)
+        folder = open_package(blobs, version.package_digest, cache)
         model = load_onnx_copy(folder) if serving else None
         if model is None:
             model = load_from(folder, read_manifest(folder), trusted=trusted)

@@ -88,6 +88,8 @@ def score(
     experiment: str | None = None,
     progress: Progress | None = None,
     tracker: Tracker | None = None,
+    executor: str | None = None,
+    workers: int | None = None,
 ) -> ScoreResult:
     """Score the file `input` with the model `ref` (NAME, NAME@vN, NAME@ALIAS) into `output`; see the module.
 
@@ -95,10 +97,29 @@ def score(
     `log`: write the predictions to the prediction log; `id_column`: input column holding prediction ids;
     `strict`: unseen categories and out-of-range numbers are rejected too; `progress(rows, total)` is called
     after every chunk.
+
+    `executor`: None or "local" (this process), or "ray" / "ray://HOST:PORT": Parquet input (a file, folder
+    or glob, local or s3://) scored by Ray Data into a folder of Parquet files by `workers` actors (default:
+    the cluster's CPUs less one); no `rejects` there, and the predictions are logged by reading the output
+    back here (`log=False` skips that pass). See `loopml.serving.batch_ray`.
     """
     from loopml.tracking.fluent import active_run, start_run
     from loopml.tracking.tracker import default_tracker
 
+    if executor is not None and executor.strip() != "local":
+        from loopml.serving.batch_ray import score_on_ray
+
+        return score_on_ray(
+            ref, input, output, executor=executor, chunk_rows=chunk_rows, rejects=rejects, log=log,
+            id_column=id_column, strict=strict, experiment=experiment, progress=progress, tracker=tracker,
+            workers=workers,
+        )  # fmt: skip
+    if workers is not None:
+        raise InvalidInput("workers is for executor='ray'; the local executor scores in this process")
+    if any(str(p).lower().startswith(("s3://", "s3a://")) for p in (input, output)):
+        raise InvalidInput(
+            "the local executor scores local files; s3:// input and output need executor='ray'"
+        )
     if chunk_rows < 1:
         raise InvalidInput(f"chunk_rows must be at least 1, got {chunk_rows}")
     source, target = Path(input), Path(output)

@@ -1,0 +1,555 @@
+"""Batch scoring on a Ray cluster: `score(ref, "s3://b/in/*.parquet", "s3://b/out/", executor="ray")`.
+
+The driver (this process) resolves all that needs the metadata store: the model version, its signature and
+the package to load. Ray Data then reads the Parquet input (a file, a folder or a glob; local or `s3://`),
+a pool of actors scores it batch by batch, and Ray Data writes Parquet part files holding the input columns,
+`prediction` and, for a classifier, one `proba_<class>` column per class. Each actor loads the model once, from
+the shared blob store (workers cannot open the metadata database): the verified ONNX copy when the version
+has one, under the same trust rules as local scoring (`loopml.registry.loading.load_from_blobs`). Every batch
+is checked against the signature as local scoring does.
+
+Where it differs from local scoring (`loopml.serving.batch`):
+
+- Parquet only, in and out; the output is a folder of part files (and a `_SUCCESS` marker, written last).
+- No reject file: the first row that breaks the signature fails the job (`ScoringFailed`), nothing written.
+- Row order is not kept (blocks go to whichever actor is free): match rows on a column, not on position.
+- The part files are written into a temporary sibling folder and moved into place at the end, so a failed job
+  leaves nothing at the output path. Locally the move is one rename; S3 has no rename, so each part file is
+  copied, and `_SUCCESS` comes last: a reader that finds it knows the folder is whole.
+- Predictions go to the prediction log (unless `log=False`) from the driver, which reads the written part
+  files back chunk by chunk before moving them into place: memory stays bounded, but every row passes
+  through this process once more. Their ids are the `id_column` values, else `<run_id>:<n>` with n the
+  row's position in the output (part files in name order).
+- The run records no input hash (that would read the whole input here); the result's `chunks` and
+  `max_chunk_rows` are 0 (Ray Data splits the work).
+
+S3 goes through s3fs with the project's storage options (`LOOPML_S3_ENDPOINT_URL`); AWS keys set in this
+process's environment travel with the job, else each worker finds its own (instance role, profile). A
+remote cluster cannot reach this machine's files: give it `s3://` data, and a project whose blob store it
+reaches (an S3 blob store or a team server).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import logging
+import os
+import posixpath
+import shutil
+import sys
+import tempfile
+import uuid
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from loopml.core.clock import now_ms
+from loopml.core.errors import InvalidInput, LoopMLError, StoreError
+from loopml.core.executors import WorkerLost, executor_for
+from loopml.core.ray_executor import RayExecutor
+from loopml.pipelines.execution import worker_blobs, worker_settings
+from loopml.predictions import PredictionBatch, PredictionLog
+from loopml.predictions.retention import forget
+from loopml.registry.loading import load_from_blobs
+from loopml.registry.signature import Signature
+from loopml.registry.signature_check import validate
+from loopml.serving.batch import PREDICTION, Progress, ScoreResult, ScoringFailed, _first_line, _Job
+from loopml.storage.endpoints import storage_options_for
+
+if TYPE_CHECKING:
+    from loopml.core.settings import Settings
+    from loopml.registry.records import ModelVersion
+    from loopml.tracking.active_run import ActiveRun
+    from loopml.tracking.tracker import Tracker
+
+PARQUET = (".parquet", ".pq")
+SUCCESS = "_SUCCESS"
+_GLOB = ("*", "?", "[")
+_S3 = ("s3://", "s3a://")
+_AWS_KEYS = {"AWS_ACCESS_KEY_ID": "key", "AWS_SECRET_ACCESS_KEY": "secret", "AWS_SESSION_TOKEN": "token"}
+# Ray Data's own voice (progress bars, per-job banners, logged tracebacks): off, the job's errors come back
+# to the caller as exceptions. The UDF's original exception is kept, so LoopML errors keep their type.
+_QUIET = {
+    "enable_progress_bars": False,
+    "print_on_execution_start": False,
+    "raise_original_map_exception": True,
+}
+
+
+def score_on_ray(
+    ref: str,
+    input: str | os.PathLike[str],
+    output: str | os.PathLike[str],
+    *,
+    executor: str,
+    chunk_rows: int,
+    rejects: str | os.PathLike[str] | None,
+    log: bool,
+    id_column: str | None,
+    strict: bool,
+    experiment: str | None,
+    progress: Progress | None,
+    tracker: Tracker | None,
+    workers: int | None,
+) -> ScoreResult:
+    """`loopml.serving.batch.score(..., executor="ray")`: see the module docstring."""
+    from loopml.registry.store import RegistryStore
+    from loopml.tracking.tracker import default_tracker
+
+    spec = executor.strip()
+    if spec != "ray" and not spec.startswith("ray://"):
+        raise InvalidInput(
+            f"unknown executor {executor!r}: batch scoring runs on 'local', 'ray' or 'ray://HOST:PORT'"
+        )
+    cluster = executor_for(spec)  # refuses a malformed address before anything else is looked at
+    if not isinstance(cluster, RayExecutor):  # pragma: no cover - executor_for("ray...") is always one
+        raise InvalidInput(f"{executor!r} is not a Ray cluster")
+    if rejects is not None:
+        raise InvalidInput(
+            "--rejects is not available with --executor ray: there a row that breaks the model's signature "
+            "fails the job and nothing is written; score with the local executor to set bad rows aside"
+        )
+    if chunk_rows < 1:
+        raise InvalidInput(f"chunk_rows must be at least 1, got {chunk_rows}")
+    if workers is not None and workers < 1:
+        raise InvalidInput(f"workers must be at least 1, got {workers}")
+    source, target = _Place.of(str(input)), _Place.of(str(output))
+    opened = tracker or default_tracker()
+    version = RegistryStore(opened.stores.db).get_version(ref)
+    if not version.signature:
+        raise InvalidInput(f"{version.ref} has no signature (register it with sample=...): cannot validate")
+    signature = Signature.from_dict(version.signature)
+    files = source.parquet_files()
+    schema = source.schema(files[0])
+    _check_columns(schema.names, signature, source.url, id_column)
+    target.check_output(source, files)
+    try:
+        ray = cluster.connect()
+        if not cluster.local_cluster and not (source.remote and target.remote):
+            raise InvalidInput(
+                "a remote Ray cluster cannot read or write this machine's files: give s3:// input and output"
+            )
+        size, cpus = _pool(cluster.max_workers, workers)
+        paths = tuple(sys.path) if cluster.local_cluster else ()
+        plan = _Plan(worker_settings(opened.settings), version, strict, id_column, paths)
+        job = _RayJob(ray, opened, plan, signature, source, target, files, schema, chunk_rows, size, cpus)
+        return job.run(ref, spec, log=log, experiment=experiment, progress=progress)
+    finally:
+        cluster.shutdown()  # stops a cluster only if it started one for this job
+
+
+def _pool(cluster_cpus: int, workers: int | None) -> tuple[int, float]:
+    """Actors, and CPUs for each: one CPU stays free for Ray Data's listing, read and write tasks (actors
+    holding every CPU would leave those waiting forever)."""
+    spare = max(cluster_cpus - 1.0, cluster_cpus / 2)
+    size = workers or max(1, int(spare))
+    return size, min(1.0, spare / size)
+
+
+def _check_columns(names: list[str], signature: Signature, source: str, id_column: str | None) -> None:
+    missing = [c for c in signature.column_names if c not in names]
+    if missing:
+        raise InvalidInput(f"{source} lacks the model's input column(s) {missing}; it has {names}")
+    if id_column is not None and id_column not in names:
+        raise InvalidInput(f"{source} has no id column {id_column!r}")
+    taken = [c for c in names if c == PREDICTION or c.startswith("proba_")]
+    if taken:
+        raise InvalidInput(f"{source} already has the output column(s) {taken}; rename or drop them")
+
+
+@dataclass(frozen=True)
+class _Place:
+    """A local path or an s3:// URL: its fsspec filesystem, and the path on it (no protocol, no trailing /)."""
+
+    url: str
+    fs: Any
+    path: str
+    remote: bool
+
+    @classmethod
+    def of(cls, url: str) -> _Place:
+        if url.lower().startswith(_S3):
+            options = storage_options_for(url)
+            options.update({name: os.environ[env] for env, name in _AWS_KEYS.items() if os.environ.get(env)})
+            # Parquet is read in ranges; S3-compatible servers (rclone, MinIO) send the whole object's checksum
+            # with a range, which botocore would then refuse as a mismatch. Checked when S3 requires it.
+            options["config_kwargs"] = {
+                **options.get("config_kwargs", {}),
+                "response_checksum_validation": "when_required",
+            }
+            try:
+                import fsspec
+
+                fs, path = fsspec.core.url_to_fs(url, skip_instance_cache=True, **options)
+            except ImportError as error:
+                raise InvalidInput(f"reading {url} needs s3fs: pip install 'loopml[s3]' ({error})") from None
+            return cls(url.rstrip("/"), fs, str(path).rstrip("/"), True)
+        if "://" in url:
+            raise InvalidInput(f"{url}: with --executor ray, input and output are local paths or s3:// URLs")
+        from fsspec.implementations.local import LocalFileSystem
+
+        return cls(url, LocalFileSystem(), str(Path(url).expanduser().absolute()), False)
+
+    def shown(self, path: str) -> str:
+        return f"s3://{path}" if self.remote else path
+
+    @property
+    def arrow_fs(self) -> Any:
+        """The filesystem for Ray Data: None (its own) for local paths, s3fs wrapped for pyarrow for S3."""
+        if not self.remote:
+            return None
+        from pyarrow.fs import FSSpecHandler, PyFileSystem
+
+        return PyFileSystem(FSSpecHandler(self.fs))
+
+    def parquet_files(self) -> list[str]:
+        """The Parquet files the input names: itself, those under a folder (not `_`/`.` names), or a glob's."""
+        csv = f"{self.url}: CSV input is not supported with --executor ray; convert it to Parquet, or score it with the local executor"  # fmt: skip
+        try:
+            if any(c in self.path for c in _GLOB):
+                found = sorted(
+                    p for p, info in self.fs.glob(self.path, detail=True).items() if info["type"] == "file"
+                )
+                if any(p.lower().endswith(".csv") for p in found):
+                    raise InvalidInput(csv)
+                files = [p for p in found if p.lower().endswith(PARQUET)]
+                if not files:
+                    raise InvalidInput(f"no Parquet file matches {self.url}")
+                return files
+            if self.fs.isdir(self.path):
+                found = sorted(self.fs.find(self.path))
+                visible = [p for p in found if not _hidden(posixpath.relpath(p, self.path))]
+                files = [p for p in visible if p.lower().endswith(PARQUET)]
+                if not files and any(p.lower().endswith(".csv") for p in visible):
+                    raise InvalidInput(csv)
+                if not files:
+                    raise InvalidInput(f"{self.url} holds no Parquet file (.parquet or .pq)")
+                return files
+            if self.path.lower().endswith(".csv"):
+                raise InvalidInput(csv)
+            if not self.fs.isfile(self.path):
+                raise InvalidInput(f"input {self.url} does not exist")
+        except OSError as error:
+            raise InvalidInput(f"cannot list {self.url}: {_first_line(error)}") from None
+        if not self.path.lower().endswith(PARQUET):
+            raise InvalidInput(f"{self.url}: unsupported file type; with --executor ray the input is Parquet")
+        return [self.path]
+
+    def schema(self, path: str) -> pa.Schema:
+        try:
+            with self.fs.open(path, "rb") as stream:
+                return pq.read_schema(stream)
+        except (pa.ArrowException, OSError) as error:
+            raise InvalidInput(
+                f"{self.shown(path)} is not a readable PARQUET file: {_first_line(error)}"
+            ) from None
+
+    def check_output(self, source: _Place, files: list[str]) -> None:
+        """A new or empty folder that is neither the input nor inside or around it."""
+        if self.path.lower().endswith(".csv"):
+            raise InvalidInput(f"{self.url}: with --executor ray the output is a folder of Parquet files")
+        if self.remote and "/" not in self.path:
+            raise InvalidInput(f"{self.url}: give a folder inside the bucket, such as s3://bucket/scored/")
+        if self.remote == source.remote and (
+            any(_inside(f, self.path) for f in files) or _inside(self.path, source.path.rstrip("/"))
+        ):
+            raise InvalidInput(f"{self.url} overlaps the input {source.url}; write the output somewhere else")
+        try:
+            if self.fs.isfile(self.path):
+                raise InvalidInput(
+                    f"{self.url} is a file; with --executor ray the output is a folder of part files"
+                )
+            if self.fs.isdir(self.path) and self.fs.ls(self.path):
+                raise InvalidInput(f"{self.url} already holds files; give a new or empty folder")
+        except OSError as error:
+            raise InvalidInput(f"cannot write {self.url}: {_first_line(error)}") from None
+
+    def temporary(self) -> str:
+        """A new sibling folder for the part files until the job has succeeded."""
+        parent, name = posixpath.split(self.path)
+        return f"{parent}/.{name}.{uuid.uuid4().hex[:8]}.tmp"
+
+    def parts(self, folder: str) -> list[str]:
+        self.fs.invalidate_cache()  # Ray's workers wrote there, not this filesystem object
+        if not self.fs.isdir(folder):
+            return []
+        return sorted(p for p in self.fs.find(folder) if p.endswith(".parquet"))
+
+    def publish(self, temp: str, parts: list[str]) -> None:
+        """Move the part files from `temp` into place; `_SUCCESS` last."""
+        if not self.remote:  # one rename: the folder appears whole or not at all
+            Path(temp, SUCCESS).touch()
+            os.replace(temp, self.path)
+            return
+        copied: list[str] = []
+        try:
+            for part in parts:
+                copied.append(f"{self.path}/{posixpath.basename(part)}")
+                self.fs.copy(part, copied[-1])
+            self.fs.touch(f"{self.path}/{SUCCESS}")
+        except BaseException:
+            for path in copied:
+                with contextlib.suppress(Exception):
+                    self.fs.rm(path)
+            raise
+        self.discard(temp)
+
+    def discard(self, temp: str) -> None:
+        if not self.remote:
+            shutil.rmtree(temp, ignore_errors=True)
+            return
+        with contextlib.suppress(FileNotFoundError, OSError):
+            self.fs.rm(temp, recursive=True)
+
+
+def _hidden(relative: str) -> bool:
+    return any(part.startswith(("_", ".")) for part in relative.split("/"))
+
+
+def _inside(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder + "/")
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What an actor needs, resolved by the driver: no actor opens the metadata database."""
+
+    settings: Settings
+    version: ModelVersion
+    strict: bool
+    id_column: str | None
+    # The driver's sys.path, on a cluster on this machine: a python-flavor model's module imports there too.
+    paths: tuple[str, ...]
+
+
+class _Scorer:
+    """A Ray Data actor: loads the model once, then checks and scores batch after batch."""
+
+    def __init__(self, plan: _Plan) -> None:
+        for path in reversed(plan.paths):
+            if path not in sys.path:
+                sys.path.insert(0, path)
+        self.plan = plan
+        self.error: Exception | None = None
+        self.job: _Job | None = None
+        signature = Signature.from_dict(plan.version.signature or {})
+        try:
+            # A private folder for the restored package: only this actor reads it, and only now.
+            with tempfile.TemporaryDirectory(prefix="loopml-model-") as cache:
+                model = load_from_blobs(worker_blobs(plan.settings), plan.version, Path(cache), serving=True)
+        except Exception as error:
+            # Raised with the first batch: Ray reports a failed constructor as a dead actor, with the error
+            # as text; a failed batch comes back as the exception itself.
+            self.error = error
+            return
+        version = plan.version
+        self.job = _Job(version.name, version.version, signature, model, plan.strict, plan.id_column, None)
+
+    def __call__(self, table: pa.Table) -> pa.Table:
+        if self.error is not None:
+            raise self.error
+        job = self.job
+        assert job is not None
+        frame, reasons = job._typed(table)
+        reasons.update(job._bad_rows(frame.drop(index=list(reasons))))
+        if reasons:
+            row, why = min(reasons.items())
+            which = ""
+            if self.plan.id_column is not None:
+                which = f" ({self.plan.id_column} {table.column(self.plan.id_column)[row].as_py()!r})"
+            raise ScoringFailed(
+                f"a row of the input{which} does not match the model signature ({why}); nothing was written: "
+                "fix the input, or score it with the local executor and --rejects FILE to set bad rows aside"
+            )
+        inputs = validate(job.signature, frame, strict_levels=job.strict, strict_ranges=job.strict)
+        for name, values in job._predict(inputs).items():
+            table = table.append_column(name, pa.array(values))
+        return table
+
+
+@dataclass
+class _RayJob:
+    """One scoring job: the Ray Data pipeline, the run, the prediction log and the output's publication."""
+
+    ray: Any
+    tracker: Tracker
+    plan: _Plan
+    signature: Signature
+    source: _Place
+    target: _Place
+    files: list[str]
+    schema: pa.Schema
+    chunk_rows: int
+    size: int  # actors
+    cpus: float  # CPUs each
+
+    def run(
+        self, ref: str, spec: str, *, log: bool, experiment: str | None, progress: Progress | None
+    ) -> ScoreResult:
+        from loopml.tracking.fluent import active_run, start_run
+
+        version = self.plan.version
+        params: dict[str, Any] = {
+            "model": version.name, "model_version": version.version, "model_ref": ref, "input": self.source.url,
+            "input_files": len(self.files), "output": self.target.url, "chunk_rows": self.chunk_rows,
+            "executor": "ray", "ray_workers": self.size,
+        }  # fmt: skip
+        if spec != "ray":
+            params["ray_address"] = spec
+        temp = self.target.temporary()
+        plog = PredictionLog(self.tracker, queue_size=8) if log else None
+        try:
+            with start_run(
+                experiment, f"score {ref}", nested=active_run() is not None, tracker=self.tracker
+            ) as run:
+                run.set_tags({"loopml.job": "batch_score"})
+                run.log_params(params)
+                self._score(temp)
+                try:
+                    parts = self.target.parts(temp) or [self._write_empty(temp)]
+                    rows = self._log(run, parts, plog) if plog is not None else self._count(parts)
+                    if progress is not None:
+                        progress(rows, rows)
+                    run.log_params({"rows": rows, "scored_rows": rows, "rejected_rows": 0})
+                    self.target.publish(temp, parts)  # last: the output appears only when all else succeeded
+                except (OSError, pa.ArrowException) as error:
+                    raise StoreError(
+                        f"cannot finish writing {self.target.url}: {_first_line(error)}; nothing was written"
+                    ) from None
+        except BaseException:
+            self.target.discard(temp)
+            if plog is not None:
+                plog.close()
+                # A failed job leaves no predictions.
+                forget(self.tracker, [s.segment_id for s in plog.written])
+            raise
+        if plog is not None:
+            plog.close()
+        return ScoreResult(
+            version.name, version.version, self.source.url, self.target.url, None, "", rows, rows, 0, 0, 0,
+            run.run_id, plog.written_rows if plog is not None else 0,
+        )  # fmt: skip
+
+    def _score(self, temp: str) -> None:
+        if not self.target.remote:
+            Path(temp).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with _quiet() as data:
+                dataset = data.read_parquet(
+                    self.files, filesystem=self.source.arrow_fs, partitioning=None, file_extensions=None
+                )
+                # Ray Data packs small files into blocks of up to 128 MiB, and one block goes to one actor:
+                # blocks of a batch each spread the work over the pool.
+                dataset = dataset.repartition(target_num_rows_per_block=self.chunk_rows)
+                scored = dataset.map_batches(
+                    _Scorer,
+                    fn_constructor_args=(self.plan,),
+                    batch_size=self.chunk_rows,
+                    batch_format="pyarrow",
+                    compute=data.ActorPoolStrategy(size=self.size),
+                    num_cpus=self.cpus,
+                    max_restarts=0,  # a lost actor fails the job (nothing written), as a lost worker does
+                )
+                scored.write_parquet(temp, filesystem=self.target.arrow_fs)
+        except Exception as error:
+            raise _translated(self.ray, error) from None
+
+    def _write_empty(self, temp: str) -> str:
+        """An input without rows still gives a readable output: one empty part with the input's columns."""
+        empty = pa.Table.from_batches([], self.schema).append_column(PREDICTION, pa.nulls(0))
+        path = f"{temp}/part-empty.parquet"
+        self.target.fs.makedirs(temp, exist_ok=True)
+        with self.target.fs.open(path, "wb") as stream:
+            pq.write_table(empty, stream)
+        return path
+
+    def _count(self, parts: list[str]) -> int:
+        rows = 0
+        for part in parts:
+            with self.target.fs.open(part, "rb") as stream:
+                rows += pq.ParquetFile(stream).metadata.num_rows
+        return rows
+
+    def _log(self, run: ActiveRun, parts: list[str], plog: PredictionLog) -> int:
+        """Log the written predictions, `chunk_rows` at a time; returns the rows."""
+        version = self.plan.version
+        job = _Job(
+            version.name, version.version, self.signature, None, self.plan.strict, self.plan.id_column, None
+        )
+        rows = 0
+        for part in parts:
+            with self.target.fs.open(part, "rb") as stream:
+                for batch in pq.ParquetFile(stream).iter_batches(batch_size=self.chunk_rows):
+                    table = pa.Table.from_batches([batch])
+                    frame, _ = job._typed(table)
+                    inputs = validate(
+                        self.signature, frame, strict_levels=job.strict, strict_ranges=job.strict
+                    )
+                    outputs = {
+                        name: table.column(name).to_numpy(zero_copy_only=False)
+                        for name in table.column_names
+                        if name == PREDICTION or name.startswith("proba_")
+                    }
+                    ids = (
+                        [str(v) for v in table.column(job.id_column).to_pylist()]
+                        if job.id_column is not None
+                        else [f"{run.run_id}:{rows + i}" for i in range(table.num_rows)]
+                    )
+                    logged = PredictionBatch(version.name, version.version, "batch", ids, inputs, outputs,
+                                             now_ms(), None, "batch")  # fmt: skip
+                    if not plog.append(logged):  # the writer is behind: let it catch up, batch jobs can wait
+                        plog.flush()
+                        plog.append(logged)
+                    rows += table.num_rows
+        if not plog.flush():
+            raise StoreError("the prediction log did not finish writing in time; the job was undone")
+        return rows
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[Any]:
+    """Ray Data settings for one job (see `_QUIET`), its logger and warnings silenced, all put back after."""
+    logger = logging.getLogger("ray.data")
+    level = logger.level
+    with warnings.catch_warnings():
+        # Ray Data's deprecations and tuning hints (which appear as the job runs) are not the user's business.
+        warnings.simplefilter("ignore")
+        data = importlib.import_module("ray.data")
+        context = data.DataContext.get_current()
+        saved = {name: getattr(context, name) for name in _QUIET}
+        for name, value in _QUIET.items():
+            setattr(context, name, value)
+        logger.setLevel(logging.CRITICAL)
+        try:
+            yield data
+        finally:
+            logger.setLevel(level)
+            for name, value in saved.items():
+                setattr(context, name, value)
+
+
+def _translated(ray: Any, error: Exception) -> Exception:
+    """The error to raise for a failed Ray Data job: a LoopML error from an actor as itself, in one line."""
+    cause = getattr(error, "cause", None)  # RayTaskError(X) carries the worker's X
+    if isinstance(cause, LoopMLError):
+        # Ray Data appends its retry advice to the message; LoopML messages are one line.
+        message = _first_line(cause)
+        try:
+            return type(cause)(message)
+        except TypeError:  # a constructor with more arguments
+            return LoopMLError(message)
+    if isinstance(error, LoopMLError):
+        return error
+    lost = (ray.exceptions.ActorDiedError, ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError)
+    if isinstance(error, lost):
+        return WorkerLost(f"a Ray worker scoring the input died: {_first_line(error)}; nothing was written")
+    what = cause if isinstance(cause, BaseException) else error
+    return LoopMLError(
+        f"scoring on Ray failed: {type(what).__name__}: {_first_line(what)}; nothing was written"
+    )

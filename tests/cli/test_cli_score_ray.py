@@ -1,0 +1,143 @@
+"""End-to-end: `loopml score --executor ray` with the real executable, joining the session's Ray cluster
+(RAY_ADDRESS), on a real project; errors exit with one line and leave nothing behind."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.linear_model import LogisticRegression
+from test_cli import cli
+
+import loopml
+from loopml.core.settings import load_settings
+from loopml.tracking.tracker import Tracker
+
+
+def rows(count: int, seed: int = 1) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame(
+        {
+            "id": [f"r{seed}-{i}" for i in range(count)],
+            "amount": rng.normal(100, 20, count),
+            "age": rng.integers(18, 80, count),
+        }
+    )
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """Model `fraud` v1 (champion), and three Parquet files under in/."""
+    assert cli(tmp_path, "init").returncode == 0
+    tracker = Tracker(load_settings(project_dir=tmp_path))
+    frame = rows(80).drop(columns="id")
+    try:
+        model = LogisticRegression(max_iter=1000).fit(frame, (frame["amount"] > 100).astype(int))
+        loopml.models.register("fraud", model, sample=frame, tracker=tracker)
+        loopml.models.set_alias("fraud", "champion", 1, tracker=tracker)
+    finally:
+        tracker.close()
+    (tmp_path / "in").mkdir()
+    for seed in (2, 3, 4):
+        rows(300, seed).to_parquet(tmp_path / "in" / f"part-{seed}.parquet")
+    return tmp_path
+
+
+@pytest.fixture
+def joined(ray_cluster: Any) -> dict[str, str]:
+    """The environment that makes `--executor ray` join the session's cluster instead of starting one."""
+    return {"RAY_ADDRESS": str(ray_cluster.get_runtime_context().gcs_address)}
+
+
+def files(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if ".loopml" not in p.parts)
+
+
+def test_score_on_ray_from_the_cli(project: Path, joined: dict[str, str]) -> None:
+    done = cli(
+        project, "score", "fraud@champion", "in/*.parquet", "-o", "scored", "--executor", "ray",
+        "--id-column", "id", "--chunk-rows", "200", "--json", env=joined,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)  # stdout holds the JSON only: Ray's output goes elsewhere
+    assert (result["rows"], result["scored"], result["rejected"], result["logged_rows"]) == (900, 900, 0, 900)
+    scored = pd.read_parquet(project / "scored").sort_values("id").reset_index(drop=True)
+    assert scored.columns.tolist() == ["id", "amount", "age", "prediction", "proba_0", "proba_1"]
+
+    pd.concat([pd.read_parquet(p) for p in sorted((project / "in").iterdir())]).to_parquet(
+        project / "all.parquet"
+    )
+    local = cli(project, "score", "fraud", "all.parquet", "-o", "local.parquet", "--no-log")
+    assert local.returncode == 0, local.stderr
+    expected = pd.read_parquet(project / "local.parquet").sort_values("id").reset_index(drop=True)
+    pd.testing.assert_frame_equal(scored, expected)
+
+    shown = cli(project, "runs", "show", result["run_id"], "--json")
+    assert shown.returncode == 0, shown.stderr
+    params = json.loads(shown.stdout)["run"]["params"]
+    assert (params["executor"], params["rows"], params["model_ref"]) == ("ray", "900", "fraud@champion")
+
+    plain = cli(project, "score", "fraud", "in", "-o", "again", "--executor", "ray", "--no-log", env=joined)
+    assert plain.returncode == 0, plain.stderr
+    assert "fraud@v1: scored 900 rows on Ray -> again" in plain.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["nope", "in", "-o", "out"], "no registered model 'nope'"),
+        (["fraud", "in/*.csv", "-o", "out"], "no Parquet file matches"),
+        (["fraud", "in.csv", "-o", "out"], "CSV input is not supported with --executor ray"),
+        (["fraud", "narrow.parquet", "-o", "out"], "lacks the model's input column(s) ['age']"),
+        (["fraud", "in", "-o", "out", "--rejects", "bad.parquet"], "--rejects is not available"),
+        (["fraud", "in", "-o", "in/out"], "overlaps the input"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(
+    project: Path, joined: dict[str, str], args: list[str], message: str
+) -> None:
+    rows(3).to_csv(project / "in.csv", index=False)
+    rows(3).drop(columns="age").to_parquet(project / "narrow.parquet")
+    before = files(project)
+    result = cli(project, "score", *args, "--executor", "ray", env=joined)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert files(project) == before
+
+
+def test_an_unknown_executor_and_an_unreachable_cluster(project: Path) -> None:
+    bad = cli(project, "score", "fraud", "in", "-o", "out", "--executor", "ray:many")
+    assert bad.returncode == 2
+    assert "unknown executor 'ray:many'" in bad.stderr
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    unreachable = cli(project, "score", "fraud", "in", "-o", "out", "--executor", f"ray://127.0.0.1:{port}")
+    assert unreachable.returncode == 3
+    assert f"cannot reach the Ray cluster at ray://127.0.0.1:{port}" in unreachable.stderr
+    assert len(unreachable.stderr.strip().splitlines()) == 1
+    assert not (project / "out").exists()
+
+
+def test_without_ray_installed_the_error_names_the_extra(project: Path) -> None:
+    program = (
+        "import sys; sys.modules['ray'] = None\n"
+        "from loopml.cli.app import main\n"
+        "sys.argv = ['loopml', 'score', 'fraud', 'in', '-o', 'out', '--executor', 'ray']\n"
+        "main()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", program], cwd=project, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 3, done.stderr
+    assert "pip install 'loopml[ray]'" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (project / "out").exists()

@@ -187,7 +187,7 @@ def _version(
     return version, Signature.from_dict(version.signature)
 
 
-def _check_columns(names: list[str], signature: Signature, source: Path, id_column: str | None) -> None:
+def _check_columns(names: list[str], signature: Signature, source: str | Path, id_column: str | None) -> None:
     missing = [c for c in signature.column_names if c not in names]
     if missing:
         raise InvalidInput(f"{source} lacks the model's input column(s) {missing}; it has {names}")

@@ -59,7 +59,15 @@ from loopml.predictions.retention import forget
 from loopml.registry.loading import load_from_blobs
 from loopml.registry.signature import Signature
 from loopml.registry.signature_check import validate
-from loopml.serving.batch import PREDICTION, Progress, ScoreResult, ScoringFailed, _first_line, _Job
+from loopml.serving.batch import (
+    PREDICTION,
+    Progress,
+    ScoreResult,
+    ScoringFailed,
+    _check_columns,
+    _first_line,
+    _Job,
+)
 from loopml.storage.endpoints import storage_options_for
 
 if TYPE_CHECKING:
@@ -150,17 +158,6 @@ def _pool(cluster_cpus: int, workers: int | None) -> tuple[int, float]:
     spare = max(cluster_cpus - 1.0, cluster_cpus / 2)
     size = workers or max(1, int(spare))
     return size, min(1.0, spare / size)
-
-
-def _check_columns(names: list[str], signature: Signature, source: str, id_column: str | None) -> None:
-    missing = [c for c in signature.column_names if c not in names]
-    if missing:
-        raise InvalidInput(f"{source} lacks the model's input column(s) {missing}; it has {names}")
-    if id_column is not None and id_column not in names:
-        raise InvalidInput(f"{source} has no id column {id_column!r}")
-    taken = [c for c in names if c == PREDICTION or c.startswith("proba_")]
-    if taken:
-        raise InvalidInput(f"{source} already has the output column(s) {taken}; rename or drop them")
 
 
 @dataclass(frozen=True)

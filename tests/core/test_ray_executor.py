@@ -93,6 +93,19 @@ def test_resources_are_reserved_and_impossible_ones_fail_at_once(executor: RayEx
     assert "0 GPU" in str(gpu)
 
 
+def test_admission_counts_every_resource_the_tasks_in_flight_hold(
+    executor: RayExecutor, ray_cluster: Any
+) -> None:
+    total = ray_cluster.cluster_resources()["memory"]
+    big = Resources(cpu=0.5, memory_bytes=int(total * 0.6))
+    assert executor.has_room(big)
+    first = executor.submit_with(big, sleep, 2.0)
+    assert not executor.has_room(big)  # memory is short, not CPU
+    assert executor.has_room(Resources(cpu=0.5))
+    assert first.result(timeout=60) == 2.0
+    assert executor.has_room(big)
+
+
 def test_bad_resource_hints_are_refused_with_the_reason() -> None:
     for hints, reason in [
         ({"cpu": "two"}, "must be a number"),

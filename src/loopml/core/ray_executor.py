@@ -84,8 +84,8 @@ class RayExecutor(Executor):
         self._remote_fn: Any = None
         self._started_cluster = False
         self._local = False
-        self._refs: dict[Future[Any], tuple[Any, float]] = {}  # future -> (object ref, CPUs it holds)
-        self._reserved_cpu = 0.0
+        self._refs: dict[Future[Any], tuple[Any, dict[str, float]]] = {}  # future -> (ref, what it holds)
+        self._reserved: dict[str, float] = {}  # CPU, GPU, memory, custom: held by the tasks in flight
         self._closed = False
         self._totals: dict[str, float] = {}
 
@@ -159,7 +159,7 @@ class RayExecutor(Executor):
         label = _describe(fn, args)
         try:
             payload = pickle_task(fn, args, kwargs)
-            options = self._options(resources, label)
+            options, asks = self._options(resources, label)
         except InvalidInput as error:
             future.set_exception(error)
             return future
@@ -168,40 +168,40 @@ class RayExecutor(Executor):
             if self._closed:
                 ray.cancel(ref, force=True)
                 raise RuntimeError("cannot submit to a RayExecutor after shutdown()")
-            self._refs[future] = (ref, options["num_cpus"])
-            self._reserved_cpu += options["num_cpus"]
+            self._refs[future] = (ref, asks)
+            for key, amount in asks.items():
+                self._reserved[key] = self._reserved.get(key, 0.0) + amount
         ref.future().add_done_callback(lambda done: self._settle(future, done))
         return future
 
     def has_room(self, resources: Resources | None) -> bool:
-        """Whether a task asking for `resources` would start now: the CPUs of the tasks in flight leave
-        enough (an idle cluster always has room, so a request it can never meet fails at once)."""
+        """Whether a task asking for `resources` would start now: what the tasks in flight hold leaves enough
+        of every resource it asks for (an idle cluster always has room, so an impossible request fails)."""
         self.connect()
-        wanted = (resources or Resources()).cpu
+        asks = _asks(resources or Resources())
         with self._lock:
-            return not self._refs or self._reserved_cpu + wanted <= self._totals.get("CPU", 0.0)
+            if not self._refs:
+                return True
+            return all(self._reserved.get(k, 0.0) + v <= self._totals.get(k, 0.0) for k, v in asks.items())
 
-    def _options(self, resources: Resources | None, label: str) -> dict[str, Any]:
+    def _options(self, resources: Resources | None, label: str) -> tuple[dict[str, Any], dict[str, float]]:
         wanted = resources or Resources()
         # Retries belong to the step's policy, which records each attempt; Ray's would be invisible.
         options: dict[str, Any] = {"num_cpus": wanted.cpu, "max_retries": 0, "retry_exceptions": False}
-        asks = {"CPU": wanted.cpu}
         if wanted.gpu:
             options["num_gpus"] = wanted.gpu
-            asks["GPU"] = wanted.gpu
         if wanted.memory_bytes is not None:
             options["memory"] = wanted.memory_bytes
-            asks["memory"] = wanted.memory_bytes
         if wanted.custom:
             options["resources"] = dict(wanted.custom)
-            asks.update(wanted.custom)
+        asks = _asks(wanted)
         for key, amount in asks.items():
             if amount > self._totals.get(key, 0.0):
                 raise InvalidInput(
                     f"{label} asks for {wanted.describe()}, but the Ray cluster has "
                     f"{self._totals.get(key, 0.0):g} {key} in all: it could never run"
                 )
-        return options
+        return options, asks
 
     def _settle(self, future: Future[Any], done: Future[Any]) -> None:
         self._release(future)
@@ -219,7 +219,8 @@ class RayExecutor(Executor):
             entry = self._refs.pop(future, None)
             if entry is None:
                 return None
-            self._reserved_cpu = max(0.0, self._reserved_cpu - entry[1])
+            for key, amount in entry[1].items():
+                self._reserved[key] = max(0.0, self._reserved.get(key, 0.0) - amount)
             return entry[0]
 
     def _translated(self, error: BaseException) -> BaseException:
@@ -322,6 +323,17 @@ def _first_party_stamps() -> dict[str, tuple[int, int]]:
             stat = os.stat(filename)
             stamps[name] = (stat.st_mtime_ns, stat.st_size)
     return stamps
+
+
+def _asks(wanted: Resources) -> dict[str, float]:
+    """A task's request in Ray's resource names."""
+    asks = {"CPU": wanted.cpu}
+    if wanted.gpu:
+        asks["GPU"] = wanted.gpu
+    if wanted.memory_bytes is not None:
+        asks["memory"] = float(wanted.memory_bytes)
+    asks.update(wanted.custom)
+    return asks
 
 
 def _describe(fn: Callable[..., Any], args: tuple[Any, ...]) -> str:

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from pipeline_modules import ModuleFiles
 
+import loopml
 from loopml.pipelines.cache_key import canonical
 from loopml.pipelines.explain import explain
 from loopml.pipelines.records import CacheState, StepStatus
@@ -298,3 +299,24 @@ def test_purging_a_pipeline_run_drops_its_step_records_and_gc_its_outputs(
     with pytest.raises(NotFound):
         pipeline_store(tracker).get_run(first.run_id)
     assert set(statuses(flow.flow.run()).values()) == {"finished"}
+
+
+@loopml.step
+def logs_a_metric(x: int) -> int:
+    loopml.log_metric("seen", float(x))
+    return x
+
+
+def test_a_step_that_logs_is_served_from_the_cache_on_the_next_run_in_the_same_process(
+    tracker: Tracker,
+) -> None:
+    """LoopML's own module state (the metric names it has checked) once entered the key of any step that
+    logs, when LoopML was installed in editable mode: the second run in a process always missed."""
+
+    @loopml.pipeline
+    def flow(x: int = 1) -> Any:
+        return logs_a_metric(x)
+
+    flow.run({"x": 2})
+    again = flow.run({"x": 2})
+    assert again.record.step("logs_a_metric").status is StepStatus.CACHED

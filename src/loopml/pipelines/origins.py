@@ -2,7 +2,8 @@
 
 First-party means defined in a source file outside every site-packages/dist-packages folder and outside the
 standard library folders (so a project under /usr/src/app, or a venv inside the project, stays first-party),
-or in `__main__` or a notebook cell. C extensions are never first-party.
+or in `__main__` or a notebook cell. C extensions are never first-party, nor is LoopML itself, even when
+installed in editable mode.
 
 Apart from `fingerprint` because this one decision, made per file and module, sets the boundary of the walk:
 first-party code is followed and hashed, everything else is only named.
@@ -19,6 +20,7 @@ from pathlib import Path
 from types import FunctionType
 
 FIRST, THIRD, STDLIB = "first-party", "third-party", "stdlib"
+_LOOPML_ROOT = os.path.dirname(os.path.dirname(os.path.realpath(__file__))) + os.sep
 
 
 def _is_first_party_function(value: object) -> bool:
@@ -56,6 +58,10 @@ def _file_origin(filename: str) -> str | None:
         return None
     real = os.path.realpath(filename)
     if {"site-packages", "dist-packages"} & (set(Path(real).parts) | set(Path(filename).parts)):
+        return THIRD
+    if real.startswith(_LOOPML_ROOT):
+        # LoopML is a library to the code it runs, installed or editable: its version counts, not its
+        # source (whose module state, such as caches, changes as it runs).
         return THIRD
     if any(real == root or real.startswith(root + os.sep) for root in _stdlib_roots()):
         return STDLIB

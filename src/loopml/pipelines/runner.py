@@ -52,7 +52,7 @@ Progress = Callable[
 ]  # (node, None) when a call starts; its record when it ends
 
 
-_CLUSTER_POLL_S = 0.05  # how often a run waiting for cluster CPUs looks again
+_CLUSTER_POLL_S = 0.05  # how often a run waiting for the cluster's resources looks again
 
 
 class StepTimeout(LoopMLError):
@@ -127,8 +127,8 @@ class Runner:
     def run(self, graph: Graph) -> None:
         """Run every node of `graph`; failures are recorded (see `failed`), not raised.
 
-        At most `max_workers` calls are submitted at once, so a call's timeout counts from when it starts
-        running, not from when it was queued. An interruption (Ctrl-C) stops what runs and records it.
+        At most `max_workers` calls are submitted at once (on a cluster: as many as its free resources
+        allow), so a call's timeout counts from when it starts running, not from when it was queued. An interruption (Ctrl-C) stops what runs and records it.
         """
         if self._remote:
             self._check_shared_blobs()
@@ -168,8 +168,8 @@ class Runner:
             raise
 
     def _has_room(self, call: _Call, running: dict[cf.Future[CallResult], _Call]) -> bool:
-        """Whether to start `call` now. On a cluster: when its CPUs are free, counting every run's tasks, so
-        a step's timeout starts when it can run, not while it waits in the cluster's queue."""
+        """Whether to start `call` now. On a cluster: when what it asks for is free, counting every run's tasks,
+        so a step's timeout starts when it can run, not while it waits in the cluster's queue."""
         step = call.node.step
         if self._remote and not step.in_driver:
             return self.executor.has_room(step.resource_request)

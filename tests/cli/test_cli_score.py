@@ -16,21 +16,21 @@ from loopml.core.settings import load_settings
 from loopml.tracking.tracker import Tracker
 
 
-def rows(count: int) -> pd.DataFrame:
-    rng = np.random.default_rng(1)
+def rows(count: int, seed: int = 1, prefix: str = "r") -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
     return pd.DataFrame(
         {
-            "id": [f"r{i}" for i in range(count)],
+            "id": [f"{prefix}{i}" for i in range(count)],
             "amount": rng.normal(100, 20, count),
             "age": rng.integers(18, 80, count),
         }
     )
 
 
-@pytest.fixture
-def project(tmp_path: Path) -> Path:
-    assert cli(tmp_path, "init").returncode == 0
-    tracker = Tracker(load_settings(project_dir=tmp_path))
+def registered_project(folder: Path) -> Path:
+    """A project in `folder` with model `fraud` v1 as its champion."""
+    assert cli(folder, "init").returncode == 0
+    tracker = Tracker(load_settings(project_dir=folder))
     frame = rows(80).drop(columns="id")
     try:
         model = LogisticRegression(max_iter=1000).fit(frame, (frame["amount"] > 100).astype(int))
@@ -38,7 +38,12 @@ def project(tmp_path: Path) -> Path:
         loopml.models.set_alias("fraud", "champion", 1, tracker=tracker)
     finally:
         tracker.close()
-    return tmp_path
+    return folder
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    return registered_project(tmp_path)
 
 
 def test_a_large_file_is_scored_in_chunks_with_rejects_and_logged(project: Path) -> None:

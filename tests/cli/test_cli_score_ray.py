@@ -10,43 +10,19 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import pytest
-from sklearn.linear_model import LogisticRegression
 from test_cli import cli
-
-import loopml
-from loopml.core.settings import load_settings
-from loopml.tracking.tracker import Tracker
-
-
-def rows(count: int, seed: int = 1) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    return pd.DataFrame(
-        {
-            "id": [f"r{seed}-{i}" for i in range(count)],
-            "amount": rng.normal(100, 20, count),
-            "age": rng.integers(18, 80, count),
-        }
-    )
+from test_cli_score import registered_project, rows
 
 
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
     """Model `fraud` v1 (champion), and three Parquet files under in/."""
-    assert cli(tmp_path, "init").returncode == 0
-    tracker = Tracker(load_settings(project_dir=tmp_path))
-    frame = rows(80).drop(columns="id")
-    try:
-        model = LogisticRegression(max_iter=1000).fit(frame, (frame["amount"] > 100).astype(int))
-        loopml.models.register("fraud", model, sample=frame, tracker=tracker)
-        loopml.models.set_alias("fraud", "champion", 1, tracker=tracker)
-    finally:
-        tracker.close()
+    registered_project(tmp_path)
     (tmp_path / "in").mkdir()
     for seed in (2, 3, 4):
-        rows(300, seed).to_parquet(tmp_path / "in" / f"part-{seed}.parquet")
+        rows(300, seed, prefix=f"r{seed}-").to_parquet(tmp_path / "in" / f"part-{seed}.parquet")
     return tmp_path
 
 

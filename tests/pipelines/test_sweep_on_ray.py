@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,6 +20,7 @@ from loopml.tracking.tracker import Tracker
 pytestmark = pytest.mark.single_executor
 
 EPOCHS = 9
+BEST = 0.9
 
 
 @loopml.step
@@ -32,16 +35,25 @@ def objective(x: float = 0.0) -> Any:
 
 
 @loopml.step(cache=False)
-def train(quality: float) -> dict[str, Any]:
-    """Learning curves that never cross: the trial with the highest quality is best at every epoch."""
+def train(quality: float, gate: str) -> dict[str, Any]:
+    """Learning curves that never cross: the trial with the highest quality is best at every epoch.
+
+    The other trials wait until the best has reported its first epoch (it creates `gate`), so the bar is
+    set before anyone reaches the first rung, whichever trial the executor starts first."""
+    if quality < BEST:
+        deadline = time.monotonic() + 120
+        while not Path(gate).exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
     for epoch in range(EPOCHS):
         loopml.log_metric("val_score", quality * (epoch + 1), step=epoch + 1)
+        if quality == BEST and epoch == 0:
+            Path(gate).touch()
     return {"score": quality * EPOCHS}
 
 
 @loopml.pipeline
-def training(quality: float = 0.5) -> Any:
-    return train(quality)
+def training(quality: float = 0.5, gate: str = "") -> Any:
+    return train(quality, gate)
 
 
 def test_a_sweep_runs_its_trials_on_ray_and_records_them_here(tracker: Tracker, ray_cluster: Any) -> None:
@@ -60,19 +72,19 @@ def test_a_sweep_runs_its_trials_on_ray_and_records_them_here(tracker: Tracker, 
 
 @pytest.mark.parametrize("executor", ["ray", "threads:2"])
 def test_asha_stops_trials_that_fall_behind_and_keeps_the_best(
-    tracker: Tracker, executor: str, request: pytest.FixtureRequest
+    tracker: Tracker, executor: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
     if executor == "ray":
         request.getfixturevalue("ray_cluster")
-    qualities = [0.9, 0.1, 0.5, 0.2, 0.8, 0.05, 0.3]  # the best goes first: it sets the bar
+    qualities = [BEST, 0.1, 0.5, 0.2, 0.8, 0.05, 0.3]
     result = sweep(
         training,
-        {"quality": qualities},
+        {"quality": qualities, "gate": [str(tmp_path / "best-has-reported")]},
         metric="score",
         executor=executor,
         early_stopping=ASHA("val_score", mode="max", grace_period=1, reduction_factor=3, max_t=EPOCHS),
     )
-    assert result.best.params == {"quality": 0.9}
+    assert result.best.params["quality"] == BEST
     assert not result.best.stopped
     stopped = [t for t in result.trials if t.stopped]
     assert {t.params["quality"] for t in stopped} >= {0.1, 0.05}  # below the best at the first rung
@@ -116,3 +128,11 @@ def test_the_rung_table_keeps_the_top_third_at_each_rung() -> None:
     assert table.report(1, 2, 0.4)  # between rungs: no decision
     assert table.report(1, 3, 0.3)  # first at rung 3
     assert not table.report(0, 3, float("nan"))  # a diverged trial is the worst
+
+
+def test_a_trial_that_reaches_max_t_has_finished_and_is_never_stopped() -> None:
+    table = RungTable(ASHA("m", mode="max", grace_period=1, reduction_factor=3, max_t=9))
+    assert table.report(0, 9, 10.0)
+    assert table.report(1, 9, 1.0)  # far below the other, but it has trained for max_t steps already
+    assert table.report(2, 12, 0.5)  # past max_t too
+    assert table.stopped == set()

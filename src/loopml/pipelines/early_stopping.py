@@ -81,6 +81,8 @@ class RungTable:
         with self._lock:
             if trial in self.stopped:
                 return False
+            if step >= self.asha.max_t:
+                return True  # it has finished training: complete, not stopped (as in Ray Tune)
             for rung in self.asha.rungs():
                 seen = self.recorded.setdefault(rung, {})
                 if step < rung or trial in seen:

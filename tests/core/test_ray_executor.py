@@ -37,6 +37,13 @@ def sleep(seconds: float) -> float:
     return seconds
 
 
+def post_then_die(mailbox: Any, key: str) -> None:
+    mailbox.post(key, "first")
+    mailbox.post(key, "second")
+    time.sleep(1.0)  # posts do not wait: give them time to leave before the worker dies
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
 def assigned() -> dict[str, float]:
     import ray
 
@@ -69,6 +76,22 @@ def test_a_worker_that_dies_is_reported_as_lost_and_the_cluster_goes_on(executor
     assert isinstance(error, WorkerLost), repr(error)
     assert "died" in str(error)
     assert executor.submit(square, 7).result(timeout=60) == 49  # Ray started another worker
+
+
+def test_what_a_task_posted_to_the_mailbox_outlives_its_worker(executor: RayExecutor) -> None:
+    mailbox = executor.mailbox()
+    other = executor_for("ray")
+    assert other.mailbox() is mailbox  # one actor per connection (an actor is a process), not per executor
+    other.shutdown()
+    error = executor.submit(post_then_die, mailbox, "run-1/1").exception(timeout=120)
+    assert isinstance(error, WorkerLost), repr(error)
+    assert mailbox.take("run-1/1") == ["first", "second"]
+    assert mailbox.take("run-1/1") == []  # taken once
+    mailbox.post("run-1/1", "late")  # a post after the driver took the key is not kept
+    mailbox.post("run-2/1", "kept")
+    mailbox.drop("run-2/1")
+    assert mailbox.take("run-1/1") == []
+    assert mailbox.take("run-2/1") == []
 
 
 def test_a_running_task_is_killed(executor: RayExecutor) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,8 @@ pytestmark = [pytest.mark.single_executor, pytest.mark.usefixtures("ray_cluster"
 def dies_once(marker: str) -> int:
     if not Path(marker).exists():
         Path(marker).write_text("the first attempt was here")
+        loopml.log_metric("progress", 0.5, step=1)
+        time.sleep(2.0)  # the journal is posted every 0.5 s while the step runs
         os.kill(os.getpid(), signal.SIGKILL)  # as the kernel's OOM killer would
     loopml.log_metric("survived", 1.0)
     return os.getpid()
@@ -86,6 +89,15 @@ def holds_the_cluster(n: int) -> int:
     return n
 
 
+@loopml.step(cache=False, timeout_s=4.0)
+def logs_then_hangs() -> int:
+    loopml.log_param("lr", 0.1)
+    for epoch in range(3):
+        loopml.log_metric("loss", 1.0 / (epoch + 1), step=epoch)
+    time.sleep(600)
+    return 0
+
+
 @loopml.step
 def make_array() -> Any:
     return np.arange(5)
@@ -126,7 +138,7 @@ def test_a_worker_killed_mid_step_is_retried_and_the_run_records_it(tracker: Tra
     assert step.attempts == 2
     run = Client(tracker).get_run(step.run_id or "")
     assert run.tags["loopml.attempt.1.error"].startswith("WorkerLost: the Ray worker running the task died")
-    assert run.metrics == {"survived": 1.0}
+    assert run.metrics == {"survived": 1.0, "progress": 0.5}  # what the killed attempt logged is kept
 
     @loopml.pipeline(executor="ray")
     def doomed() -> Any:
@@ -232,6 +244,24 @@ def test_what_a_failing_ray_step_logged_is_kept_and_conflicts_are_raised_where_l
 
     with pytest.raises(loopml.PipelineFailed, match="can only log to its own run"):
         nested.run()
+
+
+def test_what_a_step_logged_before_it_was_killed_for_its_timeout_is_kept(tracker: Tracker) -> None:
+    @loopml.pipeline(executor="ray")
+    def flow() -> Any:
+        return logs_then_hangs()
+
+    with pytest.raises(loopml.PipelineFailed, match="ran longer than its timeout") as failure:
+        flow.run()
+    record = loopml.pipelines.store.pipeline_store(tracker).get_run(failure.value.run_id)
+    client = Client(tracker)
+    run = client.get_run(record.step("logs_then_hangs").run_id or "")
+    assert run.params == {"lr": "0.1"}
+    assert [(m.step, m.value) for m in client.get_metric_history(run.run_id, "loss")] == [
+        (0, 1.0),
+        (1, 0.5),
+        (2, 1.0 / 3),
+    ]
 
 
 def test_a_step_timeout_counts_from_when_the_cluster_can_run_it(tracker: Tracker) -> None:

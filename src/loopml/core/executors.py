@@ -22,7 +22,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Self, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Self, TypeVar
 
 from loopml.core.errors import InvalidInput, LoopMLError
 
@@ -67,6 +67,23 @@ class TrialOutcome:
     duration_s: float
 
 
+class Mailbox(Protocol):
+    """Where a task on a cluster leaves items under a key while it runs, so they outlive a worker that dies.
+
+    Handles are picklable: a task receives the mailbox and posts to it; the driver takes the items of a
+    task that did not reply (killed, timed out, its worker lost), or drops them once it has the reply.
+    """
+
+    def post(self, key: str, item: Any) -> None:
+        """Leave `item` under `key` (does not wait; items of one poster arrive in order)."""
+
+    def take(self, key: str) -> list[Any]:
+        """The items left under `key`, removed; later posts under it are ignored."""
+
+    def drop(self, key: str) -> None:
+        """Forget `key`'s items (does not wait); later posts under it are ignored."""
+
+
 class _RemoteTraceback(Exception):
     """Set as `__cause__` of an error re-raised in the parent, so printing it shows the worker's traceback."""
 
@@ -103,6 +120,11 @@ class Executor(abc.ABC):
     ) -> Future[T]:
         """`submit`, reserving `resources` where the executor places tasks (a cluster); here they are hints."""
         return self.submit(fn, *args, **kwargs)
+
+    def mailbox(self) -> Mailbox | None:
+        """Where tasks leave what must outlive them, if they run where a dead task's memory is gone
+        (a cluster); local executors have none: their tasks write to the stores themselves."""
+        return None
 
     def has_room(self, resources: Resources | None) -> bool:
         """Whether a task asking for `resources` would start at once. Cluster executors answer from the tasks

@@ -23,8 +23,10 @@ import socket
 import sys
 import sysconfig
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from loopml.core.errors import InvalidInput, LoopMLError
@@ -32,7 +34,7 @@ from loopml.core.executors import Executor, TaskKilled, WorkerLost
 from loopml.core.process_pool import pickle_task, run_payload, settle, task_label
 from loopml.core.resources import Resources
 
-__all__ = ["ClusterUnavailable", "RayExecutor", "ray_module"]
+__all__ = ["ClusterUnavailable", "RayExecutor", "RayMailbox", "ray_module"]
 
 T = TypeVar("T")
 
@@ -174,6 +176,20 @@ class RayExecutor(Executor):
         ref.future().add_done_callback(lambda done: self._settle(future, done))
         return future
 
+    def mailbox(self) -> RayMailbox:
+        """The mailbox of this process's tasks on the cluster: a 0-CPU actor, started on first use (without
+        waiting for it) and shared by every executor of the connection, since an actor is a process of its
+        own; it ends with the connection."""
+        ray = self.connect()
+        job = ray.get_runtime_context().get_job_id()  # a new connection (after ray.shutdown) needs a new one
+        with _mailbox_lock:
+            mailbox = _mailbox.get(job)
+            if mailbox is None:
+                _mailbox.clear()
+                actor = ray.remote(num_cpus=0, max_restarts=0)(_MailboxActor)
+                mailbox = _mailbox[job] = RayMailbox(actor.remote())
+            return mailbox
+
     def has_room(self, resources: Resources | None) -> bool:
         """Whether a task asking for `resources` would start now: what the tasks in flight hold leaves enough
         of every resource it asks for (an idle cluster always has room, so an impossible request fails)."""
@@ -266,6 +282,56 @@ class RayExecutor(Executor):
         return f"RayExecutor(address={self.address!r})"
 
 
+class _MailboxActor:
+    """Items posted under keys by tasks, kept until the driver takes or drops them (see `Mailbox`)."""
+
+    _CLOSED_KEYS = 100_000  # remembered, so a late post of a finished task is not kept forever
+
+    def __init__(self) -> None:
+        self._items: dict[str, list[Any]] = {}
+        self._closed: OrderedDict[str, None] = OrderedDict()
+
+    def post(self, key: str, item: Any) -> None:
+        if key not in self._closed:
+            self._items.setdefault(key, []).append(item)
+
+    def take(self, key: str) -> list[Any]:
+        self._close(key)
+        return self._items.pop(key, [])
+
+    def drop(self, key: str) -> None:
+        self._close(key)
+        self._items.pop(key, None)
+
+    def _close(self, key: str) -> None:
+        self._closed[key] = None
+        if len(self._closed) > self._CLOSED_KEYS:
+            self._closed.popitem(last=False)
+
+
+@dataclass(frozen=True)
+class RayMailbox:
+    """A `Mailbox` held by a Ray actor, which outlives the workers that post to it."""
+
+    actor: Any
+    take_timeout_s: float = 10.0
+
+    def post(self, key: str, item: Any) -> None:
+        self.actor.post.remote(key, item)
+
+    def take(self, key: str) -> list[Any]:
+        ray = ray_module(local=False)
+        try:
+            items: list[Any] = ray.get(self.actor.take.remote(key), timeout=self.take_timeout_s)
+        except Exception:  # the actor (or the cluster) is gone: what it held is lost, the run goes on
+            return []
+        return items
+
+    def drop(self, key: str) -> None:
+        with contextlib.suppress(Exception):  # the actor (or the cluster) is gone: there is nothing to drop
+            self.actor.drop.remote(key)
+
+
 def _run_ray_task(payload: bytes, paths: list[str] | None) -> bytes:
     """In a Ray worker: see the driver's code, then run the task as a worker process would.
 
@@ -290,6 +356,8 @@ def _run_ray_task(payload: bytes, paths: list[str] | None) -> bytes:
 _imported_stamps: dict[str, tuple[int, int]] = {}
 # The address this process connected to (None: a local cluster it started, or none yet).
 _connection: dict[str, str | None] = {"address": None}
+_mailbox: dict[str, RayMailbox] = {}  # the Ray job (connection) -> its mailbox
+_mailbox_lock = threading.Lock()
 
 
 def _forget_stale() -> None:

@@ -6,12 +6,14 @@ what it printed. Outputs are serialized here, in the worker, so a process execut
 
 A worker of a cluster (`StepRun.remote`) may be on another machine: it reads its inputs from the shared blob
 store (`StoredInput`), writes its outputs there and sends back only their references, and its tracking
-writes travel back as a journal that the driver replays (`loopml.tracking.journal`).
+writes travel back as a journal that the driver replays (`loopml.tracking.journal`). While the step runs, the
+journal is also posted to the executor's mailbox, so what a killed step logged is replayed all the same.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
 import sys
 import time
@@ -21,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from loopml.core.errors import InvalidInput
+from loopml.core.executors import Mailbox
 from loopml.core.settings import Settings
 from loopml.pipelines.capture import captured
 from loopml.pipelines.graph import copied, replace_handles
@@ -31,7 +34,7 @@ from loopml.storage.blobs.store import BlobStore
 from loopml.storage.endpoints import storage_options_for
 from loopml.tracking.active_run import ActiveRun, MetricHook
 from loopml.tracking.fluent import activated
-from loopml.tracking.journal import Journal, JournalTracker
+from loopml.tracking.journal import Journal, JournalSpooler, JournalTracker
 from loopml.tracking.records import Run
 from loopml.tracking.tracker import Tracker, tracker_for, use_tracker
 
@@ -49,6 +52,8 @@ class StepRun:
     settings: Settings | None = None  # for a worker process, which opens its own tracker
     remote: bool = False  # a cluster worker: blobs in and out, tracking journaled (see the module doc)
     metric_hook: MetricHook | None = None  # sees every metric point the step logs (early stopping)
+    mailbox: Mailbox | None = None  # a cluster worker posts its journal here as it goes, under mailbox_key
+    mailbox_key: str = ""
 
 
 @dataclass(frozen=True)
@@ -118,7 +123,7 @@ def _execute_on_cluster(
             # than a store of its own in the worker's folder.
             previous = use_tracker(tracker.as_tracker())
             try:
-                with activated(active):
+                with activated(active), _spooled(tracker.journal, context):
                     value = step.fn(*args, **kwargs)
             finally:
                 use_tracker(previous)
@@ -136,6 +141,14 @@ def _execute_on_cluster(
             result.error = _portable(error)
     result.log = log.text()
     return result
+
+
+def _spooled(journal: Journal, context: StepRun) -> contextlib.AbstractContextManager[object]:
+    """While the step runs, its journal is posted to the executor's mailbox, so a killed step's logs stay."""
+    mailbox = context.mailbox
+    if mailbox is None:
+        return contextlib.nullcontext()
+    return JournalSpooler(journal, functools.partial(mailbox.post, context.mailbox_key))
 
 
 def worker_settings(settings: Settings) -> Settings:

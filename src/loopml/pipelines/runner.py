@@ -10,6 +10,7 @@ needs them, so a fully cached pipeline reads almost nothing.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import json
 import time
 from collections.abc import Callable
@@ -43,7 +44,7 @@ from loopml.pipelines.records import (
 from loopml.pipelines.step import StepFailure
 from loopml.pipelines.store import pipeline_store
 from loopml.tracking.active_run import MetricHook
-from loopml.tracking.journal import replay
+from loopml.tracking.journal import Journal, replay
 from loopml.tracking.records import Run
 from loopml.tracking.tracker import Tracker
 
@@ -86,6 +87,7 @@ class _Call:
     deadline: float | None = None
     retry_at: float | None = None
     future: cf.Future[CallResult] | None = None
+    mailbox_key: str | None = None  # where a call on a cluster posts its journal as it runs
 
 
 class Runner:
@@ -207,6 +209,9 @@ class Runner:
         for future in running:
             if not self.executor.kill(future):
                 self.abandoned = True
+        for call in running.values():
+            with contextlib.suppress(Exception):  # the store may be what failed: the interruption wins
+                self._replay(call, CallResult())
         for call in [*running.values(), *pending]:
             record = self._call_record(call, status=StepStatus.FAILED, duration_s=0.0, error=reason)
             try:
@@ -271,12 +276,16 @@ class Runner:
             )
         else:
             value = self._stored_input if self._remote else self._value
+            mailbox = self.executor.mailbox() if self._remote else None
+            call.mailbox_key = f"{call.run.run_id}/{call.attempt}" if mailbox is not None else None
             context = StepRun(
                 call.run,
                 self.tracker if self._in_process else None,
                 self._worker_settings,
                 remote=self._remote,
                 metric_hook=self.metric_hook,
+                mailbox=mailbox,
+                mailbox_key=call.mailbox_key or "",
             )
             future = self.executor.submit_with(
                 step.resource_request,
@@ -328,12 +337,7 @@ class Runner:
             # The inline executor cannot interrupt a call: it fails it afterwards, like a stopped one.
             late = StepTimeout(f"step {call.node.id!r} ran longer than its timeout_s={limit}")
             result = CallResult(error=late, traceback=str(late), duration_s=result.duration_s, log=result.log)
-        if result.journal:  # also of a failed attempt: what it logged before failing is kept, as locally
-            try:
-                replay(result.journal, self.tracker, call.run.run_id)
-            except LoopMLError as error:
-                if result.error is None:
-                    result.error, result.traceback = error, f"{type(error).__name__}: {error}"
+        self._replay(call, result)
         if result.error is not None:
             self._failed_attempt(call, result, delayed)
             return
@@ -427,6 +431,22 @@ class Runner:
         params = call_params(call.node.step.fn, call.node.args, call.node.kwargs)
         self.store.record_step(self.pipeline_run, record, params=params, artifacts=artifacts)
 
+    def _replay(self, call: _Call, result: CallResult) -> None:
+        """Write what a cluster worker logged into the step's run: from its reply, or, when none came (the
+        task was killed or its worker lost), from what it posted to the mailbox while it ran."""
+        mailbox = self.executor.mailbox() if call.mailbox_key is not None else None
+        if mailbox is not None and call.mailbox_key is not None:
+            if result.journal is None:
+                result.journal = Journal.joined(mailbox.take(call.mailbox_key))
+            else:
+                mailbox.drop(call.mailbox_key)
+        if result.journal:  # also of a failed attempt: what it logged before failing is kept, as locally
+            try:
+                replay(result.journal, self.tracker, call.run.run_id)
+            except LoopMLError as error:
+                if result.error is None:
+                    result.error, result.traceback = error, f"{type(error).__name__}: {error}"
+
     def _expire(self, running: dict[cf.Future[CallResult], _Call], delayed: list[_Call]) -> None:
         now = time.monotonic()
         for future, call in list(running.items()):
@@ -437,10 +457,11 @@ class Runner:
                 timeout = StepTimeout(
                     f"step {call.node.id!r} ran longer than its timeout_s={call.node.step.timeout_s}"
                 )
-                elapsed = call.node.step.timeout_s or 0.0
-                self._failed_attempt(
-                    call, CallResult(error=timeout, traceback=str(timeout), duration_s=elapsed), delayed
+                result = CallResult(
+                    error=timeout, traceback=str(timeout), duration_s=call.node.step.timeout_s or 0.0
                 )
+                self._replay(call, result)
+                self._failed_attempt(call, result, delayed)
 
     @staticmethod
     def _wait_time(running: dict[cf.Future[CallResult], _Call], delayed: list[_Call]) -> float | None:

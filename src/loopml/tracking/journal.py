@@ -9,7 +9,8 @@ once the call returns: the run then holds exactly what an in-process call would 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import threading
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -34,6 +35,75 @@ class Journal:
 
     def __bool__(self) -> bool:
         return bool(self.writes or self.metrics)
+
+    def since(self, mark: JournalMark) -> tuple[Journal, JournalMark]:
+        """What was logged after `mark`, and the mark of now. Safe while the step goes on logging: it only
+        reads lengths and slices of lists that are only appended to."""
+        writes = len(self.writes)
+        counts = {key: len(points) for key, points in dict(self.metrics).items()}
+        delta = Journal(
+            self.writes[mark.writes : writes],
+            {
+                key: self.metrics[key][mark.points.get(key, 0) : count]
+                for key, count in counts.items()
+                if count > mark.points.get(key, 0)
+            },
+        )
+        return delta, JournalMark(writes, counts)
+
+    @classmethod
+    def joined(cls, parts: Iterable[Journal]) -> Journal:
+        """One journal of consecutive parts, in order."""
+        whole = cls()
+        for part in parts:
+            whole.writes.extend(part.writes)
+            for key, points in part.metrics.items():
+                whole.metrics.setdefault(key, []).extend(points)
+        return whole
+
+
+@dataclass(frozen=True)
+class JournalMark:
+    """How much of a journal was already sent: its writes, and each metric's points."""
+
+    writes: int = 0
+    points: dict[str, int] = field(default_factory=dict)
+
+
+class JournalSpooler:
+    """Posts what a step logged, every `interval_s`, so it outlives a worker that is killed or lost.
+
+    The journal still travels back with the step's reply; the posted parts serve only when no reply
+    comes (the driver then takes them from the executor's mailbox). What was logged in the last
+    `interval_s` before a kill may be lost.
+    """
+
+    def __init__(self, journal: Journal, post: Callable[[Journal], None], interval_s: float = 0.5) -> None:
+        self._journal = journal
+        self._post = post
+        self._interval_s = interval_s
+        self._mark = JournalMark()
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="loopml-journal-spooler", daemon=True)
+
+    def __enter__(self) -> JournalSpooler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stopped.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stopped.wait(self._interval_s):
+            delta, mark = self._journal.since(self._mark)
+            if not delta:
+                continue
+            try:
+                self._post(delta)
+            except Exception:  # noqa: S112  (the mailbox is a safety net: the reply still carries it all)
+                continue
+            self._mark = mark
 
 
 class _JournalMetrics:

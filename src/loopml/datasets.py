@@ -10,6 +10,7 @@ This module joins two domains (data versioning and tracking), so it sits above b
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -39,6 +40,7 @@ __all__ = [
     "datasets",
     "get",
     "load",
+    "load_version",
     "status",
     "versions",
 ]
@@ -171,21 +173,36 @@ def load(ref: str, *, context: str = "training", tracker: Tracker | None = None)
 
     Inside a run, the version is recorded as an input of the run (lineage: run -> dataset version).
     """
-    from loopml.tracking.fluent import active_run
     from loopml.tracking.tracker import default_tracker
 
     opened = tracker or default_tracker()
-    data = catalog(opened)
-    version = data.get(VersionRef.parse(ref))
-    cache = opened.settings.home_dir / "cache"
+    return load_version(catalog(opened).get(VersionRef.parse(ref)), context=context, tracker=opened)
+
+
+def load_version(
+    version: DatasetVersion, *, context: str = "training", tracker: Tracker | None = None
+) -> Any:
+    """`load` of a version already looked up. It reads only the blob store, so a step on a cluster worker
+    (which cannot reach the catalog) loads the versions its pipeline resolved (`DatasetRef`) itself."""
+    from loopml.data import files
+    from loopml.data.catalog import table_file
+    from loopml.storage.blobs.tree import get_tree
+    from loopml.tracking.fluent import active_run
+    from loopml.tracking.journal import JournalTracker
+    from loopml.tracking.tracker import default_tracker
+
+    opened = tracker or default_tracker()
+    on_worker = isinstance(opened, JournalTracker)
+    # A worker may be on another machine, where the project's folder does not exist.
+    cache = Path(tempfile.gettempdir()) / "loopml-cache" if on_worker else opened.settings.home_dir / "cache"
     if version.kind == "external":  # tracked in place: the data is read where it lives
         content: Any = version.source
     elif version.kind == "table":
-        content = _read_table(data.table_path(version, cache))
+        content = _read_table(table_file(opened.blobs, version, cache))
     else:
         content = cache / version.digest
         if not content.is_dir():
-            data.restore(version.ref, content)
+            files.restore(opened.blobs, get_tree(opened.blobs, version.manifest_digest), content)
     run = active_run()
     if run is not None:
         run.log_input(version.name, f"v{version.version}", digest=version.digest, context=context)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
 from pydantic import SecretStr
 
@@ -21,6 +22,7 @@ import loopml
 from loopml.core.errors import ParamConflict
 from loopml.core.settings import Settings
 from loopml.pipelines.execution import StepRun, StoredInput, execute_step, worker_settings
+from loopml.pipelines.library import load_dataset
 from loopml.pipelines.records import OutputRef, StepStatus
 from loopml.pipelines.serializers import serialize
 from loopml.tracking.client import Client
@@ -96,6 +98,11 @@ def logs_then_hangs() -> int:
         loopml.log_metric("loss", 1.0 / (epoch + 1), step=epoch)
     time.sleep(600)
     return 0
+
+
+@loopml.step(cache=False)
+def reads_the_dataset(data: loopml.DatasetRef) -> tuple[int, int]:
+    return len(data.load()), os.getpid()
 
 
 @loopml.step
@@ -262,6 +269,26 @@ def test_what_a_step_logged_before_it_was_killed_for_its_timeout_is_kept(tracker
         (1, 0.5),
         (2, 1.0 / 3),
     ]
+
+
+def test_a_worker_loads_the_dataset_version_its_pipeline_resolved_from_the_blob_store(
+    tracker: Tracker,
+) -> None:
+    loopml.datasets.add("rows", pd.DataFrame({"x": range(40), "y": [0, 1] * 20}), tracker=tracker)
+
+    @loopml.pipeline(executor="ray")
+    def flow(data: loopml.DatasetRef = "rows@latest") -> Any:  # type: ignore[assignment]
+        return [reads_the_dataset(data), load_dataset(data)]
+
+    result = flow.run()
+    (count, pid), frame = result.value
+    assert count == 40
+    assert pid != os.getpid()  # read in a Ray worker, which cannot reach the catalog
+    assert len(frame) == 40
+    client = Client(tracker)
+    for name in ("reads_the_dataset", "load_dataset"):
+        inputs = client.list_inputs(result.record.step(name).run_id or "")
+        assert [(i.dataset, i.version, i.context) for i in inputs] == [("rows", "v1", "training")]
 
 
 def test_a_step_timeout_counts_from_when_the_cluster_can_run_it(tracker: Tracker) -> None:

@@ -23,6 +23,7 @@ from loopml.data.records import Added, Dataset, DatasetVersion, VersionRef
 from loopml.data.statcache import StatCache, fingerprint
 from loopml.data.store import DatasetStore
 from loopml.data.validation import Expectations, Violation, check, report
+from loopml.storage.blobs.store import BlobStore
 from loopml.storage.blobs.tree import Tree, get_tree, put_tree
 from loopml.storage.stores import Stores
 
@@ -220,14 +221,13 @@ class DataCatalog:
         now = fingerprint_tree(version.source)
         return diff_versions(version, version, self.tree(version), now)
 
-    def table_path(self, version: DatasetVersion, cache: Path) -> Path:
-        """A local copy of a tabular version's file (restored under `cache` once)."""
-        if version.kind != "table":
-            raise InvalidInput(
-                f"{version.ref} is a {version.kind}, not a table: use get() to restore its files"
-            )
-        entry = self.tree(version).entries[0]
-        target = cache / version.digest / entry.path
-        if not target.is_file():
-            self.stores.blobs.get_file(entry.digest, target, verify=True)
-        return target
+
+def table_file(blobs: BlobStore, version: DatasetVersion, cache: Path) -> Path:
+    """A local copy of a tabular version's file (restored under `cache` once); needs only the blob store."""
+    if version.kind != "table":
+        raise InvalidInput(f"{version.ref} is a {version.kind}, not a table: use get() to restore its files")
+    entry = get_tree(blobs, version.manifest_digest).entries[0]
+    target = cache / version.digest / entry.path
+    if not target.is_file():
+        blobs.get_file(entry.digest, target, verify=True)
+    return target

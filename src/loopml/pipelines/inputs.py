@@ -7,19 +7,27 @@ nothing and `@latest` never hides which data a run read.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from loopml.data.records import DatasetVersion
 
 
 class DatasetRef:
     """A resolved dataset version (annotate a pipeline parameter with this type and pass `NAME@latest`)."""
 
-    __slots__ = ("content_digest", "kind", "name", "version")
+    __slots__ = ("content_digest", "kind", "name", "record", "version")
 
-    def __init__(self, name: str, version: int, content_digest: str, kind: str) -> None:
+    def __init__(
+        self, name: str, version: int, content_digest: str, kind: str, record: DatasetVersion | None = None
+    ) -> None:
         self.name = name
         self.version = version
         self.content_digest = content_digest  # what cache keys see
         self.kind = kind
+        # The version's record, when the pipeline resolved it: a step loads the data from the blob store
+        # with it, without the catalog (which a step on a cluster worker cannot reach).
+        self.record = record
 
     def __str__(self) -> str:
         return f"{self.name}@v{self.version}"
@@ -34,10 +42,10 @@ class DatasetRef:
         return hash(self.content_digest)
 
     def __reduce__(self) -> Any:
-        return (DatasetRef, (self.name, self.version, self.content_digest, self.kind))
+        return (DatasetRef, (self.name, self.version, self.content_digest, self.kind, self.record))
 
     def load(self) -> Any:
         """The version's content (a DataFrame for tables, else its folder); recorded as an input of the run."""
-        from loopml.datasets import load
+        from loopml.datasets import load, load_version
 
-        return load(str(self))
+        return load(str(self)) if self.record is None else load_version(self.record)

@@ -20,7 +20,7 @@ from loopml.pipelines.step import step
 BUILTIN = ("breast_cancer", "diabetes", "iris", "wine")
 
 
-@step(in_driver=True)  # the catalog is the driver's; on a cluster the rows reach workers as a blob
+@step
 def load_dataset(dataset: DatasetRef) -> pd.DataFrame:
     """The rows of a table dataset version (recorded as an input of the step's run)."""
     content = dataset.load()

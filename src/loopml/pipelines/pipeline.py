@@ -331,7 +331,7 @@ def _resolve_dataset(pipeline: str, name: str, value: Any, tracker: Tracker) -> 
     from loopml.datasets import catalog
 
     version = catalog(tracker).get(value)
-    return DatasetRef(version.name, version.version, version.digest, version.kind)
+    return DatasetRef(version.name, version.version, version.digest, version.kind, version)
 
 
 def _param_form(value: Any) -> Any:

@@ -24,6 +24,8 @@ from loopml.data.worktree import WorkStatus
 
 if TYPE_CHECKING:
     from loopml.data.catalog import DataCatalog
+    from loopml.storage.blobs.store import BlobStore
+    from loopml.storage.blobs.tree import Tree
     from loopml.tracking.tracker import Tracker
 
 # The catalog and tracking modules (SQLAlchemy, numpy, fsspec) are imported inside the functions that need
@@ -184,7 +186,6 @@ def load_version(
 ) -> Any:
     """`load` of a version already looked up. It reads only the blob store, so a step on a cluster worker
     (which cannot reach the catalog) loads the versions its pipeline resolved (`DatasetRef`) itself."""
-    from loopml.data import files
     from loopml.data.catalog import table_file
     from loopml.storage.blobs.tree import get_tree
     from loopml.tracking.fluent import active_run
@@ -193,20 +194,56 @@ def load_version(
 
     opened = tracker or default_tracker()
     on_worker = isinstance(opened, JournalTracker)
-    # A worker may be on another machine, where the project's folder does not exist.
-    cache = Path(tempfile.gettempdir()) / "loopml-cache" if on_worker else opened.settings.home_dir / "cache"
+    cache = _worker_cache() if on_worker else opened.settings.home_dir / "cache"
     if version.kind == "external":  # tracked in place: the data is read where it lives
         content: Any = version.source
+        if on_worker and not Path(str(content)).exists():
+            raise InvalidInput(
+                f"{version.ref} was tracked in place at {content}, which this cluster worker cannot see: "
+                "add it with a copy (without --no-copy) to read it on other machines"
+            )
     elif version.kind == "table":
         content = _read_table(table_file(opened.blobs, version, cache))
     else:
         content = cache / version.digest
         if not content.is_dir():
-            files.restore(opened.blobs, get_tree(opened.blobs, version.manifest_digest), content)
+            _restore_whole(opened.blobs, get_tree(opened.blobs, version.manifest_digest), content)
     run = active_run()
     if run is not None:
         run.log_input(version.name, f"v{version.version}", digest=version.digest, context=context)
     return content
+
+
+def _worker_cache() -> Path:
+    """Where a cluster worker keeps the versions it read: its own temporary folder, private to its user
+    (a worker may be on another machine, where the project's folder does not exist)."""
+    uid = os.getuid() if hasattr(os, "getuid") else None
+    folder = Path(tempfile.gettempdir()) / f"loopml-cache-{uid if uid is not None else os.getlogin()}"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    if uid is not None and folder.stat().st_uid != uid:
+        raise InvalidInput(f"{folder} belongs to another user: remove it, or set TMPDIR to a folder of yours")
+    return folder
+
+
+def _restore_whole(blobs: BlobStore, tree: Tree, target: Path) -> None:
+    """Restore into a sibling, then rename it into place: a restore cut short (a killed worker) or running
+    beside another one never leaves a folder that looks complete but is not."""
+    import shutil
+    import uuid
+
+    from loopml.data import files
+
+    partial = target.with_name(f".{target.name}.{uuid.uuid4().hex}.partial")
+    try:
+        files.restore(blobs, tree, partial)
+        partial.mkdir(parents=True, exist_ok=True)  # an empty folder version writes no file
+        try:
+            partial.rename(target)
+        except OSError:
+            if not target.is_dir():  # not another restore that won the race
+                raise
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
 
 
 def _read_table(path: Path) -> Any:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -45,3 +48,31 @@ def test_a_pipeline_runs_on_a_local_ray_cluster_from_the_cli(tmp_path: Path) -> 
     bad = cli(tmp_path, "pipeline", "run", "flow.py:flow", "-x", "ray:many")
     assert bad.returncode == 2
     assert "unknown executor 'ray:many'" in bad.stderr
+
+
+TWICE = """
+import loopml
+from flow import flow
+
+for attempt in range(2):  # each run starts a local cluster of its own and stops it
+    print(flow.run({"n": attempt}, executor="ray").value["n"])
+"""
+
+
+def test_a_process_runs_pipelines_on_two_local_clusters_one_after_the_other(tmp_path: Path) -> None:
+    """A second cluster numbers its jobs as the first did: nothing of the first (its mailbox) is reused."""
+    (tmp_path / "flow.py").write_text(textwrap.dedent(FLOW))
+    (tmp_path / "twice.py").write_text(textwrap.dedent(TWICE))
+    assert cli(tmp_path, "init").returncode == 0
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LOOPML_", "RAY_ADDRESS"))}
+    done = subprocess.run(
+        [sys.executable, "twice.py"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split() == ["0", "1"]

@@ -105,6 +105,11 @@ def reads_the_dataset(data: loopml.DatasetRef) -> tuple[int, int]:
     return len(data.load()), os.getpid()
 
 
+@loopml.step(cache=False)
+def lists_the_folder(data: loopml.DatasetRef) -> list[str]:
+    return sorted(path.name for path in Path(data.load()).iterdir())
+
+
 @loopml.step
 def make_array() -> Any:
     return np.arange(5)
@@ -289,6 +294,29 @@ def test_a_worker_loads_the_dataset_version_its_pipeline_resolved_from_the_blob_
     for name in ("reads_the_dataset", "load_dataset"):
         inputs = client.list_inputs(result.record.step(name).run_id or "")
         assert [(i.dataset, i.version, i.context) for i in inputs] == [("rows", "v1", "training")]
+
+
+def test_a_worker_restores_a_folder_version_and_loads_a_reference_the_user_built(
+    tracker: Tracker, tmp_path: Path
+) -> None:
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for name in ("a.txt", "b.txt"):
+        (folder / name).write_text(name)
+    loopml.datasets.add("images", folder, tracker=tracker)
+    rows = loopml.datasets.add("rows", pd.DataFrame({"x": range(3)}), tracker=tracker).version
+
+    @loopml.pipeline(executor="ray")
+    def flow(data: loopml.DatasetRef = "images@latest", table: loopml.DatasetRef = "rows@latest") -> Any:  # type: ignore[assignment]
+        return [lists_the_folder(data), reads_the_dataset(table)]
+
+    built = loopml.DatasetRef("rows", rows.version, rows.digest, rows.kind)  # without the version's record
+    names, (count, _) = flow.run({"table": built}).value
+    assert names == ["a.txt", "b.txt"]
+    assert count == 3
+    forged = loopml.DatasetRef("rows", rows.version, "0" * 64, rows.kind)
+    with pytest.raises(loopml.InvalidInput, match="but rows@v1 in this project holds"):
+        flow.run({"table": forged})
 
 
 def test_a_step_timeout_counts_from_when_the_cluster_can_run_it(tracker: Tracker) -> None:

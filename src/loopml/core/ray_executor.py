@@ -109,10 +109,12 @@ class RayExecutor(Executor):
     def connect(self) -> Any:
         """Connect to (or start) the cluster on first use; returns the `ray` module."""
         with self._lock:
+            if (
+                self._closed
+            ):  # even when connected: Ray would start a cluster anew for a call after ray.shutdown
+                raise RuntimeError("cannot submit to a RayExecutor after shutdown()")
             if self._ray is not None:
                 return self._ray
-            if self._closed:
-                raise RuntimeError("cannot submit to a RayExecutor after shutdown()")
             address = self.address or os.environ.get("RAY_ADDRESS") or None
             local = address in (None, "local", "auto") or _is_loopback(str(address))
             ray = ray_module(local=local)
@@ -181,13 +183,15 @@ class RayExecutor(Executor):
         waiting for it) and shared by every executor of the connection, since an actor is a process of its
         own; it ends with the connection."""
         ray = self.connect()
-        job = ray.get_runtime_context().get_job_id()  # a new connection (after ray.shutdown) needs a new one
+        context = ray.get_runtime_context()
+        # A new cluster (ray.shutdown, then ray.init) numbers its jobs from 1 again: its node ids are new.
+        connection = (context.get_node_id(), context.get_job_id())
         with _mailbox_lock:
-            mailbox = _mailbox.get(job)
+            mailbox = _mailbox.get(connection)
             if mailbox is None:
                 _mailbox.clear()
                 actor = ray.remote(num_cpus=0, max_restarts=0)(_MailboxActor)
-                mailbox = _mailbox[job] = RayMailbox(actor.remote())
+                mailbox = _mailbox[connection] = RayMailbox(actor.remote())
             return mailbox
 
     def has_room(self, resources: Resources | None) -> bool:
@@ -274,6 +278,8 @@ class RayExecutor(Executor):
             else:
                 self.kill(future)
         if self._started_cluster and self._ray is not None:
+            with _mailbox_lock:
+                _mailbox.clear()
             self._ray.shutdown()
             self._started_cluster = False
             _connection["address"] = None
@@ -314,22 +320,33 @@ class RayMailbox:
     """A `Mailbox` held by a Ray actor, which outlives the workers that post to it."""
 
     actor: Any
-    take_timeout_s: float = 10.0
+    take_timeout_s: float = 3.0
 
     def post(self, key: str, item: Any) -> None:
-        self.actor.post.remote(key, item)
+        if _connected():
+            self.actor.post.remote(key, item)
 
     def take(self, key: str) -> list[Any]:
-        ray = ray_module(local=False)
+        if not _connected():
+            return []
         try:
-            items: list[Any] = ray.get(self.actor.take.remote(key), timeout=self.take_timeout_s)
+            items: list[Any] = ray_module(local=False).get(
+                self.actor.take.remote(key), timeout=self.take_timeout_s
+            )
         except Exception:  # the actor (or the cluster) is gone: what it held is lost, the run goes on
             return []
         return items
 
     def drop(self, key: str) -> None:
-        with contextlib.suppress(Exception):  # the actor (or the cluster) is gone: there is nothing to drop
-            self.actor.drop.remote(key)
+        if _connected():
+            with contextlib.suppress(Exception):  # the actor (or the cluster) is gone: nothing to drop
+                self.actor.drop.remote(key)
+
+
+def _connected() -> bool:
+    """Whether this process is still connected to Ray: once it is not, any call would start a new cluster."""
+    ray = sys.modules.get("ray")
+    return ray is not None and bool(ray.is_initialized())
 
 
 def _run_ray_task(payload: bytes, paths: list[str] | None) -> bytes:
@@ -356,7 +373,7 @@ def _run_ray_task(payload: bytes, paths: list[str] | None) -> bytes:
 _imported_stamps: dict[str, tuple[int, int]] = {}
 # The address this process connected to (None: a local cluster it started, or none yet).
 _connection: dict[str, str | None] = {"address": None}
-_mailbox: dict[str, RayMailbox] = {}  # the Ray job (connection) -> its mailbox
+_mailbox: dict[tuple[str, str], RayMailbox] = {}  # (node, job) of the connection -> its mailbox
 _mailbox_lock = threading.Lock()
 
 

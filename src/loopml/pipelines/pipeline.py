@@ -324,13 +324,18 @@ def _is_dataset_annotation(annotation: Any) -> bool:
 
 
 def _resolve_dataset(pipeline: str, name: str, value: Any, tracker: Tracker) -> DatasetRef | None:
-    if value is None or isinstance(value, DatasetRef):
+    if value is None or (isinstance(value, DatasetRef) and value.record is not None):
         return value
-    if not isinstance(value, str):
+    if not isinstance(value, str | DatasetRef):
         raise InvalidInput(f"pipeline {pipeline!r}: param {name!r} must name a dataset version (NAME@latest)")
     from loopml.datasets import catalog
 
-    version = catalog(tracker).get(value)
+    version = catalog(tracker).get(str(value))
+    if isinstance(value, DatasetRef) and value.content_digest != version.digest:
+        raise InvalidInput(
+            f"pipeline {pipeline!r}: param {name!r} is {value} with content {value.content_digest[:12]}, but "
+            f"{version.ref} in this project holds {version.digest[:12]}"
+        )
     return DatasetRef(version.name, version.version, version.digest, version.kind, version)
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from loopml.core.clock import now_ms
 from loopml.core.errors import InvalidInput, LoopMLError
-from loopml.core.executors import Executor, ThreadExecutor
+from loopml.core.executors import Executor, Mailbox, ThreadExecutor
 from loopml.pipelines.early_stopping import TrialStopped
 from loopml.pipelines.execution import (
     CallResult,
@@ -87,7 +87,10 @@ class _Call:
     deadline: float | None = None
     retry_at: float | None = None
     future: cf.Future[CallResult] | None = None
-    mailbox_key: str | None = None  # where a call on a cluster posts its journal as it runs
+    mailbox: Mailbox | None = (
+        None  # where a call on a cluster posts its journal as it runs, under mailbox_key
+    )
+    mailbox_key: str = ""
 
 
 class Runner:
@@ -276,16 +279,16 @@ class Runner:
             )
         else:
             value = self._stored_input if self._remote else self._value
-            mailbox = self.executor.mailbox() if self._remote else None
-            call.mailbox_key = f"{call.run.run_id}/{call.attempt}" if mailbox is not None else None
+            call.mailbox = self.executor.mailbox() if self._remote else None
+            call.mailbox_key = f"{call.run.run_id}/{call.attempt}"
             context = StepRun(
                 call.run,
                 self.tracker if self._in_process else None,
                 self._worker_settings,
                 remote=self._remote,
                 metric_hook=self.metric_hook,
-                mailbox=mailbox,
-                mailbox_key=call.mailbox_key or "",
+                mailbox=call.mailbox,
+                mailbox_key=call.mailbox_key,
             )
             future = self.executor.submit_with(
                 step.resource_request,
@@ -336,7 +339,13 @@ class Runner:
         if result.error is None and limit is not None and result.duration_s > limit:
             # The inline executor cannot interrupt a call: it fails it afterwards, like a stopped one.
             late = StepTimeout(f"step {call.node.id!r} ran longer than its timeout_s={limit}")
-            result = CallResult(error=late, traceback=str(late), duration_s=result.duration_s, log=result.log)
+            result = CallResult(
+                error=late,
+                traceback=str(late),
+                duration_s=result.duration_s,
+                log=result.log,
+                journal=result.journal,
+            )
         self._replay(call, result)
         if result.error is not None:
             self._failed_attempt(call, result, delayed)
@@ -434,12 +443,12 @@ class Runner:
     def _replay(self, call: _Call, result: CallResult) -> None:
         """Write what a cluster worker logged into the step's run: from its reply, or, when none came (the
         task was killed or its worker lost), from what it posted to the mailbox while it ran."""
-        mailbox = self.executor.mailbox() if call.mailbox_key is not None else None
-        if mailbox is not None and call.mailbox_key is not None:
+        if call.mailbox is not None:
             if result.journal is None:
-                result.journal = Journal.joined(mailbox.take(call.mailbox_key))
+                result.journal = Journal.joined(call.mailbox.take(call.mailbox_key))
             else:
-                mailbox.drop(call.mailbox_key)
+                call.mailbox.drop(call.mailbox_key)
+            call.mailbox = None  # taken or dropped: a retry posts under its own key
         if result.journal:  # also of a failed attempt: what it logged before failing is kept, as locally
             try:
                 replay(result.journal, self.tracker, call.run.run_id)

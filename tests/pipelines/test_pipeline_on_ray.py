@@ -138,6 +138,13 @@ def logs_everything(x: int) -> int:
     return x + 1
 
 
+def failed_run(pipeline: Any, tracker: Tracker, match: str) -> Any:
+    """The record of a run of `pipeline` that must fail with an error matching `match`."""
+    with pytest.raises(loopml.PipelineFailed, match=match) as failure:
+        pipeline.run()
+    return loopml.pipelines.store.pipeline_store(tracker).get_run(failure.value.run_id)
+
+
 def test_a_worker_killed_mid_step_is_retried_and_the_run_records_it(tracker: Tracker, tmp_path: Path) -> None:
     @loopml.pipeline(executor="ray")
     def flow(marker: str) -> Any:
@@ -156,9 +163,7 @@ def test_a_worker_killed_mid_step_is_retried_and_the_run_records_it(tracker: Tra
     def doomed() -> Any:
         return always_dies()
 
-    with pytest.raises(loopml.PipelineFailed, match="WorkerLost") as failure:
-        doomed.run()
-    record = loopml.pipelines.store.pipeline_store(tracker).get_run(failure.value.run_id)
+    record = failed_run(doomed, tracker, "WorkerLost")
     assert record.step("always_dies").attempts == 2
 
 
@@ -237,9 +242,7 @@ def test_what_a_failing_ray_step_logged_is_kept_and_conflicts_are_raised_where_l
     def failing() -> Any:
         return logs_then_fails()
 
-    with pytest.raises(loopml.PipelineFailed, match="broken after logging") as failure:
-        failing.run()
-    record = loopml.pipelines.store.pipeline_store(tracker).get_run(failure.value.run_id)
+    record = failed_run(failing, tracker, "broken after logging")
     run = Client(tracker).get_run(record.step("logs_then_fails").run_id or "")
     assert run.params == {"before_failure": "yes"}  # as a local executor keeps them
     assert run.metrics == {"loss": 0.5}
@@ -263,9 +266,7 @@ def test_what_a_step_logged_before_it_was_killed_for_its_timeout_is_kept(tracker
     def flow() -> Any:
         return logs_then_hangs()
 
-    with pytest.raises(loopml.PipelineFailed, match="ran longer than its timeout") as failure:
-        flow.run()
-    record = loopml.pipelines.store.pipeline_store(tracker).get_run(failure.value.run_id)
+    record = failed_run(flow, tracker, "ran longer than its timeout")
     client = Client(tracker)
     run = client.get_run(record.step("logs_then_hangs").run_id or "")
     assert run.params == {"lr": "0.1"}

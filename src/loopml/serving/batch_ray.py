@@ -153,9 +153,13 @@ def score_on_ray(
 
 
 def _pool(cluster_cpus: int, workers: int | None) -> tuple[int, float]:
-    """Actors, and CPUs for each: one CPU stays free for Ray Data's listing, read and write tasks (actors
-    holding every CPU would leave those waiting forever)."""
-    spare = max(cluster_cpus - 1.0, cluster_cpus / 2)
+    """Actors, and CPUs for each: one whole CPU stays free for Ray Data's own tasks, else they wait forever.
+
+    Ray Data 2.60 runs the file listing (`ListFiles`, read_parquet's first step) and the streaming repartition
+    as tasks of exactly 1 CPU, with no way to ask for less: while the actors hold more than `cluster_cpus - 1`,
+    neither ever starts. On a 1-CPU cluster the actors therefore reserve no CPU (they share it with one task
+    at a time); the read and write tasks keep their 1 CPU, which is then always free for them too."""
+    spare = cluster_cpus - 1.0
     size = workers or max(1, int(spare))
     return size, min(1.0, spare / size)
 

@@ -109,9 +109,8 @@ class RayExecutor(Executor):
     def connect(self) -> Any:
         """Connect to (or start) the cluster on first use; returns the `ray` module."""
         with self._lock:
-            if (
-                self._closed
-            ):  # even when connected: Ray would start a cluster anew for a call after ray.shutdown
+            # Checked even when connected: after ray.shutdown, Ray would start a new cluster for any call.
+            if self._closed:
                 raise RuntimeError("cannot submit to a RayExecutor after shutdown()")
             if self._ray is not None:
                 return self._ray

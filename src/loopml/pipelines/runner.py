@@ -87,9 +87,8 @@ class _Call:
     deadline: float | None = None
     retry_at: float | None = None
     future: cf.Future[CallResult] | None = None
-    mailbox: Mailbox | None = (
-        None  # where a call on a cluster posts its journal as it runs, under mailbox_key
-    )
+    # Where a call on a cluster posts its journal as it runs, under mailbox_key (None once taken or dropped).
+    mailbox: Mailbox | None = None
     mailbox_key: str = ""
 
 

@@ -4,7 +4,9 @@ A step on a Ray node cannot open the project's SQLite file (nor should a thousan
 connections), so `JournalTracker` stands in for `Tracker` there: params, tags, notes, metric points,
 artifacts and inputs logged through `loopml.log_*` are appended to a `Journal`, and blobs go straight to the
 shared blob store. The driver, the only writer of the metadata, replays the journal into the step's run
-once the call returns: the run then holds exactly what an in-process call would have written.
+once the call returns: the run then holds exactly what an in-process call would have written. While the
+step runs, `JournalSpooler` posts the journal's new parts to the executor's mailbox, from which the driver
+takes them when no reply comes (the worker was killed or lost).
 """
 
 from __future__ import annotations

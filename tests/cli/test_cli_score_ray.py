@@ -42,7 +42,8 @@ def test_score_on_ray_from_the_cli(project: Path, joined: dict[str, str]) -> Non
         "--id-column", "id", "--chunk-rows", "200", "--json", env=joined,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
-    result = json.loads(done.stdout)  # stdout holds the JSON only: Ray's output goes elsewhere
+    assert done.stdout.lstrip().startswith("{"), done.stdout  # the JSON only: Ray's output goes elsewhere
+    result = json.loads(done.stdout)
     assert (result["rows"], result["scored"], result["rejected"], result["logged_rows"]) == (900, 900, 0, 900)
     scored = pd.read_parquet(project / "scored").sort_values("id").reset_index(drop=True)
     assert scored.columns.tolist() == ["id", "amount", "age", "prediction", "proba_0", "proba_1"]
@@ -57,12 +58,60 @@ def test_score_on_ray_from_the_cli(project: Path, joined: dict[str, str]) -> Non
 
     shown = cli(project, "runs", "show", result["run_id"], "--json")
     assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.lstrip().startswith("{"), shown.stdout
     params = json.loads(shown.stdout)["run"]["params"]
     assert (params["executor"], params["rows"], params["model_ref"]) == ("ray", "900", "fraud@champion")
 
     plain = cli(project, "score", "fraud", "in", "-o", "again", "--executor", "ray", "--no-log", env=joined)
     assert plain.returncode == 0, plain.stderr
     assert "fraud@v1: scored 900 rows on Ray -> again" in plain.stdout
+
+
+def test_bad_rows_go_to_the_reject_file_on_ray(project: Path, joined: dict[str, str]) -> None:
+    bad = rows(100, 5, prefix="r5-")
+    bad.loc[[3, 40, 41, 99], "amount"] = None
+    bad.to_parquet(project / "in" / "part-5.parquet")
+    done = cli(
+        project, "score", "fraud", "in", "-o", "scored", "--executor", "ray", "--rejects", "out/bad.csv",
+        "--id-column", "id", "--chunk-rows", "64", "--json", env=joined,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.lstrip().startswith("{"), done.stdout
+    result = json.loads(done.stdout)
+    assert (result["rows"], result["scored"], result["rejected"], result["logged_rows"]) == (
+        1000,
+        996,
+        4,
+        996,
+    )
+    assert result["rejects"] == "out/bad.csv"
+    rejected = pd.read_csv(project / "out" / "bad.csv").sort_values("id").reset_index(drop=True)
+    assert rejected.columns.tolist() == ["id", "amount", "age", "_file", "_reasons"]
+    assert rejected["id"].tolist() == ["r5-3", "r5-40", "r5-41", "r5-99"]
+    assert set(rejected["_file"]) == {str(project / "in" / "part-5.parquet")}
+
+    pd.concat([pd.read_parquet(p) for p in sorted((project / "in").iterdir())]).to_parquet(
+        project / "all.parquet"
+    )
+    local = cli(project, "score", "fraud", "all.parquet", "-o", "local.parquet", "--rejects", "local.csv",
+                "--no-log")  # fmt: skip
+    assert local.returncode == 0, local.stderr
+    expected = pd.read_csv(project / "local.csv").sort_values("id").reset_index(drop=True)
+    assert rejected["_reasons"].tolist() == expected["_reasons"].tolist()
+    scored = pd.read_parquet(project / "scored").sort_values("id").reset_index(drop=True)
+    pd.testing.assert_frame_equal(
+        scored, pd.read_parquet(project / "local.parquet").sort_values("id").reset_index(drop=True)
+    )
+
+    plain = cli(project, "score", "fraud", "in", "-o", "again", "--executor", "ray", "--no-log",
+                "--rejects", "again.parquet", env=joined)  # fmt: skip
+    assert plain.returncode == 0, plain.stderr
+    assert "scored 996 rows on Ray -> again, 4 rejected -> again.parquet" in plain.stdout
+
+    failed = cli(project, "score", "fraud", "in", "-o", "failed", "--executor", "ray", env=joined)
+    assert failed.returncode == 1, failed.stderr
+    assert "does not match the model signature" in failed.stderr
+    assert not (project / "failed").exists()
 
 
 @pytest.mark.parametrize(
@@ -72,7 +121,7 @@ def test_score_on_ray_from_the_cli(project: Path, joined: dict[str, str]) -> Non
         (["fraud", "in/*.csv", "-o", "out"], "no Parquet file matches"),
         (["fraud", "in.csv", "-o", "out"], "CSV input is not supported with --executor ray"),
         (["fraud", "narrow.parquet", "-o", "out"], "lacks the model's input column(s) ['age']"),
-        (["fraud", "in", "-o", "out", "--rejects", "bad.parquet"], "--rejects is not available"),
+        (["fraud", "in", "-o", "out", "--rejects", "bad.txt"], "unsupported reject file type"),
         (["fraud", "in", "-o", "in/out"], "overlaps the input"),
     ],
 )

@@ -15,7 +15,7 @@ import pytest
 from ray_scoring_models import CountingModel, fraud_model, rows, write_parts
 
 import loopml
-from loopml.core.errors import InvalidInput, NotFound
+from loopml.core.errors import InvalidInput, NotFound, StoreError
 from loopml.core.ray_executor import ClusterUnavailable
 from loopml.predictions import read_predictions, segments
 from loopml.registry.skops_io import UntrustedArtifact
@@ -156,6 +156,108 @@ def test_a_bad_row_fails_the_job_and_nothing_is_left(
     assert failed.runs[0].params["executor"] == "ray"
 
 
+def with_bad_rows(seed: int) -> pd.DataFrame:
+    """600 `rows`, some breaking the signature (nulls where none are allowed), one run of them 61 rows long."""
+    data = rows(600, seed=seed)
+    data.loc[[7, 444], "age"] = None
+    data.loc[100:160, "amount"] = None  # a whole batch of bad rows at chunk_rows=50
+    data.loc[[3, 599], "channel"] = None
+    return data
+
+
+def test_bad_rows_go_to_the_reject_file_as_local_scoring_rejects_them(
+    ray_cluster: Any, fraud: Tracker, tmp_path: Path
+) -> None:
+    data = with_bad_rows(seed=7)
+    files = write_parts(data, tmp_path / "in", 3)
+    data.to_parquet(tmp_path / "all.parquet")
+    local = score(
+        "fraud", tmp_path / "all.parquet", tmp_path / "local.parquet", rejects=tmp_path / "local-bad.parquet",
+        log=False,
+    )  # fmt: skip
+    assert local.rejected > 60
+
+    result = score(
+        "fraud", tmp_path / "in", tmp_path / "scored", rejects=tmp_path / "bad" / "rejects.parquet",
+        executor="ray", workers=2, chunk_rows=50, id_column="customer",
+    )  # fmt: skip
+    assert (result.rows, result.scored, result.rejected) == (600, local.scored, local.rejected)
+    assert result.logged_rows == local.scored
+    assert result.rejects == str(tmp_path / "bad" / "rejects.parquet")
+    out = pd.read_parquet(tmp_path / "scored")
+    pd.testing.assert_frame_equal(by_customer(out), by_customer(pd.read_parquet(tmp_path / "local.parquet")))
+
+    bad = by_customer(pd.read_parquet(tmp_path / "bad" / "rejects.parquet"))
+    expected = by_customer(pd.read_parquet(tmp_path / "local-bad.parquet"))
+    assert bad.columns.tolist() == [*data.columns, "_file", "_reasons"]
+    pd.testing.assert_frame_equal(bad.drop(columns="_file"), expected.drop(columns="_row"))
+    # Each reject names the input file that held it.
+    where = {c: str(path) for path in files for c in pd.read_parquet(path)["customer"]}
+    assert bad["_file"].tolist() == [where[c] for c in bad["customer"]]
+    assert sorted(p.name for p in (tmp_path / "bad").iterdir()) == ["rejects.parquet"]
+    assert leftovers(tmp_path) == []
+
+    params = loopml.Client(fraud).get_run(result.run_id).params
+    assert (params["rows"], params["scored_rows"], params["rejected_rows"]) == (
+        "600",
+        str(local.scored),
+        str(local.rejected),
+    )
+    assert params["rejects"] == str(tmp_path / "bad" / "rejects.parquet")
+    assert len(read_predictions(fraud, "fraud", source="batch")) == local.scored
+
+
+def test_a_csv_reject_file_and_no_bad_rows_give_an_empty_one(
+    ray_cluster: Any, fraud: Tracker, tmp_path: Path
+) -> None:
+    data = with_bad_rows(seed=8)
+    write_parts(data, tmp_path / "in", 2)
+    data.to_parquet(tmp_path / "all.parquet")
+    score("fraud", tmp_path / "all.parquet", tmp_path / "l.parquet", rejects=tmp_path / "l.csv", log=False)
+    result = score(
+        "fraud", tmp_path / "in", tmp_path / "scored", rejects=tmp_path / "bad.csv", executor="ray",
+        log=False, chunk_rows=40,
+    )  # fmt: skip
+    bad = by_customer(pd.read_csv(tmp_path / "bad.csv"))
+    expected = by_customer(pd.read_csv(tmp_path / "l.csv"))
+    assert len(bad) == result.rejected == len(expected)
+    pd.testing.assert_frame_equal(bad.drop(columns="_file"), expected.drop(columns="_row"))
+
+    write_parts(rows(100, seed=9), tmp_path / "good", 2)
+    clean = score(
+        "fraud",
+        tmp_path / "good",
+        tmp_path / "o2",
+        rejects=tmp_path / "none.parquet",
+        executor="ray",
+        log=False,
+    )
+    assert (clean.rows, clean.scored, clean.rejected) == (100, 100, 0)
+    empty = pd.read_parquet(tmp_path / "none.parquet")
+    assert empty.empty
+    assert empty.columns.tolist() == [*rows(0).columns, "_file", "_reasons"]
+    assert leftovers(tmp_path) == []
+
+
+def test_a_failed_job_leaves_neither_output_nor_rejects(
+    ray_cluster: Any, fraud: Tracker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from loopml.serving import batch_ray
+
+    write_parts(with_bad_rows(seed=10), tmp_path / "in", 2)
+
+    def broken(self: Any, temp: str, parts: list[str]) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(batch_ray._Place, "publish", broken)
+    with pytest.raises(StoreError, match="disk full"):
+        score("fraud", tmp_path / "in", tmp_path / "out", rejects=tmp_path / "bad.csv", executor="ray")
+    assert not (tmp_path / "out").exists()
+    assert not (tmp_path / "bad.csv").exists()
+    assert leftovers(tmp_path) == []
+    assert segments(fraud, "fraud") == []
+
+
 def test_s3_in_and_out(
     ray_cluster: Any,
     fraud: Tracker,
@@ -214,7 +316,10 @@ def test_s3_in_and_out(
         ("fraud", "in", "out.csv", {}, InvalidInput, "the output is a folder of Parquet files"),
         ("fraud", "in", "in/scored", {}, InvalidInput, "overlaps the input"),
         ("fraud", "in", "full", {}, InvalidInput, "already holds files"),
-        ("fraud", "in", "out", {"rejects": "bad.parquet"}, InvalidInput, "--rejects is not available"),
+        ("fraud", "in", "out", {"rejects": "bad.txt"}, InvalidInput, "unsupported reject file type"),
+        ("fraud", "in", "out", {"rejects": "out/bad.csv"}, InvalidInput, "is inside the output"),
+        ("fraud", "in", "out", {"rejects": "in/part-0.parquet"}, InvalidInput, "overlaps the input"),
+        ("fraud", "in", "out", {"rejects": "full.csv"}, InvalidInput, "is a folder"),
         ("fraud", "in", "out", {"executor": "threads"}, InvalidInput, "unknown executor 'threads'"),
         ("fraud", "in", "out", {"executor": "ray:4"}, InvalidInput, "unknown executor 'ray:4'"),
         (
@@ -244,7 +349,10 @@ def test_bad_input_is_refused_before_anything_runs(
     (tmp_path / "corrupt.parquet").write_bytes(b"PAR1 this is not parquet")
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "old.parquet").write_bytes(b"")
+    (tmp_path / "full.csv").mkdir()
     before = sorted(str(p) for p in tmp_path.rglob("*") if ".loopml" not in p.parts)
+    if "rejects" in options:
+        options = {**options, "rejects": str(tmp_path / options["rejects"])}
     with pytest.raises(exception) as error:
         score(ref, str(tmp_path / source), str(tmp_path / output), **{"executor": "ray", **options})
     assert message in str(error.value)

@@ -39,7 +39,9 @@ def score(
     ] = 50_000,
     rejects: Annotated[
         str | None,
-        typer.Option("--rejects", help="File for rows that break the signature, with reasons (local only)"),
+        typer.Option(
+            "--rejects", help="File for rows that break the signature, with reasons (.csv, .parquet or .pq)"
+        ),
     ] = None,
     on_error: Annotated[
         OnError | None,
@@ -70,8 +72,9 @@ def score(
 
     With --executor ray, Ray Data scores Parquet input (a file, a folder or a glob such as
     's3://bucket/in/*.parquet') into a folder of Parquet part files, in no particular row order. There
-    --rejects is not available: the first bad row fails the job and nothing is written. The predictions are
-    logged by reading the output back through this process (--no-log skips that pass).
+    --rejects (a local or s3:// file) names each bad row's input file in `_file` instead of its row
+    number (`_row`): use --id-column to tell rows apart. The predictions are logged by reading the output
+    back through this process (--no-log skips that pass).
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -106,13 +109,13 @@ def score(
     if json_output:
         print_json(result)
         return
+    rejected = f", {result.rejected} rejected -> {escape(str(result.rejects))}" if result.rejects else ""
     if executor.strip() != "local":
         console.print(
             f"{escape(result.model)}@v{result.version}: scored {result.scored} rows on Ray -> "
-            f"{escape(result.output)}  (run {result.run_id})"
+            f"{escape(result.output)}{rejected}  (run {result.run_id})"
         )
         return
-    rejected = f", {result.rejected} rejected -> {escape(str(result.rejects))}" if result.rejects else ""
     console.print(
         f"{escape(result.model)}@v{result.version}: scored {result.scored} of {result.rows} rows in "
         f"{result.chunks} chunk(s) -> {escape(result.output)}{rejected}  (run {result.run_id})"

@@ -100,7 +100,8 @@ def score(
 
     `executor`: None or "local" (this process), or "ray" / "ray://HOST:PORT": Parquet input (a file, folder
     or glob, local or s3://) scored by Ray Data into a folder of Parquet files by `workers` actors (default:
-    the cluster's CPUs less one); no `rejects` there, and the predictions are logged by reading the output
+    the cluster's CPUs less one); the reject file there is merged from the actors' bad rows, with the source
+    file (`_file`) instead of the row number (`_row`), and the predictions are logged by reading the output
     back here (`log=False` skips that pass). See `loopml.serving.batch_ray`.
     """
     from loopml.tracking.fluent import active_run, start_run

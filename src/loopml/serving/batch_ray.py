@@ -11,7 +11,14 @@ is checked against the signature as local scoring does.
 Where it differs from local scoring (`loopml.serving.batch`):
 
 - Parquet only, in and out; the output is a folder of part files (and a `_SUCCESS` marker, written last).
-- No reject file: the first row that breaks the signature fails the job (`ScoringFailed`), nothing written.
+- Rejects: without `rejects`, the first row that breaks the signature fails the job (`ScoringFailed`),
+  nothing written. With it, each actor sets its bad rows aside (as Parquet parts in a temporary sibling of
+  the reject file) and scores the rest; at the end the driver merges them into one file, CSV or Parquet by
+  its extension as locally, local or `s3://`, moved into place just before the output (a failed job leaves
+  neither). Its columns are the input columns, `_file` and `_reasons` (the same reasons as local scoring
+  gives). Ray Data keeps no row number, so instead of local scoring's `_row` a reject carries `_file`, the
+  input file it came from (null when the input has a column named `path`, which Ray Data would overwrite);
+  pass `id_column` to name rows. Rejected rows are in no particular order.
 - Row order is not kept (blocks go to whichever actor is free): match rows on a column, not on position.
 - The part files are written into a temporary sibling folder and moved into place at the end, so a failed job
   leaves nothing at the output path. Locally the move is one rename; S3 has no rename, so each part file is
@@ -60,7 +67,9 @@ from loopml.registry.loading import load_from_blobs
 from loopml.registry.signature import Signature
 from loopml.registry.signature_check import validate
 from loopml.serving.batch import (
+    FORMATS,
     PREDICTION,
+    REASONS,
     Progress,
     ScoreResult,
     ScoringFailed,
@@ -78,6 +87,8 @@ if TYPE_CHECKING:
 
 PARQUET = (".parquet", ".pq")
 SUCCESS = "_SUCCESS"
+FILE = "_file"  # on Ray, a reject's source file (local scoring's `_row` has no equivalent there)
+_PATH = "path"  # the column Ray Data's read_parquet(include_paths=True) adds
 _GLOB = ("*", "?", "[")
 _S3 = ("s3://", "s3a://")
 _AWS_KEYS = {"AWS_ACCESS_KEY_ID": "key", "AWS_SECRET_ACCESS_KEY": "secret", "AWS_SESSION_TOKEN": "token"}
@@ -118,11 +129,6 @@ def score_on_ray(
     cluster = executor_for(spec)  # refuses a malformed address before anything else is looked at
     if not isinstance(cluster, RayExecutor):  # pragma: no cover - executor_for("ray...") is always one
         raise InvalidInput(f"{executor!r} is not a Ray cluster")
-    if rejects is not None:
-        raise InvalidInput(
-            "--rejects is not available with --executor ray: there a row that breaks the model's signature "
-            "fails the job and nothing is written; score with the local executor to set bad rows aside"
-        )
     if chunk_rows < 1:
         raise InvalidInput(f"chunk_rows must be at least 1, got {chunk_rows}")
     if workers is not None and workers < 1:
@@ -137,15 +143,19 @@ def score_on_ray(
     schema = source.schema(files[0])
     _check_columns(schema.names, signature, source.url, id_column)
     target.check_output(source, files)
+    sink = _Rejects.of(str(rejects), source, target, files, _PATH not in schema.names) if rejects else None
     try:
         ray = cluster.connect()
-        if not cluster.local_cluster and not (source.remote and target.remote):
+        if not cluster.local_cluster and not (
+            source.remote and target.remote and (sink is None or sink.place.remote)
+        ):
             raise InvalidInput(
-                "a remote Ray cluster cannot read or write this machine's files: give s3:// input and output"
+                "a remote Ray cluster cannot read or write this machine's files: give s3:// input, output "
+                "and rejects"
             )
         size, cpus = _pool(cluster.max_workers, workers)
         paths = tuple(sys.path) if cluster.local_cluster else ()
-        plan = _Plan(worker_settings(opened.settings), version, strict, id_column, paths)
+        plan = _Plan(worker_settings(opened.settings), version, strict, id_column, paths, sink)
         job = _RayJob(ray, opened, plan, signature, source, target, files, schema, chunk_rows, size, cpus)
         return job.run(ref, spec, log=log, experiment=experiment, progress=progress)
     finally:
@@ -327,6 +337,109 @@ class _Plan:
     id_column: str | None
     # The driver's sys.path, on a cluster on this machine: a python-flavor model's module imports there too.
     paths: tuple[str, ...]
+    rejects: _Rejects | None = None  # None: a bad row fails the job
+
+
+@dataclass(frozen=True)
+class _Rejects:
+    """The reject file: the actors write their bad rows as Parquet parts into `parts` (a temporary sibling
+    folder), the driver merges them into `temp` (a temporary sibling file) and moves that into place."""
+
+    place: _Place
+    kind: str  # "csv" or "parquet"
+    parts: str
+    temp: str
+    paths: bool  # Ray Data adds each row's source file (read_parquet(include_paths=True))
+    source_remote: bool
+
+    @classmethod
+    def of(cls, url: str, source: _Place, target: _Place, files: list[str], paths: bool) -> _Rejects:
+        place = _Place.of(url)
+        kind = FORMATS.get(posixpath.splitext(place.path)[1].lower())
+        if kind is None:
+            raise InvalidInput(f"{place.url}: unsupported reject file type; use .csv, .parquet or .pq")
+        if place.remote == target.remote and _inside(place.path, target.path):
+            raise InvalidInput(
+                f"the reject file {place.url} is inside the output {target.url}; put it elsewhere"
+            )
+        if place.remote == source.remote and (place.path in files or _inside(place.path, source.path)):
+            raise InvalidInput(
+                f"the reject file {place.url} overlaps the input {source.url}; put it elsewhere"
+            )
+        try:
+            if place.fs.isdir(place.path):
+                raise InvalidInput(f"the reject file {place.url} is a folder; give a .csv or .parquet file")
+        except OSError as error:
+            raise InvalidInput(f"cannot write {place.url}: {_first_line(error)}") from None
+        parent, name = posixpath.split(place.path)
+        tag = uuid.uuid4().hex[:8]
+        return cls(place, kind, f"{parent}/.{name}.{tag}.parts.tmp", f"{parent}/.{name}.{tag}.tmp", paths,
+                   source.remote)  # fmt: skip
+
+    def set_aside(self, rows: pa.Table, files: pa.ChunkedArray | None, reasons: list[str]) -> None:
+        """In an actor: one part file with `rows`, their source files and why they were rejected."""
+        if files is None:
+            named = pa.nulls(rows.num_rows, pa.string())
+        else:
+            named = pa.array([self._shown(f) for f in files.to_pylist()], pa.string())
+        rows = rows.append_column(FILE, named).append_column(REASONS, pa.array(reasons, pa.string()))
+        with self.place.fs.open(f"{self.parts}/{uuid.uuid4().hex}.parquet", "wb") as stream:
+            pq.write_table(rows, stream)
+
+    def _shown(self, path: str | None) -> str | None:
+        return f"s3://{path}" if path is not None and self.source_remote else path
+
+    def prepare(self) -> None:
+        if not self.place.remote:
+            Path(self.parts).mkdir(parents=True, exist_ok=True)
+
+    def merge(self, schema: pa.Schema) -> int:
+        """The actors' parts as one CSV or Parquet file at `temp`, part by part; returns the rows."""
+        fs = self.place.fs
+        fs.invalidate_cache()  # Ray's workers wrote there, not this filesystem object
+        parts = (
+            sorted(p for p in fs.find(self.parts) if p.endswith(".parquet")) if fs.isdir(self.parts) else []
+        )
+        empty = pa.Table.from_batches([], schema).append_column(FILE, pa.array([], pa.string()))
+        empty = empty.append_column(REASONS, pa.array([], pa.string()))
+        rows = 0
+        writer: pq.ParquetWriter | None = None
+        with fs.open(self.temp, "wb" if self.kind == "parquet" else "w") as stream:
+            for part in parts or [None]:
+                if part is None:
+                    table = empty
+                else:
+                    with fs.open(part, "rb") as reading:
+                        table = pq.read_table(reading)
+                if self.kind == "csv":
+                    table.to_pandas().to_csv(stream, header=part == (parts or [None])[0], index=False)
+                elif writer is None:
+                    writer = pq.ParquetWriter(stream, table.schema)
+                    writer.write_table(table)
+                else:
+                    if table.schema != writer.schema:
+                        table = table.cast(writer.schema)  # a column that was all null in the first part
+                    writer.write_table(table)
+                rows += table.num_rows
+            if writer is not None:
+                writer.close()
+        return rows
+
+    def publish(self) -> None:
+        if self.place.remote:
+            self.place.fs.mv(self.temp, self.place.path)  # one object copy: it appears whole
+        else:
+            os.replace(self.temp, self.place.path)
+
+    def unpublish(self) -> None:
+        with contextlib.suppress(FileNotFoundError, OSError):
+            self.place.fs.rm(self.place.path)
+
+    def discard(self) -> None:
+        with contextlib.suppress(FileNotFoundError, OSError):
+            self.place.fs.rm(self.parts, recursive=True)
+        with contextlib.suppress(FileNotFoundError, OSError):
+            self.place.fs.rm(self.temp)
 
 
 class _Scorer:
@@ -357,17 +470,31 @@ class _Scorer:
             raise self.error
         job = self.job
         assert job is not None
+        sink = self.plan.rejects
+        files: pa.ChunkedArray | None = None
+        if sink is not None and sink.paths:
+            files = table.column(_PATH)
+            table = table.drop_columns([_PATH])
         frame, reasons = job._typed(table)
         reasons.update(job._bad_rows(frame.drop(index=list(reasons))))
         if reasons:
-            row, why = min(reasons.items())
-            which = ""
-            if self.plan.id_column is not None:
-                which = f" ({self.plan.id_column} {table.column(self.plan.id_column)[row].as_py()!r})"
-            raise ScoringFailed(
-                f"a row of the input{which} does not match the model signature ({why}); nothing was written: "
-                "fix the input, or score it with the local executor and --rejects FILE to set bad rows aside"
-            )
+            if sink is None:
+                row, why = min(reasons.items())
+                which = ""
+                if self.plan.id_column is not None:
+                    which = f" ({self.plan.id_column} {table.column(self.plan.id_column)[row].as_py()!r})"
+                raise ScoringFailed(
+                    f"a row of the input{which} does not match the model signature ({why}); nothing was "
+                    "written: fix the input, or pass a reject file (--rejects FILE) to set bad rows aside"
+                )
+            bad = pa.array(sorted(reasons), pa.int64())
+            sink.set_aside(table.take(bad), files.take(bad) if files is not None else None,
+                           [reasons[i] for i in bad.to_pylist()])  # fmt: skip
+            good = [i for i in range(table.num_rows) if i not in reasons]
+            table = table.take(pa.array(good, pa.int64()))
+            frame = frame.iloc[good].reset_index(drop=True)
+            if not good:
+                return table  # no rows: Ray Data writes nothing of it
         inputs = validate(job.signature, frame, strict_levels=job.strict, strict_ranges=job.strict)
         for name, values in job._predict(inputs).items():
             table = table.append_column(name, pa.array(values))
@@ -401,6 +528,9 @@ class _RayJob:
             "input_files": len(self.files), "output": self.target.url, "chunk_rows": self.chunk_rows,
             "executor": "ray", "ray_workers": self.size,
         }  # fmt: skip
+        sink = self.plan.rejects
+        if sink is not None:
+            params["rejects"] = sink.place.url
         if spec != "ray":
             params["ray_address"] = spec
         temp = self.target.temporary()
@@ -411,39 +541,65 @@ class _RayJob:
             ) as run:
                 run.set_tags({"loopml.job": "batch_score"})
                 run.log_params(params)
+                if sink is not None:
+                    sink.prepare()
                 self._score(temp)
                 try:
                     parts = self.target.parts(temp) or [self._write_empty(temp)]
-                    rows = self._log(run, parts, plog) if plog is not None else self._count(parts)
+                    scored = self._log(run, parts, plog) if plog is not None else self._count(parts)
+                    rejected = sink.merge(self.schema) if sink is not None else 0
+                    rows = scored + rejected
                     if progress is not None:
                         progress(rows, rows)
-                    run.log_params({"rows": rows, "scored_rows": rows, "rejected_rows": 0})
-                    self.target.publish(temp, parts)  # last: the output appears only when all else succeeded
+                    run.log_params({"rows": rows, "scored_rows": scored, "rejected_rows": rejected})
+                    self._publish(temp, parts)  # last: the files appear only when all else succeeded
                 except (OSError, pa.ArrowException) as error:
                     raise StoreError(
                         f"cannot finish writing {self.target.url}: {_first_line(error)}; nothing was written"
                     ) from None
         except BaseException:
             self.target.discard(temp)
+            if sink is not None:
+                sink.discard()
             if plog is not None:
                 plog.close()
                 # A failed job leaves no predictions.
                 forget(self.tracker, [s.segment_id for s in plog.written])
             raise
+        if sink is not None:
+            sink.discard()  # the parts folder
         if plog is not None:
             plog.close()
         return ScoreResult(
-            version.name, version.version, self.source.url, self.target.url, None, "", rows, rows, 0, 0, 0,
-            run.run_id, plog.written_rows if plog is not None else 0,
+            version.name, version.version, self.source.url, self.target.url,
+            sink.place.url if sink is not None else None, "", rows, scored, rejected, 0, 0, run.run_id,
+            plog.written_rows if plog is not None else 0,
         )  # fmt: skip
+
+    def _publish(self, temp: str, parts: list[str]) -> None:
+        """The reject file, then the output (its `_SUCCESS` last); the reject file goes if the output fails."""
+        sink = self.plan.rejects
+        if sink is not None:
+            sink.publish()
+        try:
+            self.target.publish(temp, parts)
+        except BaseException:
+            if sink is not None:
+                sink.unpublish()
+            raise
 
     def _score(self, temp: str) -> None:
         if not self.target.remote:
             Path(temp).parent.mkdir(parents=True, exist_ok=True)
         try:
             with _quiet() as data:
+                sink = self.plan.rejects
                 dataset = data.read_parquet(
-                    self.files, filesystem=self.source.arrow_fs, partitioning=None, file_extensions=None
+                    self.files,
+                    filesystem=self.source.arrow_fs,
+                    partitioning=None,
+                    file_extensions=None,
+                    include_paths=sink is not None and sink.paths,
                 )
                 # Ray Data packs small files into blocks of up to 128 MiB, and one block goes to one actor:
                 # blocks of a batch each spread the work over the pool.

@@ -242,14 +242,14 @@ def test_a_csv_reject_file_and_no_bad_rows_give_an_empty_one(
 def test_a_failed_job_leaves_neither_output_nor_rejects(
     ray_cluster: Any, fraud: Tracker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from loopml.serving import batch_ray
+    from loopml.serving import ray_files
 
     write_parts(with_bad_rows(seed=10), tmp_path / "in", 2)
 
     def broken(self: Any, temp: str, parts: list[str]) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr(batch_ray._Place, "publish", broken)
+    monkeypatch.setattr(ray_files.Place, "publish", broken)
     with pytest.raises(StoreError, match="disk full"):
         score("fraud", tmp_path / "in", tmp_path / "out", rejects=tmp_path / "bad.csv", executor="ray")
     assert not (tmp_path / "out").exists()
